@@ -1,0 +1,241 @@
+"""The one place defaults live: the base config, dataset presets, and validation.
+
+Config files under `configs/` start from `base_config()`, pick a dataset preset and
+override what their model needs. Code reads `config.x`; it never keeps its own defaults.
+`validate(config)` runs before anything compiles and raises `ConfigError` with a
+one-line message naming the offending key.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+DATASETS = ("synthetic", "ml-1m", "ml-100k", "beauty", "local", "tfds")
+MODELS = ("sasrec", "bert4rec", "transformer_recommender")
+LOSSES = ("bce", "ce", "sampled_softmax", "gbce")
+
+
+class ConfigError(ValueError):
+    """A config value is missing, mistyped or inconsistent."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key the code reads, with its default."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+
+    # --- data -------------------------------------------------------------
+    c.dataset = d = ml_collections.ConfigDict()
+    d.name = "synthetic"  # one of DATASETS; presets fill the fields below
+    d.source = "synthetic"  # synthetic | local | tfds
+    d.path = ""  # local file (plain or .gz)
+    d.format = "auto"  # auto | movielens_dat | ml100k | ratings_csv | user_item | user_items | table
+    d.user_col = "user"  # table format: column names
+    d.item_col = "item"
+    d.time_col = ""  # optional
+    d.rating_col = ""  # optional
+    d.tfds_name = "movielens/1m-ratings"
+    d.tfds_data_dir = ""  # "" = TFDS default (~/tensorflow_datasets)
+    d.min_rating = 0.0  # keep rating >= min_rating; 0 keeps everything
+    d.dedup = False  # keep the first (user, item) occurrence only
+    d.min_user_interactions = 0  # iterated k-core; 0 disables
+    d.min_item_interactions = 0
+    d.split = "leave_one_out"  # leave_one_out | temporal
+    d.val_time = 0  # temporal split: interactions at t >= val_time are validation...
+    d.test_time = 0  # ...and t >= test_time test (unix seconds)
+    d.cache_dir = ""  # "" = <workdir>/../.cache or ~/.cache/transrec_jax
+    # Synthetic generator (planted sequential structure).
+    d.synthetic = s = ml_collections.ConfigDict()
+    s.num_users = 2000
+    s.num_items = 500
+    s.num_topics = 10
+    s.min_len = 20
+    s.max_len = 60
+    s.topic_stay = 0.9  # probability to stay in the current topic per step
+    s.markov_weight = 0.8  # probability the next item follows the last item's successor set
+    s.successors = 3  # size of each item's successor set
+
+    # --- model ------------------------------------------------------------
+    c.model = m = ml_collections.ConfigDict()
+    m.name = "sasrec"  # one of MODELS
+    m.max_len = 50  # items the model sees
+    m.d_model = 64
+    m.num_layers = 2
+    m.num_heads = 2
+    m.d_ff = 256
+    m.dropout = 0.2
+    m.attention_dropout = 0.2
+    m.activation = "gelu"  # gelu | relu | swiglu
+    m.norm = "layernorm"  # layernorm | rmsnorm
+    m.norm_placement = "pre"  # pre | post | sasrec
+    m.positions = "learned"  # learned | sinusoidal | rotary | none
+    m.scale_embeddings = False  # multiply item embeddings by sqrt(d_model)
+    m.head = "tied"  # tied | linear
+    m.head_bias = False
+    m.fused_attention = False  # use jax.nn.dot_product_attention for the core
+    m.mask_prob = 0.2  # bert4rec Cloze masking rate
+    m.init_std = 0.02
+
+    # --- loss -------------------------------------------------------------
+    c.loss = lo = ml_collections.ConfigDict()
+    lo.name = "ce"  # one of LOSSES
+    lo.num_negatives = 1
+    lo.sampler = "uniform"  # uniform | popularity | in_batch
+    lo.logq_correction = True
+    lo.remove_accidental_hits = True
+    lo.gbce_t = 0.75
+    lo.ce_chunk_size = 0  # 0 = unchunked; else items per chunk
+    lo.label_smoothing = 0.0
+
+    # --- training ---------------------------------------------------------
+    c.train = t = ml_collections.ConfigDict()
+    t.batch_size = 128  # global, split over devices
+    t.num_epochs = 20
+    t.num_steps = 0  # > 0 overrides num_epochs
+    t.optimizer = "adam"  # adam | adamw
+    t.learning_rate = 1e-3
+    t.schedule = "constant"  # constant | cosine
+    t.warmup_steps = 0
+    t.weight_decay = 0.0
+    t.clip_norm = 0.0  # 0 disables
+    t.adam_b2 = 0.98
+    t.window = "last"  # last | random: which max_len window of a long history trains
+    t.bf16 = False
+    t.log_every = 50
+    t.eval_every_epochs = 1
+    t.eval_every_steps = 0  # > 0 overrides eval_every_epochs
+    t.patience = 5  # evaluations without improvement before stopping; 0 disables
+    t.early_stop_metric = "ndcg@10"
+    t.checkpoint_every_steps = 500
+    t.keep_checkpoints = 2
+
+    # --- evaluation -------------------------------------------------------
+    c.eval = e = ml_collections.ConfigDict()
+    e.ks = (1, 5, 10, 20)
+    e.mode = "full"  # full | sampled100 (pre-2020 protocol, labelled as such)
+    e.mask_history = True
+    e.batch_size = 256
+    e.item_chunk = 0  # 0 = score all items at once
+    return c
+
+
+def apply_dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
+    """Set dataset fields (and the dataset-dependent model/train defaults) for `name`."""
+    d = c.dataset
+    d.name = name
+    if name == "synthetic":
+        d.source = "synthetic"
+    elif name == "ml-1m":
+        d.source, d.format = "local", "user_item"
+        d.path = "../shared/data/ml-1m/ml-1m_sasrec-equiv_derived.txt.gz"
+        c.model.max_len = 200
+    elif name == "ml-100k":
+        d.source, d.format = "local", "ml100k"
+        d.path = "../shared/data/ml-100k/u.data.gz"
+        d.min_item_interactions = 5
+        c.model.max_len = 200
+    elif name == "beauty":
+        d.source, d.format = "local", "user_items"
+        d.path = "../shared/data/amazon/s3rec_Beauty.txt.gz"
+        c.model.max_len = 50
+    elif name == "tfds":
+        d.source = "tfds"
+        d.min_item_interactions = 5
+        c.model.max_len = 200
+    elif name == "local":
+        d.source = "local"
+    else:
+        raise ConfigError(f"dataset preset {name!r} unknown; expected one of {DATASETS}")
+
+
+def parse_arg(arg: str | None) -> dict[str, str]:
+    """Parse big_vision-style `variant,key=value,...` strings: bare words map to True."""
+    out: dict[str, str] = {}
+    for part in (arg or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, value = part.partition("=")
+        out[key.strip()] = value.strip() if sep else "True"
+    return out
+
+
+def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+    """Raise ConfigError naming the first bad key."""
+
+    def choice(key, value, options):
+        if value not in options:
+            raise ConfigError(f"config.{key}={value!r}: expected one of {tuple(options)}")
+
+    def positive(key, value, allow_zero=False):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+            kind = "a non-negative" if allow_zero else "a positive"
+            raise ConfigError(f"config.{key}={value!r}: expected {kind} integer")
+
+    d, m, lo, t, e = c.dataset, c.model, c.loss, c.train, c.eval
+    choice("dataset.name", d.name, DATASETS)
+    choice("dataset.source", d.source, ("synthetic", "local", "tfds"))
+    choice("dataset.split", d.split, ("leave_one_out", "temporal"))
+    if d.source == "local" and not d.path:
+        raise ConfigError("config.dataset.path is empty: a local dataset needs a file path")
+    if d.split == "temporal" and not (0 < d.val_time <= d.test_time):
+        raise ConfigError(
+            "config.dataset.val_time/test_time: a temporal split needs 0 < val_time <= test_time"
+        )
+    choice("model.name", m.name, MODELS)
+    positive("model.max_len", m.max_len)
+    if m.max_len < 2:
+        raise ConfigError(f"config.model.max_len={m.max_len}: expected at least 2")
+    for key in ("d_model", "num_layers", "num_heads", "d_ff"):
+        positive(f"model.{key}", m[key])
+    if m.d_model % m.num_heads:
+        raise ConfigError(
+            f"config.model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}"
+        )
+    if m.positions == "rotary" and (m.d_model // m.num_heads) % 2:
+        raise ConfigError("config.model.positions='rotary' needs an even head dimension")
+    choice("model.activation", m.activation, ("gelu", "relu", "swiglu"))
+    choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
+    choice("model.norm_placement", m.norm_placement, ("pre", "post", "sasrec"))
+    choice("model.positions", m.positions, ("learned", "sinusoidal", "rotary", "none"))
+    choice("model.head", m.head, ("tied", "linear"))
+    for key in ("dropout", "attention_dropout"):
+        if not 0.0 <= m[key] < 1.0:
+            raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
+    if not 0.0 < m.mask_prob < 1.0:
+        raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
+    choice("loss.name", lo.name, LOSSES)
+    choice("loss.sampler", lo.sampler, ("uniform", "popularity", "in_batch"))
+    positive("loss.num_negatives", lo.num_negatives)
+    positive("loss.ce_chunk_size", lo.ce_chunk_size, allow_zero=True)
+    if not 0.0 <= lo.gbce_t <= 1.0:
+        raise ConfigError(f"config.loss.gbce_t={lo.gbce_t}: expected a value in [0, 1]")
+    if m.name == "bert4rec" and lo.name in ("bce", "gbce"):
+        raise ConfigError(
+            f"config.loss.name={lo.name!r} cannot train model.name='bert4rec': use 'ce' or 'sampled_softmax'"
+        )
+    positive("train.batch_size", t.batch_size)
+    if t.batch_size % num_devices:
+        raise ConfigError(
+            f"config.train.batch_size={t.batch_size} is not divisible by the {num_devices} devices"
+        )
+    positive("train.num_epochs", t.num_epochs, allow_zero=True)
+    positive("train.num_steps", t.num_steps, allow_zero=True)
+    if t.num_epochs == 0 and t.num_steps == 0:
+        raise ConfigError("config.train.num_epochs and train.num_steps are both 0: nothing to train")
+    choice("train.optimizer", t.optimizer, ("adam", "adamw"))
+    choice("train.schedule", t.schedule, ("constant", "cosine"))
+    choice("train.window", t.window, ("last", "random"))
+    if not t.learning_rate > 0:
+        raise ConfigError(f"config.train.learning_rate={t.learning_rate}: expected > 0")
+    choice("eval.mode", e.mode, ("full", "sampled100"))
+    if not e.ks or any((not isinstance(k, int)) or k < 1 for k in e.ks):
+        raise ConfigError(f"config.eval.ks={tuple(e.ks)}: expected positive integers")
+    metric, _, k = t.early_stop_metric.partition("@")
+    if metric not in ("hr", "ndcg", "mrr", "recall") or not k.isdigit() or int(k) not in e.ks:
+        raise ConfigError(
+            f"config.train.early_stop_metric={t.early_stop_metric!r}: expected "
+            f"hr|ndcg|mrr|recall@K with K in eval.ks={tuple(e.ks)}"
+        )
+    positive("eval.batch_size", e.batch_size)
+    positive("eval.item_chunk", e.item_chunk, allow_zero=True)
