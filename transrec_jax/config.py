@@ -52,8 +52,8 @@ def base_config() -> ml_collections.ConfigDict:
     s.min_len = 20
     s.max_len = 60
     s.topic_stay = 0.9  # probability to stay in the current topic per step
-    s.markov_weight = 0.8  # probability the next item follows the last item's successor set
-    s.successors = 3  # size of each item's successor set
+    s.markov_weight = 0.6  # probability the next item follows the last item's successor set
+    s.successors = 4  # size of each item's successor set
 
     # --- model ------------------------------------------------------------
     c.model = m = ml_collections.ConfigDict()
@@ -239,3 +239,53 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         )
     positive("eval.batch_size", e.batch_size)
     positive("eval.item_chunk", e.item_chunk, allow_zero=True)
+
+
+def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collections.ConfigDict:
+    """Apply the rest of a parsed `get_config(arg)`: a dataset preset, `debug`, `a.b=value`.
+
+    `configs/sasrec.py:ml-1m,debug,loss.name=bce` → the ml-1m preset, the debug variant
+    (tiny model and budget), then config.loss.name = 'bce'. Config files pop their own
+    variant words first; anything left that is unknown is an error.
+    """
+    dataset = [w for w, v in words.items() if w in DATASETS and v == "True"]
+    if len(dataset) > 1:
+        raise ConfigError(f"config arg names several datasets: {dataset}")
+    apply_dataset_preset(c, dataset[0] if dataset else "synthetic")
+    if words.get("debug") == "True":
+        c.model.update(d_model=16, num_layers=1, num_heads=2, d_ff=32, max_len=min(c.model.max_len, 20))
+        c.train.update(num_epochs=0, num_steps=30, batch_size=32, eval_every_steps=15, log_every=10)
+        c.eval.batch_size = 64
+    for key, value in words.items():
+        if key in DATASETS or key == "debug":
+            continue
+        if value == "True" and "." not in key:
+            raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS} or 'debug'")
+        set_by_path(c, key, value)
+    c.lock()
+    return c
+
+
+def set_by_path(c: ml_collections.ConfigDict, key: str, value: str) -> None:
+    """config[a][b] = value parsed to the type of the current value; unknown keys are errors."""
+    *parents, leaf = key.split(".")
+    node = c
+    for p in parents:
+        if p not in node or not isinstance(node[p], ml_collections.ConfigDict):
+            raise ConfigError(f"config key {key!r} unknown")
+        node = node[p]
+    if leaf not in node:
+        raise ConfigError(f"config key {key!r} unknown")
+    old = node[leaf]
+    try:
+        if isinstance(old, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            new = value.lower() in ("true", "1")
+        elif isinstance(old, (tuple, list)):
+            new = tuple(type(old[0])(v) for v in value.replace("+", " ").split()) if old else ()
+        else:
+            new = type(old)(value)
+    except ValueError:
+        raise ConfigError(f"config key {key}={value!r}: expected a {type(old).__name__}") from None
+    node[leaf] = new

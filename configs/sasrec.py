@@ -1,0 +1,28 @@
+"""SASRec (Kang & McAuley, 2018): a causal Transformer predicting the next item at every position.
+
+Defaults train "SASRec+" (full softmax cross-entropy, Klenitskiy & Vasilev 2023); the `bce`
+variant is the original recipe: binary cross-entropy with one sampled negative, post-attention
+LayerNorm placement, one head.
+
+Run:
+  python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec
+  python -m transrec_jax.main --config=configs/sasrec.py:ml-1m --workdir=/tmp/sasrec_ml1m
+  python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,bce --workdir=/tmp/sasrec_bce
+Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, `bce`, and any
+`a.b=value` override.
+"""
+
+from transrec_jax import config as config_lib
+
+
+def get_config(arg=None):
+    words = config_lib.parse_arg(arg)
+    c = config_lib.base_config()
+    c.model.name = "sasrec"
+    c.model.num_heads = 1
+    c.model.d_ff = 64
+    c.loss.name = "ce"
+    if words.pop("bce", None):
+        c.model.norm_placement = "sasrec"
+        c.loss.update(name="bce", num_negatives=1)
+    return config_lib.finalize(c, words)

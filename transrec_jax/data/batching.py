@@ -1,0 +1,139 @@
+"""Seeded host-side batchers with fixed shapes, so `jit` compiles each step once.
+
+Training rows are windows of `max_len + 1` items (the model's inputs plus the shifted
+target), right-aligned and left-padded with 0. Evaluation rows are the last `max_len`
+history items before a target, plus the user's whole history for masking, padded to a
+fixed batch size with a `valid` mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from transrec_jax.data.dataset import SequenceDataset
+from transrec_jax.data.splits import Split
+
+
+def gather_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """Rows items[max(start, end - width):end], right-aligned in a zero-padded [n, width] array."""
+    idx = ends[:, None] - width + np.arange(width)[None, :]
+    valid = idx >= starts[:, None]
+    return np.where(valid, items[np.where(valid, idx, 0)], 0).astype(np.int32)
+
+
+@dataclasses.dataclass
+class TrainBatcher:
+    """Epochs of shuffled training users; the state (epoch, batch) restores the stream exactly.
+
+    The user order of epoch e is a permutation drawn from (seed, e). A history trains on its
+    last window, or (`window='random'`) on the window ending at a uniformly random position
+    after its second item, drawn from (seed, epoch, batch) — every prefix is a training example
+    over the epochs, which one-target-per-window models need. The last batch of an epoch is filled with all-padding rows, which
+    carry no targets.
+    """
+
+    dataset: SequenceDataset
+    split: Split
+    max_len: int
+    batch_size: int
+    seed: int
+    window: str = "last"
+    epoch: int = 0
+    batch: int = 0
+
+    def __post_init__(self):
+        self.users = np.flatnonzero(self.split.train_end >= 2)
+        if len(self.users) == 0:
+            raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
+        self._order_epoch, self._order = -1, None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    def state(self) -> dict:
+        return {"epoch": int(self.epoch), "batch": int(self.batch)}
+
+    def restore(self, state: dict) -> None:
+        self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        if self._order_epoch != self.epoch:
+            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
+            self._order_epoch = self.epoch
+        users = self._order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
+        starts = self.dataset.offsets[users]
+        ends = starts + self.split.train_end[users]
+        width = self.max_len + 1
+        if self.window == "random":
+            rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
+            lo = starts + 2  # the shortest window that still has an input and a target
+            ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
+        seq = np.zeros((self.batch_size, width), dtype=np.int32)
+        seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
+        self.batch += 1
+        if self.batch == self.steps_per_epoch:
+            self.epoch, self.batch = self.epoch + 1, 0
+        return {"seq": seq}
+
+
+class EvalBatcher:
+    """Fixed-size evaluation batches for one part ('val' or 'test') of a split.
+
+    Each batch holds `history` [B, max_len] (the last max_len items before the target),
+    `target` [B], `valid` [B], `user` [B] (dense user index) and, when history masking is on,
+    `exclude` [B, H]: the user's whole history before the target, H = the longest such
+    history in this part (so every batch has the same shape).
+    """
+
+    def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
+                 batch_size: int, mask_history: bool = True):
+        if part not in ("val", "test"):
+            raise ValueError(f"part={part!r}: expected 'val' or 'test'")
+        self.dataset, self.max_len, self.batch_size = dataset, max_len, batch_size
+        self.users = split.eval_users(part)
+        pos = (split.val_pos if part == "val" else split.test_pos)[self.users]
+        self.starts = dataset.offsets[self.users]
+        self.ends = self.starts + pos  # exclusive end of the history = index of the target
+        self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
+
+    def __len__(self) -> int:
+        return -(-len(self.users) // self.batch_size)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.users)
+
+    def targets(self) -> np.ndarray:
+        return self.dataset.items[self.ends]
+
+    def histories(self) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends) of each evaluated user's history in dataset.items."""
+        return self.starts, self.ends
+
+    def __iter__(self):
+        b, items = self.batch_size, self.dataset.items
+        for first in range(0, len(self.users), b):
+            sl = slice(first, first + b)
+            n = len(self.users[sl])
+            batch = {
+                "history": np.zeros((b, self.max_len), np.int32),
+                "target": np.zeros(b, np.int32),
+                "valid": np.zeros(b, bool),
+                "user": np.zeros(b, np.int32),
+            }
+            batch["history"][:n] = gather_windows(items, self.starts[sl], self.ends[sl], self.max_len)
+            batch["target"][:n] = items[self.ends[sl]]
+            batch["valid"][:n] = True
+            batch["user"][:n] = self.users[sl]
+            if self.exclude_width:
+                batch["exclude"] = np.zeros((b, self.exclude_width), np.int32)
+                batch["exclude"][:n] = gather_windows(
+                    items, self.starts[sl], self.ends[sl], self.exclude_width
+                )
+            yield batch
