@@ -132,7 +132,6 @@ def apply_dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
     elif name == "ml-100k":
         d.source, d.format = "local", "ml100k"
         d.path = "../shared/data/ml-100k/u.data.gz"
-        d.min_item_interactions = 5
         c.model.max_len = 200
     elif name == "beauty":
         d.source, d.format = "local", "user_items"

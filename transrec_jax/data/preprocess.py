@@ -38,12 +38,14 @@ def preprocess(raw: Interactions, dataset_cfg) -> SequenceDataset:
         )
 
     # Dense user index; np.unique sorts, so users come out in ascending original id.
+    # int32 indices halve the working set (ML-20M scale must fit in 2 GB).
     user_ids, user_idx = np.unique(raw.users, return_inverse=True)
-    user_idx = user_idx.astype(np.int64)
+    user_idx = user_idx.astype(np.int32)
     item_ids, item_idx = np.unique(raw.items, return_inverse=True)
-    item_idx = item_idx.astype(np.int64)
+    item_idx = item_idx.astype(np.int32)
 
     rows = np.flatnonzero(keep)
+    del keep
     if raw.timestamps is None:
         order = np.argsort(user_idx[rows], kind="stable")
     else:
@@ -52,7 +54,7 @@ def preprocess(raw: Interactions, dataset_cfg) -> SequenceDataset:
     del order
 
     if d.dedup:
-        pair = user_idx[rows] * len(item_ids) + item_idx[rows]
+        pair = user_idx[rows].astype(np.int64) * len(item_ids) + item_idx[rows]
         _, first = np.unique(pair, return_index=True)
         rows = rows[np.sort(first)]
         del pair, first
