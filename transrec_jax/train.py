@@ -1,0 +1,257 @@
+"""`train_and_evaluate(config, workdir)`: one training run, readable top to bottom.
+
+data → model and optimizer → jitted train step over a data-parallel mesh → loop with
+periodic validation, early stopping and Orbax checkpoints → test evaluation of the best
+checkpoint beside the popularity baseline → `results.json`. Relaunching the same command in
+the same workdir resumes from the last checkpoint (params, optimizer state, step, data
+iterator and early-stopping state); randomness is a pure function of (config.seed, step).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+from tqdm import tqdm
+
+from transrec_jax import config as config_lib
+from transrec_jax import evaluate, losses
+from transrec_jax.checkpoint import Checkpoints
+from transrec_jax.data import load, splits
+from transrec_jax.data.batching import TrainBatcher
+from transrec_jax.data.dataset import format_stats
+from transrec_jax.metric_log import MetricLog
+from transrec_jax.models import build_model
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
+    """Adam/AdamW with optional warmup + cosine schedule and global-norm clipping.
+
+    Weight decay (AdamW) applies to matrices only: biases and norm scales are not decayed.
+    """
+    t = train_cfg
+    if t.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0, t.learning_rate, max(t.warmup_steps, 1), max(total_steps, t.warmup_steps + 1)
+        )
+    elif t.warmup_steps:
+        lr = optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
+    else:
+        lr = t.learning_rate
+    if t.optimizer == "adamw":
+        opt = optax.adamw(lr, b2=t.adam_b2, weight_decay=t.weight_decay,
+                          mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params))
+    else:
+        opt = optax.adam(lr, b2=t.adam_b2)
+    return optax.chain(optax.clip_by_global_norm(t.clip_norm), opt) if t.clip_norm else opt
+
+
+def init_state(config, num_items: int, total_steps: int, key):
+    """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}."""
+    dtype = jnp.bfloat16 if config.train.bf16 else jnp.float32
+    model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key))
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(config.train, total_steps)
+    return graphdef, tx, {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
+    """(state, batch, key) → (state, metrics). Pure: randomness comes from fold_in(key, step)."""
+    step_key = jax.random.fold_in(key, state["step"])
+    dropout_key, loss_key = jax.random.split(step_key)
+
+    def loss_fn(params):
+        model = nnx.merge(graphdef, params)
+        hidden, targets, weights = model.training_forward(batch["seq"], key=dropout_key)
+        W, b = model.output_table()
+        return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
+                                   item_log_probs=item_log_probs)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    new_state = {
+        "step": state["step"] + 1,
+        "params": optax.apply_updates(state["params"], updates),
+        "opt_state": opt_state,
+    }
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    start_time = time.time()
+    config_lib.validate(config, jax.device_count())
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2))
+
+    # --- data ---------------------------------------------------------------------------
+    dataset = load.load_dataset(config.dataset, config.seed, log=say)
+    split = splits.make_split(dataset, config.dataset)
+    stats = dataset.stats()
+    say(f"dataset {config.dataset.name}: {format_stats(stats)}")
+    batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
+                           config.seed, config.train.window)
+    total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
+    eval_every = config.train.eval_every_steps or config.train.eval_every_epochs * batcher.steps_per_epoch
+    item_counts = evaluate.train_item_counts(dataset, split)
+
+    # --- model, optimizer, state, compiled steps ----------------------------------------
+    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key)
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+    state = jax.device_put(state, replicated)
+    step_fn = jax.jit(
+        functools.partial(train_step, graphdef=graphdef, tx=tx, loss_cfg=config.loss,
+                          item_log_probs=_popularity_log_probs(item_counts, config.loss)),
+        in_shardings=(replicated, data_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=0,
+    )
+    validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
+
+    # --- resume -------------------------------------------------------------------------
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
+    restored, meta = checkpoints.restore(state)
+    progress = {"best_value": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
+    if restored is not None:
+        state = restored
+        batcher.restore(meta["batcher"])
+        progress = meta["progress"]
+        say(f"resumed from step {int(state['step'])}")
+    step = int(state["step"])
+    log = MetricLog(workdir, step)
+
+    def save(best=False):
+        checkpoints.save(step, state, {"batcher": batcher.state(), "progress": progress}, best=best)
+
+    # --- training loop ------------------------------------------------------------------
+    metric = config.train.early_stop_metric
+    loop_start, first_step = time.time(), step
+    bar = tqdm(total=total_steps, initial=step, desc="train")
+    pending = None  # the previous step's metrics, checked after the next step is dispatched
+    while step < total_steps and not progress["stopped_early"]:
+        batch = jax.device_put(next(batcher), data_sharding)
+        state, step_metrics = step_fn(state, batch, train_key)
+        step += 1
+        if pending is not None:
+            _check_finite(*pending, checkpoints)
+        pending = (step, step_metrics)
+        if step % config.train.log_every == 0 or step == total_steps:
+            values = jax.device_get(step_metrics)
+            log.write(step, "train", values)
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        bar.update(1)
+        if step % eval_every == 0 or step == total_steps:
+            _check_finite(*pending, checkpoints)
+            values = validate(state["params"])
+            log.write(step, "val", values)
+            say(f"step {step} validation: {_fmt(values, config.eval.ks)}")
+            if progress["best_value"] is None or values[metric] > progress["best_value"]:
+                progress.update(best_value=values[metric], best_step=step, bad_evals=0)
+                save(best=True)
+            else:
+                progress["bad_evals"] += 1
+            if config.train.patience and progress["bad_evals"] >= config.train.patience:
+                say(f"early stop at step {step}: no {metric} gain in {progress['bad_evals']} evaluations")
+                progress["stopped_early"] = True
+        if (step % config.train.checkpoint_every_steps == 0 or progress["stopped_early"]
+                or step == total_steps):
+            _check_finite(*pending, checkpoints)
+            save()
+    bar.close()
+    if pending is not None:
+        _check_finite(*pending, checkpoints)
+    train_seconds = time.time() - loop_start
+
+    # --- test evaluation of the best checkpoint -----------------------------------------
+    checkpoints.wait()
+    best_state, _ = checkpoints.restore(state, best=True)
+    test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
+    test_metrics = test((best_state or state)["params"])
+    popularity = test.popularity(item_counts)
+    checkpoints.close()
+    log.write(step, "test", test_metrics)
+    log.close()
+    say(f"test (best step {progress['best_step']}): {_fmt(test_metrics, config.eval.ks)}")
+    say(f"popularity baseline: {_fmt(popularity, config.eval.ks)}")
+
+    steps_run = step - first_step
+    results = {
+        "config": config.to_dict(),
+        "protocol": evaluate.protocol(config),
+        "dataset": {"name": config.dataset.name, **stats, "split": split.summary()},
+        "test": test_metrics,
+        "test_popularity": popularity,
+        "best_validation": {metric: progress["best_value"]},
+        "best_step": progress["best_step"],
+        "steps": step,
+        "epochs": step / batcher.steps_per_epoch,
+        "steps_per_epoch": batcher.steps_per_epoch,
+        "num_params": num_params,
+        "wall_time_s": time.time() - start_time,
+        "train_time_s": train_seconds,
+        "steps_per_s": steps_run / train_seconds if steps_run else None,
+        "device": {"kind": jax.devices()[0].device_kind, "count": jax.device_count(),
+                   "platform": jax.default_backend(), "host": platform.node()},
+        "versions": {"jax": jax.__version__},
+    }
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(_jsonable(results), f, indent=2)
+    return results
+
+
+def _popularity_log_probs(item_counts: np.ndarray, loss_cfg):
+    """log q(item) of the popularity sampler (entry 0, padding, is -inf); None when unused."""
+    if loss_cfg.name not in ("bce", "gbce", "sampled_softmax") or loss_cfg.sampler != "popularity":
+        return None
+    with np.errstate(divide="ignore"):
+        log_q = np.log(item_counts / item_counts.sum())
+    log_q[0] = -np.inf
+    return jnp.asarray(log_q, jnp.float32)
+
+
+def say(message: str) -> None:
+    """Progress messages that do not break the progress bar."""
+    tqdm.write(message)
+
+
+def _check_finite(step, step_metrics, checkpoints):
+    loss = float(step_metrics["loss"])
+    if not np.isfinite(loss):
+        checkpoints.wait()
+        raise NonFiniteLossError(
+            f"loss is {loss} at step {step}; stopped, the last good checkpoint is kept "
+            f"(step {checkpoints.latest_step()})"
+        )
+
+
+def _fmt(values: dict, ks) -> str:
+    k = 10 if 10 in ks else max(ks)
+    names = [n for n in (f"hr@{k}", f"ndcg@{k}", f"mrr@{k}", f"sampled100/hr@{k}",
+                         f"sampled100/ndcg@{k}") if n in values]
+    return " ".join(f"{n}={values[n]:.4f}" for n in names)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return x
