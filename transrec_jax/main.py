@@ -25,9 +25,29 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     try:
-        train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except (ConfigError, DataError, train.NonFiniteLossError) as e:
         sys.exit(f"error: {e}")
+    print(summary_table(results))
+
+
+def summary_table(results: dict) -> str:
+    """Test metrics of the best checkpoint beside the popularity baseline, with the protocol."""
+    p = results["protocol"]
+    lines = [
+        f"test metrics ({p['split']}, {p['ranking']}, history masked: {p['history_masked']}; "
+        f"best step {results['best_step']} of {results['steps']}, {results['wall_time_s']:.0f} s)",
+    ]
+    ks = sorted({int(name.split("@")[1]) for name in results["test"]})
+    lines.append("| metric | " + " | ".join(f"@{k}" for k in ks) + " |")
+    lines.append("|---" * (len(ks) + 1) + "|")
+    for metric in ("hr", "ndcg", "mrr", "recall", "coverage"):
+        for label, values in (("model", results["test"]), ("popularity", results["test_popularity"])):
+            cells = [values.get(f"{metric}@{k}") for k in ks]
+            if all(c is None for c in cells):
+                continue
+            lines.append(f"| {metric} {label} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
