@@ -1,0 +1,38 @@
+"""Transformer sequential recommenders: attention, blocks, positions and the three models."""
+
+from transrec_jax.models.attention import (
+    KVCache,
+    MultiHeadAttention,
+    bidirectional_mask,
+    causal_mask,
+    combine_masks,
+    dropout,
+    key_padding_mask,
+)
+from transrec_jax.models.layers import DecoderLayer, EncoderLayer, FeedForward, make_norm
+from transrec_jax.models.recommenders import (
+    BERT4Rec,
+    Recommender,
+    SASRec,
+    TransformerRecommender,
+    build_model,
+)
+
+__all__ = [
+    "BERT4Rec",
+    "DecoderLayer",
+    "EncoderLayer",
+    "FeedForward",
+    "KVCache",
+    "MultiHeadAttention",
+    "Recommender",
+    "SASRec",
+    "TransformerRecommender",
+    "bidirectional_mask",
+    "build_model",
+    "causal_mask",
+    "combine_masks",
+    "dropout",
+    "key_padding_mask",
+    "make_norm",
+]

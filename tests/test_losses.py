@@ -1,0 +1,310 @@
+"""Losses and negative samplers against numpy references on small random cases."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from transrec_jax import negatives
+from transrec_jax.config import base_config
+from transrec_jax.losses import binary_cross_entropy, compute_loss
+
+NUM_ITEMS, D, K = 12, 8, 3
+TARGETS = np.array([[0, 0, 3, 5, 5, 1, 12, 7], [2, 9, 9, 4, 11, 6, 3, 8]])
+WEIGHTS = (TARGETS != 0).astype(np.float32)
+WEIGHTS[1, 0] = 0.0  # a real id with weight 0 counts as padding too
+POPULARITY = np.arange(NUM_ITEMS + 1, dtype=np.float64)  # item i drawn ∝ i; padding never
+with np.errstate(divide="ignore"):
+    LOG_PROBS = np.log(POPULARITY / POPULARITY.sum())  # entry 0 = -inf
+
+
+def loss_cfg(name, **overrides):
+    cfg = base_config().loss
+    cfg.update({"name": name, "num_negatives": K, **overrides})
+    return cfg
+
+
+def case(seed=0, bias=True):
+    keys = jax.random.split(jax.random.key(seed), 3)
+    hidden = jax.random.normal(keys[0], TARGETS.shape + (D,))
+    W = 0.5 * jax.random.normal(keys[1], (NUM_ITEMS + 1, D))
+    b = 0.5 * jax.random.normal(keys[2], (NUM_ITEMS + 1,)) if bias else None
+    return hidden, jnp.asarray(TARGETS), jnp.asarray(WEIGHTS), W, b
+
+
+def np_scores(hidden, W, b):
+    s = np.asarray(hidden, np.float64).reshape(-1, D) @ np.asarray(W, np.float64).T
+    return s if b is None else s + np.asarray(b, np.float64)
+
+
+def np_average(per_position):
+    w = WEIGHTS.reshape(-1).astype(np.float64)
+    return (np.where(w > 0, per_position, 0) * w).sum() / w.sum()
+
+
+def np_softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def np_ce(hidden, W, b, smoothing):
+    s = np_scores(hidden, W, b)[:, 1:]  # items 1..num_items
+    lse = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1)
+    t = np.maximum(TARGETS.reshape(-1), 1) - 1
+    target = s[np.arange(len(t)), t]
+    return np_average(lse - (1 - smoothing) * target - smoothing * s.mean(1))
+
+
+def np_binary(hidden, W, b, negs, beta, remove_hits):
+    s = np_scores(hidden, W, b)
+    t = TARGETS.reshape(-1)
+    rows = np.arange(len(t))
+    positive = s[rows, t]
+    negative = np_softplus(s[rows[:, None], negs])
+    if remove_hits:
+        negative = np.where(negs == t[:, None], 0.0, negative)
+    return np_average(beta * np_softplus(-positive) + negative.sum(1))
+
+
+@pytest.mark.parametrize("smoothing,bias", [(0.0, True), (0.1, False)])
+def test_cross_entropy_matches_numpy(smoothing, bias):
+    hidden, targets, weights, W, b = case(bias=bias)
+    loss, aux = compute_loss(
+        loss_cfg("ce", label_smoothing=smoothing), hidden, targets, weights, W, b, None
+    )
+    np.testing.assert_allclose(loss, np_ce(hidden, W, b, smoothing), rtol=1e-5)
+    assert aux["num_targets"] == WEIGHTS.sum()
+
+
+@pytest.mark.parametrize("chunk_size", [5, 12])  # 12 items: a ragged last chunk, then exact chunks
+def test_chunked_cross_entropy_equals_full_in_value_and_gradient(chunk_size):
+    hidden, targets, weights, W, b = case()
+
+    def loss(chunk):
+        cfg = loss_cfg("ce", label_smoothing=0.1, ce_chunk_size=chunk)
+        return jax.jit(
+            jax.value_and_grad(
+                lambda h, W, b: compute_loss(cfg, h, targets, weights, W, b, None)[0],
+                argnums=(0, 1, 2),
+            )
+        )
+
+    full, full_grads = loss(0)(hidden, W, b)
+    chunked, chunked_grads = loss(chunk_size)(hidden, W, b)
+    np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=1e-5)
+    for g_chunked, g_full in zip(chunked_grads, full_grads, strict=True):
+        np.testing.assert_allclose(g_chunked, g_full, atol=1e-5)
+    np.testing.assert_array_equal(full_grads[1][0], 0.0)  # the padding row is not a class
+
+
+def _largest_intermediate(jaxpr) -> int:
+    largest = 0
+    for eqn in jaxpr.eqns:
+        for var in eqn.outvars:
+            largest = max(largest, int(np.prod(getattr(var.aval, "shape", ()))))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else [param]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    largest = max(largest, _largest_intermediate(inner))
+    return largest
+
+
+def test_chunked_cross_entropy_never_builds_full_logits():
+    rows, items, dim, chunk = 64, 1000, 4, 100
+    hidden = jnp.ones((1, rows, dim))
+    targets, weights = jnp.ones((1, rows), jnp.int32), jnp.ones((1, rows))
+    W, b = jnp.ones((items + 1, dim)), jnp.zeros((items + 1,))
+
+    def largest(chunk_size):
+        cfg = loss_cfg("ce", ce_chunk_size=chunk_size)
+        grad = jax.grad(
+            lambda h, W: compute_loss(cfg, h, targets, weights, W, b, None)[0], argnums=(0, 1)
+        )
+        return _largest_intermediate(jax.make_jaxpr(grad)(hidden, W).jaxpr)
+
+    assert largest(0) >= rows * items  # the check sees the full logits when they exist
+    assert largest(chunk) < rows * items // 4
+
+
+@pytest.mark.parametrize("sampler,remove_hits", [("uniform", True), ("popularity", False)])
+def test_bce_matches_numpy(sampler, remove_hits):
+    hidden, targets, weights, W, b = case()
+    key = jax.random.key(5)
+    cfg = loss_cfg("bce", sampler=sampler, remove_accidental_hits=remove_hits)
+    loss, _ = compute_loss(
+        cfg, hidden, targets, weights, W, b, key, item_log_probs=jnp.asarray(LOG_PROBS, jnp.float32)
+    )
+    negs = negatives.sample(
+        sampler,
+        key,
+        (TARGETS.size, K),
+        num_items=NUM_ITEMS,
+        item_log_probs=jnp.asarray(LOG_PROBS, jnp.float32),
+    )
+    np.testing.assert_allclose(
+        loss, np_binary(hidden, W, b, np.asarray(negs), 1.0, remove_hits), rtol=1e-5
+    )
+
+
+def test_binary_cross_entropy_with_explicit_negatives_matches_numpy():
+    hidden, targets, _, W, b = case()
+    negs = np.random.default_rng(0).integers(1, NUM_ITEMS + 1, size=(TARGETS.size, K))
+    negs[2, 0] = TARGETS.reshape(-1)[2]  # an accidental hit
+    h, t = hidden.reshape(-1, D), jnp.maximum(targets.reshape(-1), 1)
+    per_position = binary_cross_entropy(
+        h, t, W, b, jnp.asarray(negs), positive_weight=0.3, remove_accidental_hits=True
+    )
+    s = np_scores(hidden, W, b)
+    rows = np.arange(TARGETS.size)
+    negative = np.where(negs == np.asarray(t)[:, None], 0.0, np_softplus(s[rows[:, None], negs]))
+    expected = 0.3 * np_softplus(-s[rows, np.asarray(t)]) + negative.sum(1)
+    np.testing.assert_allclose(per_position, expected, rtol=1e-5)
+
+
+def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
+    hidden, targets, weights, W, b = case()
+    key = jax.random.key(6)
+    negs = np.asarray(negatives.sample("uniform", key, (TARGETS.size, K), num_items=NUM_ITEMS))
+    t = 0.75
+    alpha = K / (NUM_ITEMS - 1)
+    beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+    gbce, _ = compute_loss(loss_cfg("gbce", gbce_t=t), hidden, targets, weights, W, b, key)
+    np.testing.assert_allclose(gbce, np_binary(hidden, W, b, negs, beta, True), rtol=1e-5)
+    at_zero, _ = compute_loss(loss_cfg("gbce", gbce_t=0.0), hidden, targets, weights, W, b, key)
+    bce, _ = compute_loss(loss_cfg("bce"), hidden, targets, weights, W, b, key)
+    np.testing.assert_allclose(at_zero, bce, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "sampler,logq,remove_hits",
+    [
+        ("uniform", False, False),
+        ("popularity", True, True),
+        ("popularity", False, True),
+        ("in_batch", True, True),
+    ],
+)
+def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
+    hidden, _, _, W, b = case()
+    flat = np.where(TARGETS == 0, 4, TARGETS).reshape(
+        -1
+    )  # in-batch draws depend on the batch: all real here
+    key = jax.random.key(7)
+    cfg = loss_cfg(
+        "sampled_softmax",
+        sampler=sampler,
+        logq_correction=logq,
+        remove_accidental_hits=remove_hits,
+        num_negatives=6,
+    )
+    item_log_probs = jnp.asarray(LOG_PROBS, jnp.float32)
+    targets = jnp.asarray(flat.reshape(TARGETS.shape))
+    loss, _ = compute_loss(
+        cfg, hidden, targets, jnp.ones(TARGETS.shape), W, b, key, item_log_probs=item_log_probs
+    )
+    negs = np.asarray(
+        negatives.sample(
+            sampler,
+            key,
+            (6,),
+            num_items=NUM_ITEMS,
+            item_log_probs=item_log_probs,
+            targets=jnp.asarray(flat),
+            weights=jnp.ones(flat.shape),
+        )
+    )
+    log_q = {
+        "uniform": lambda ids: np.full(np.shape(ids), -np.log(NUM_ITEMS)),
+        "popularity": lambda ids: LOG_PROBS[ids],
+        "in_batch": lambda ids: np.log((np.asarray(ids)[..., None] == flat).sum(-1) / flat.size),
+    }[sampler]
+    s = np_scores(hidden, W, b)
+    positive = s[np.arange(flat.size), flat] - (log_q(flat) if logq else 0.0)
+    negative = s[:, negs] - (log_q(negs)[None] if logq else 0.0)
+    if remove_hits:
+        negative = np.where(negs[None] == flat[:, None], -np.inf, negative)
+    logits = np.concatenate([positive[:, None], negative], 1)
+    expected = (
+        np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - positive
+    ).mean()
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "name,sampler",
+    [
+        ("ce", "uniform"),
+        ("bce", "uniform"),
+        ("gbce", "popularity"),
+        ("sampled_softmax", "popularity"),
+        ("sampled_softmax", "in_batch"),
+    ],
+)
+def test_padding_contributes_nothing_and_gradients_are_finite(name, sampler):
+    hidden, targets, weights, W, b = case()
+    # Item 1 (a possible stand-in id for padding rows) has zero popularity: log q = -inf.
+    with np.errstate(divide="ignore"):
+        log_probs = np.log(np.r_[0.0, 0.0, np.ones(NUM_ITEMS - 1)] / (NUM_ITEMS - 1))
+    cfg = loss_cfg(name, sampler=sampler, logq_correction=True, ce_chunk_size=5)
+    real_targets = targets.at[0, 5].set(2)  # keep every real target drawable by the sampler
+    padded = np.asarray(weights == 0)
+
+    def loss(h):
+        return compute_loss(
+            cfg,
+            h,
+            real_targets,
+            weights,
+            W,
+            b,
+            jax.random.key(0),
+            item_log_probs=jnp.asarray(log_probs, jnp.float32),
+        )[0]
+
+    value, grad = jax.value_and_grad(loss)(hidden)
+    garbage = jnp.where(padded[..., None], 1e3, hidden)
+    np.testing.assert_allclose(loss(garbage), value, rtol=1e-6)
+    assert np.isfinite(value) and np.isfinite(grad).all()
+    np.testing.assert_array_equal(np.asarray(grad)[padded], 0.0)
+    assert np.abs(np.asarray(grad)[~padded]).sum() > 0
+
+
+def test_popularity_sampler_needs_log_probs():
+    hidden, targets, weights, W, b = case()
+    with pytest.raises(ValueError, match="loss.sampler"):
+        compute_loss(
+            loss_cfg("bce", sampler="popularity"), hidden, targets, weights, W, b, jax.random.key(0)
+        )
+
+
+def test_uniform_sampler_draws_real_items():
+    ids = np.asarray(negatives.uniform(jax.random.key(0), (5000,), NUM_ITEMS))
+    assert ids.min() == 1 and ids.max() == NUM_ITEMS and len(np.unique(ids)) == NUM_ITEMS
+
+
+def test_popularity_sampler_follows_the_probabilities():
+    ids = np.asarray(
+        negatives.popularity(jax.random.key(0), (20000,), jnp.asarray(LOG_PROBS, jnp.float32))
+    )
+    frequencies = np.bincount(ids, minlength=NUM_ITEMS + 1) / ids.size
+    assert frequencies[0] == 0
+    np.testing.assert_allclose(frequencies, np.exp(LOG_PROBS), atol=0.01)
+    np.testing.assert_allclose(
+        negatives.log_q(
+            "popularity", jnp.array([3]), num_items=NUM_ITEMS, item_log_probs=jnp.asarray(LOG_PROBS)
+        ),
+        LOG_PROBS[[3]],
+        rtol=1e-6,
+    )
+
+
+def test_in_batch_sampler_draws_real_targets_by_frequency():
+    targets = jnp.array([5, 5, 5, 2, 7, 7])
+    weights = jnp.array([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])  # item 7 only at weight-0 positions
+    ids = np.asarray(negatives.in_batch(jax.random.key(0), (20000,), targets, weights))
+    assert set(np.unique(ids)) == {2, 5}
+    np.testing.assert_allclose((ids == 5).mean(), 0.75, atol=0.015)
+    log_q = negatives.log_q(
+        "in_batch", jnp.array([5, 2]), num_items=NUM_ITEMS, targets=targets, weights=weights
+    )
+    np.testing.assert_allclose(log_q, np.log([0.75, 0.25]), rtol=1e-6)

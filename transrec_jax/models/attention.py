@@ -1,0 +1,211 @@
+"""Multi-head scaled dot-product attention, its boolean masks, dropout and a KV cache.
+
+Masks are boolean, True = "this query may attend to this key", shaped to broadcast against
+[B, H, Lq, Lk], and combine with `combine_masks` (logical AND). A query row with no allowed
+key (a padding query under causal + key-padding masks) gets all-zero weights and a zero
+attention output instead of NaNs; such rows are padding and never feed a real position.
+
+Dropout randomness comes from an explicit key (None = deterministic) so the module holds
+only parameters. Incremental decoding passes a `KVCache` pytree in and gets the updated one
+back, which works under jit and lax.scan.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from transrec_jax.models.positions import apply_rotary
+
+
+def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
+    """Inverted dropout; the identity when key is None (evaluation) or rate is 0."""
+    if key is None or rate == 0.0:
+        return x
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def split_key(key: jax.Array | None, num: int) -> list[jax.Array | None]:
+    """`num` independent keys from `key`, or `num` Nones when running deterministically."""
+    if key is None:
+        return [None] * num
+    return list(jax.random.split(key, num))
+
+
+def causal_mask(length: int) -> jax.Array:
+    """bool[1, 1, L, L]: query i sees keys 0..i."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+
+
+def bidirectional_mask(q_len: int, k_len: int) -> jax.Array:
+    """bool[1, 1, Lq, Lk]: every query sees every key (padding is handled by key_padding_mask)."""
+    return jnp.ones((1, 1, q_len, k_len), dtype=bool)
+
+
+def key_padding_mask(valid: jax.Array) -> jax.Array:
+    """bool[B, 1, 1, Lk] from valid: bool[B, Lk] (e.g. tokens != 0)."""
+    return valid[:, None, None, :]
+
+
+def combine_masks(*masks: jax.Array | None) -> jax.Array | None:
+    """Logical AND of the given masks (None entries ignored); None if all are None."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    combined = present[0]
+    for m in present[1:]:
+        combined = jnp.logical_and(combined, m)
+    return combined
+
+
+class KVCache(NamedTuple):
+    """Projected keys/values of the positions decoded so far; slots >= index are unused."""
+
+    keys: jax.Array  # [B, capacity, H, Dh], rotary already applied
+    values: jax.Array  # [B, capacity, H, Dh]
+    index: jax.Array  # int32 scalar: number of filled slots
+
+
+class MultiHeadAttention(nnx.Module):
+    """softmax(Q Kᵀ / √d_k) V over `num_heads` heads with Q/K/V/output projections.
+
+    `rotary=True` rotates q and k by their positions (self-attention only; a cross-attention
+    has no shared position axis). `fused=True` computes the core with
+    `jax.nn.dot_product_attention`; it has no attention dropout, so it requires
+    dropout_rate == 0, and a call asking for the weights runs the explicit path instead.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        *,
+        dropout_rate: float,
+        rotary: bool,
+        fused: bool,
+        init_std: float,
+        dtype,
+        rngs: nnx.Rngs,
+    ):
+        if d_model % num_heads:
+            raise ValueError(
+                f"config.model.d_model={d_model} is not divisible by model.num_heads={num_heads}"
+            )
+        if fused and dropout_rate > 0:
+            raise ValueError(
+                "config.model.fused_attention=True needs model.attention_dropout=0 "
+                "(jax.nn.dot_product_attention has no attention dropout)"
+            )
+        self.num_heads = num_heads
+        self.head_dim = d_model // num_heads
+        self.dropout_rate = dropout_rate
+        self.rotary = rotary
+        self.fused = fused
+        self.dtype = dtype
+
+        def projection():
+            return nnx.Linear(
+                d_model,
+                d_model,
+                dtype=dtype,
+                kernel_init=nnx.initializers.normal(init_std),
+                rngs=rngs,
+            )
+
+        self.query_proj = projection()
+        self.key_proj = projection()
+        self.value_proj = projection()
+        self.output_proj = projection()
+
+    def _project(self, inputs_q, inputs_kv, q_positions, kv_positions):
+        """Q, K, V split into heads [B, L, H, Dh]; q and k rotated when rotary."""
+
+        def split_heads(x):
+            return x.reshape(*x.shape[:-1], self.num_heads, self.head_dim)
+
+        q = split_heads(self.query_proj(inputs_q))
+        k = split_heads(self.key_proj(inputs_kv))
+        v = split_heads(self.value_proj(inputs_kv))
+        if self.rotary:
+            q, k = apply_rotary(q, q_positions), apply_rotary(k, kv_positions)
+        return q, k, v
+
+    def _merge_heads(self, out: jax.Array) -> jax.Array:
+        return self.output_proj(out.reshape(*out.shape[:-2], -1))
+
+    def __call__(
+        self,
+        inputs_q: jax.Array,
+        inputs_kv: jax.Array,
+        *,
+        mask: jax.Array | None = None,
+        key: jax.Array | None = None,
+        return_weights: bool = False,
+    ):
+        """inputs_q [B, Lq, D], inputs_kv [B, Lk, D] -> [B, Lq, D].
+
+        With return_weights, also the attention weights [B, H, Lq, Lk] (before dropout).
+        """
+        q_positions, kv_positions = jnp.arange(inputs_q.shape[1]), jnp.arange(inputs_kv.shape[1])
+        q, k, v = self._project(inputs_q, inputs_kv, q_positions, kv_positions)
+        out, weights = self._attend(q, k, v, mask, key, return_weights)
+        out = self._merge_heads(out)
+        return (out, weights) if return_weights else out
+
+    def init_cache(self, batch_size: int, capacity: int) -> KVCache:
+        """An empty cache for up to `capacity` decoded positions."""
+        shape = (batch_size, capacity, self.num_heads, self.head_dim)
+        dtype = self.dtype or jnp.float32
+        return KVCache(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype), jnp.zeros((), jnp.int32))
+
+    def decode(
+        self,
+        inputs_q: jax.Array,
+        inputs_kv: jax.Array,
+        cache: KVCache,
+        *,
+        mask: jax.Array | None = None,
+        key: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache]:
+        """Causal self-attention for S new positions appended after the cached ones.
+
+        inputs_q / inputs_kv: [B, S, D], the new positions' query and key/value sources (the
+        same array unless a norm placement feeds them differently). The new positions see
+        every cached slot and the new ones up to themselves; `mask` (broadcastable to
+        [B, H, S, capacity]) can remove more, e.g. padding. The caller keeps
+        index + S <= capacity.
+        """
+        steps = inputs_q.shape[1]
+        positions = cache.index + jnp.arange(steps)
+        q, k, v = self._project(inputs_q, inputs_kv, positions, positions)
+        start = (0, cache.index, 0, 0)
+        keys = jax.lax.dynamic_update_slice(cache.keys, k.astype(cache.keys.dtype), start)
+        values = jax.lax.dynamic_update_slice(cache.values, v.astype(cache.values.dtype), start)
+        capacity = cache.keys.shape[1]
+        seen = jnp.arange(capacity)[None, :] <= positions[:, None]  # [S, capacity]
+        out, _ = self._attend(q, keys, values, combine_masks(seen[None, None], mask), key, False)
+        return self._merge_heads(out), KVCache(keys, values, cache.index + steps)
+
+    def _attend(self, q, k, v, mask, key, return_weights):
+        """q [B, Lq, H, Dh], k/v [B, Lk, H, Dh] -> ([B, Lq, H, Dh], [B, H, Lq, Lk] or None)."""
+        scale = self.head_dim**-0.5
+        if self.fused and not return_weights:
+            out = jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale)
+            if mask is not None:  # match the explicit path on rows with no allowed key
+                batch, q_len, heads = q.shape[:3]
+                has_key = jnp.broadcast_to(jnp.any(mask, axis=-1), (batch, heads, q_len))
+                out = jnp.where(has_key.transpose(0, 2, 1)[..., None], out, 0).astype(out.dtype)
+            return out, None
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+        if mask is not None:
+            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+        weights = jax.nn.softmax(logits, axis=-1)
+        if mask is not None:
+            weights = jnp.where(mask, weights, 0.0)
+        dropped = dropout(weights, self.dropout_rate, key)
+        out = jnp.einsum("bhqk,bkhd->bqhd", dropped.astype(v.dtype), v)
+        return out, weights

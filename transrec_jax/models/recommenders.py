@@ -1,0 +1,189 @@
+"""SASRec, BERT4Rec and a last-item Transformer recommender over one shared encoder.
+
+Token ids: 0 = padding, 1..num_items = items, num_items + 1 = [MASK] (BERT4Rec only).
+Sequences are right-aligned and left-padded. All three models embed items (+ positions),
+run `model.num_layers` EncoderLayers with a key-padding mask (causal for SASRec and the
+Transformer recommender, bidirectional for BERT4Rec) and score items against an output
+table. They differ in their training objective and in how they read a user vector.
+
+Randomness (dropout, BERT4Rec masking) comes only from the `key` arguments, so the model's
+state is parameters only and a train step is a pure function of (params, batch, key).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from transrec_jax.models.attention import (
+    bidirectional_mask,
+    causal_mask,
+    combine_masks,
+    dropout,
+    key_padding_mask,
+    split_key,
+)
+from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
+from transrec_jax.models.positions import make_positions
+
+
+class Recommender(nnx.Module):
+    """Item embedding, positions, encoder stack, final norm and output table.
+
+    Subclasses set `causal` / `has_mask_token` and implement `training_forward`.
+    """
+
+    causal: bool = True
+    has_mask_token: bool = False  # an extra embedding row, id num_items + 1
+
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
+        if num_items < 1:
+            raise ValueError(f"num_items={num_items}: a model needs at least one item")
+        if model_cfg.head not in ("tied", "linear"):
+            raise ValueError(f"config.model.head={model_cfg.head!r}: expected tied | linear")
+        m = model_cfg
+        d_model = m.d_model
+        init = nnx.initializers.normal(m.init_std)
+        self.num_items = num_items
+        self.max_len = m.max_len
+        self.dropout_rate = m.dropout
+        self.embedding_scale = d_model**0.5 if m.scale_embeddings else 1.0
+        vocab_size = num_items + (2 if self.has_mask_token else 1)
+        self.item_embedding = nnx.Embed(
+            vocab_size, d_model, dtype=dtype, embedding_init=init, rngs=rngs
+        )
+        self.positions = make_positions(m, dtype=dtype, rngs=rngs)
+        layers = [EncoderLayer(m, dtype=dtype, rngs=rngs) for _ in range(m.num_layers)]
+        self.layers = nnx.List(layers)
+        final_norm = has_final_norm(m.norm_placement)
+        self.final_norm = make_norm(m.norm, d_model, dtype=dtype, rngs=rngs) if final_norm else None
+        # Each attribute is assigned once: NNX fixes data vs static at the first assignment.
+        rows = num_items + 1
+        linear = m.head == "linear"
+        self.output_weight = nnx.Param(init(rngs.params(), (rows, d_model))) if linear else None
+        self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
+
+    def encode(self, tokens: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout."""
+        length = tokens.shape[1]
+        if length > self.max_len:
+            raise ValueError(f"sequence length {length} > config.model.max_len={self.max_len}")
+        embedding_key, *layer_keys = split_key(key, len(self.layers) + 1)
+        x = self.item_embedding(tokens) * self.embedding_scale
+        if self.positions is not None:
+            x = x + self.positions(length)
+        x = dropout(x, self.dropout_rate, embedding_key)
+        order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
+        mask = combine_masks(key_padding_mask(tokens != 0), order)
+        for layer, layer_key in zip(self.layers, layer_keys, strict=True):
+            x = layer(x, mask=mask, key=layer_key)
+        return self.final_norm(x) if self.final_norm is not None else x
+
+    def output_table(self) -> tuple[jax.Array, jax.Array | None]:
+        """(W [num_items + 1, D], b [num_items + 1] or None): row i scores item id i.
+
+        Row 0 is padding (callers mask it). tied: the item-embedding rows 0..num_items
+        (BERT4Rec's [MASK] row excluded); linear: a separate weight. b exists when
+        model.head_bias, for either head (BERT4Rec's tied head has an output bias).
+        """
+        if self.output_weight is not None:
+            weight = self.output_weight[...]
+        else:
+            weight = self.item_embedding.embedding[...][: self.num_items + 1]
+        bias = self.output_bias[...] if self.output_bias is not None else None
+        return weight, bias
+
+    def score_all(self, hidden: jax.Array) -> jax.Array:
+        """hidden [..., D] -> float32 scores [..., num_items + 1]."""
+        weight, bias = self.output_table()
+        weight = weight.astype(hidden.dtype)
+        scores = jnp.einsum("...d,vd->...v", hidden, weight, preferred_element_type=jnp.float32)
+        return scores if bias is None else scores + bias
+
+    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """The vector that scores the item after history int32[B, L]: the last hidden state."""
+        return self.encode(history, key=key)[:, -1]
+
+    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+        raise NotImplementedError
+
+
+class SASRec(Recommender):
+    """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
+
+    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+        """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weight = target != 0.
+
+        Every non-padding target trains, including the first item (predicted from a padding
+        position), as in SASRec.
+        """
+        targets = seq[:, 1:]
+        hidden = self.encode(seq[:, :-1], key=key)
+        return hidden, targets, (targets != 0).astype(jnp.float32)
+
+
+class TransformerRecommender(Recommender):
+    """Causal encoder trained only on the last item of each window (T = 1)."""
+
+    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+        """seq [B, max_len + 1] -> hidden [B, 1, D] of the last input, target seq[:, -1]."""
+        targets = seq[:, -1:]
+        hidden = self.encode(seq[:, :-1], key=key)[:, -1:]
+        return hidden, targets, (targets != 0).astype(jnp.float32)
+
+
+def cloze_mask(key: jax.Array, tokens: jax.Array, mask_prob: float) -> jax.Array:
+    """bool[B, L]: which non-padding tokens BERT4Rec masks.
+
+    Each non-padding item is masked with probability mask_prob (plain replacement, the
+    BERT4Rec-RecSys convention, not BERT's 80/10/10). A non-empty row that drew no mask gets
+    its item with the smallest uniform draw masked -- one non-padding position chosen
+    uniformly -- so every such row has a target; the expected rate for a row of n items is
+    therefore mask_prob + (1 - mask_prob)^n / n.
+    """
+    real = tokens != 0
+    draws = jnp.where(real, jax.random.uniform(key, tokens.shape), jnp.inf)
+    smallest = jnp.arange(tokens.shape[1])[None, :] == jnp.argmin(draws, axis=1)[:, None]
+    return real & ((draws < mask_prob) | smallest)
+
+
+class BERT4Rec(Recommender):
+    """Bidirectional Cloze model (Sun et al., CIKM 2019); [MASK] id = num_items + 1."""
+
+    causal = False
+    has_mask_token = True
+
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs)
+        self.mask_id = num_items + 1
+        self.mask_prob = model_cfg.mask_prob
+
+    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+        """Cloze set-up on the last max_len items of seq [B, max_len + 1] (see `cloze_mask`).
+
+        Masked items are replaced by the [MASK] id; targets are the original items at masked
+        positions (weight 1), 0 elsewhere (weight 0).
+        """
+        mask_key, encode_key = jax.random.split(key)
+        tokens = seq[:, 1:]
+        masked = cloze_mask(mask_key, tokens, self.mask_prob)
+        inputs = jnp.where(masked, self.mask_id, tokens)
+        hidden = self.encode(inputs, key=encode_key)
+        targets = jnp.where(masked, tokens, 0)
+        return hidden, targets, masked.astype(jnp.float32)
+
+    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """Drop the oldest item, append [MASK], read the hidden state at that last position."""
+        mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
+        return self.encode(jnp.concatenate([history[:, 1:], mask_column], axis=1), key=key)[:, -1]
+
+
+MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
+
+
+def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs) -> Recommender:
+    """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32."""
+    if model_cfg.name not in MODELS:
+        raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
+    return MODELS[model_cfg.name](model_cfg, num_items, dtype=dtype, rngs=rngs)

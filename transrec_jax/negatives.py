@@ -1,0 +1,86 @@
+"""Negative item samplers and their sampling log-probabilities, keyed only by a jax key.
+
+uniform:    items 1..num_items, each with q = 1 / num_items.
+popularity: q = exp(item_log_probs) (entry 0, padding, is -inf and never drawn).
+in_batch:   the batch's own real targets, a position drawn ∝ its weight (uniformly for 0/1
+            weights), so q(item) = (its weight among the targets) / (total target weight).
+Draws are with replacement.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+SAMPLERS = ("uniform", "popularity", "in_batch")
+
+
+def uniform(key: jax.Array, shape: tuple[int, ...], num_items: int) -> jax.Array:
+    return jax.random.randint(key, shape, 1, num_items + 1, dtype=jnp.int32)
+
+
+def popularity(key: jax.Array, shape: tuple[int, ...], item_log_probs: jax.Array) -> jax.Array:
+    return _draw(key, shape, jnp.exp(item_log_probs.astype(jnp.float32)))
+
+
+def in_batch(key: jax.Array, shape: tuple[int, ...], targets: jax.Array, weights: jax.Array):
+    """Ids of targets[n] for positions n drawn with probability ∝ weights[n] (flat [N] inputs)."""
+    positions = _draw(key, shape, jnp.maximum(weights, 0.0).astype(jnp.float32))
+    return targets[positions].astype(jnp.int32)
+
+
+def _draw(key: jax.Array, shape: tuple[int, ...], probs: jax.Array) -> jax.Array:
+    """Indices drawn ∝ probs (zero-probability entries never).
+
+    jax.random.choice searches the CDF: O(len(probs) + draws) memory, where Gumbel-max
+    (jax.random.categorical) would build a [*shape, len(probs)] noise array.
+    """
+    return jax.random.choice(key, probs.shape[0], shape, replace=True, p=probs).astype(jnp.int32)
+
+
+def _check(sampler: str, item_log_probs, targets) -> None:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"config.loss.sampler={sampler!r}: expected one of {SAMPLERS}")
+    if sampler == "popularity" and item_log_probs is None:
+        raise ValueError("config.loss.sampler='popularity' needs item_log_probs")
+    if sampler == "in_batch" and targets is None:
+        raise ValueError("config.loss.sampler='in_batch' needs the batch targets")
+
+
+def sample(
+    sampler: str,
+    key: jax.Array,
+    shape: tuple[int, ...],
+    *,
+    num_items: int,
+    item_log_probs=None,
+    targets=None,
+    weights=None,
+) -> jax.Array:
+    """int32 item ids of the given shape from the named sampler (targets/weights flat [N])."""
+    _check(sampler, item_log_probs, targets)
+    if sampler == "uniform":
+        return uniform(key, shape, num_items)
+    if sampler == "popularity":
+        return popularity(key, shape, item_log_probs)
+    return in_batch(key, shape, targets, weights)
+
+
+def log_q(
+    sampler: str,
+    ids: jax.Array,
+    *,
+    num_items: int,
+    item_log_probs=None,
+    targets=None,
+    weights=None,
+) -> jax.Array:
+    """float32 log-probability that one draw of the named sampler returns each of `ids`."""
+    _check(sampler, item_log_probs, targets)
+    if sampler == "uniform":
+        return jnp.full(ids.shape, -jnp.log(float(num_items)), dtype=jnp.float32)
+    if sampler == "popularity":
+        return item_log_probs[ids].astype(jnp.float32)
+    real = jnp.where(weights > 0, weights, 0.0).astype(jnp.float32)
+    counts = jnp.sum((ids[..., None] == targets) * real, axis=-1)
+    return jnp.log(counts) - jnp.log(real.sum())
