@@ -111,7 +111,7 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, trained):
 
 _FOUR_DEVICES = textwrap.dedent("""
     import json, os, pathlib, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     sys.path.insert(0, {tests!r})
     import jax
     from transrec_jax import train
