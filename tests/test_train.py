@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -140,5 +141,26 @@ def test_four_devices_match_one_device(tmp_path, trained):
 def test_non_finite_loss_stops_with_the_step(tmp_path):
     c = tiny_config(tmp_path, **{"train.learning_rate": 1e30, "train.num_steps": 20,
                                  "train.checkpoint_every_steps": 1})
-    with pytest.raises(train.NonFiniteLossError, match=r"at step \d+"):
+    with pytest.raises(train.NonFiniteLossError, match=r"at step \d+") as err:
         train.train_and_evaluate(c, str(tmp_path / "nan"))
+    bad_step, kept_step = map(int, re.findall(r"step (\d+)", str(err.value)))
+    assert kept_step < bad_step
+    kept = os.listdir(os.path.join(tmp_path, "nan", "checkpoints"))
+    assert str(kept_step) in kept and all(int(k) < bad_step for k in kept if k.isdigit())
+
+
+def test_recommend_cli_writes_every_user_and_rejects_unknown_items(trained, tmp_path):
+    workdir = trained[0]
+    out = tmp_path / "top5.csv"
+    proc = subprocess.run([sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}",
+                           "--users=all", f"--output={out}", "--k=5"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding=None)
+    assert len(rows) == 600 * 5 and set(np.unique(rows["rank"])) == {1, 2, 3, 4, 5}
+    ds = json.load(open(os.path.join(workdir, "results.json")))["dataset"]
+    assert len(np.unique(rows["user"])) == ds["users"]
+    bad = subprocess.run([sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}",
+                          "--history=1,999999"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --history: item ids ['999999']")
