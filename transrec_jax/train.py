@@ -210,8 +210,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
                    "platform": jax.default_backend(), "host": platform.node()},
         "versions": {"jax": jax.__version__},
     }
-    with open(os.path.join(workdir, "results.json"), "w") as f:
+    # Written atomically: its presence marks a finished run (sweeps skip such runs).
+    tmp = os.path.join(workdir, "results.json.tmp")
+    with open(tmp, "w") as f:
         json.dump(_jsonable(results), f, indent=2)
+    os.replace(tmp, os.path.join(workdir, "results.json"))
     return results
 
 

@@ -1,0 +1,36 @@
+"""Output head ablation on ML-1M: tied vs separate item table, every vs last position trained.
+
+  head    tied: scores are dot products with the input item embeddings (SASRec);
+          linear: a separate output table (the tutorial "linear head")
+  target  every: SASRec's objective, the next item at every position of the window;
+          last: only the window's last position (model.name=transformer_recommender)
+
+Both axes are crossed (4 runs per seed) on the same encoder, configs/sasrec.py:ml-1m, with
+random training windows for every row (train.window=random), so last-position training sees
+all positions over the epochs; budget as in the loss ablation. Last-position training gets
+one target per user per epoch, so at equal epochs it sees far fewer targets: that is the
+point being measured.
+
+Run:
+  python -m transrec_jax.sweep --sweep=experiments/ablations/output_head.py
+  python -m transrec_jax.report --sweep=experiments/ablations/output_head.py
+"""
+
+BASE = "configs/sasrec.py:ml-1m,train.window=random"
+AXES = {
+    "head": ("model.head", ["tied", "linear"]),
+    "target": [
+        ("every", {"model.name": "sasrec"}),
+        ("last", {"model.name": "transformer_recommender"}),
+    ],
+}
+SEEDS = (0,)
+BUDGET = {
+    "train.num_epochs": 200,
+    "train.num_steps": 0,
+    "train.batch_size": 128,
+    "train.learning_rate": 1e-3,
+    "train.eval_every_epochs": 4,
+    "train.eval_every_steps": 0,
+    "train.patience": 10,
+}

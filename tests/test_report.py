@@ -1,0 +1,113 @@
+"""report: results.json / metrics.jsonl files written here → table (mean ± std over seeds, bold
+best, popularity row, failures marked, protocol above), CSVs and PNG plots."""
+
+import csv
+import json
+import os
+import textwrap
+
+import pytest
+
+from transrec_jax import report
+from transrec_jax import sweep as sweep_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEP = """
+    \"\"\"Toy ablation of the report tests.\"\"\"
+    BASE = "configs/sasrec.py:debug"
+    AXES = {
+        "loss": [("a", {"loss.name": "ce"}), ("b", {"loss.name": "bce"}), ("c", {"loss.name": "gbce"})],
+        "blocks": ("model.num_layers", [1, 2]),
+    }
+    SEEDS = (0, 1)
+    BUDGET = {"train.num_epochs": 3}
+"""
+# (loss, blocks, seed) → (hr@10, ndcg@10); "failed" and "unfinished" runs have no results.
+OUTCOMES = {
+    ("a", "1", 0): (0.5, 0.2), ("a", "1", 1): (0.6, 0.2),
+    ("a", "2", 0): (0.5, 0.22), ("a", "2", 1): (0.6, 0.22),
+    ("b", "1", 0): (0.4, 0.3), ("b", "1", 1): (0.4, 0.3),
+    ("b", "2", 0): (0.4, 0.31), ("b", "2", 1): "unfinished",
+    ("c", "1", 0): "failed", ("c", "1", 1): (0.45, 0.25),
+    ("c", "2", 0): "failed", ("c", "2", 1): "failed",
+}
+
+
+def fake_run(run: sweep_lib.Run, outcome) -> None:
+    os.makedirs(run.workdir)
+    curve = [{"step": s, "kind": "val", "ndcg@10": 0.1 * s} for s in (10, 20)]
+    with open(run.path("metrics.jsonl"), "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in curve)
+    if outcome == "failed":
+        with open(run.path("error.txt"), "w") as f:
+            f.write("exit code 1: error: boom\n\ntraceback...\n")
+    elif outcome != "unfinished":
+        hr, ndcg = outcome
+        results = {
+            "config": {"train": {"early_stop_metric": "ndcg@10"}},
+            "protocol": {"split": "leave_one_out", "ranking": "full (all items)", "history_masked": True,
+                         "ties": "pessimistic", "loss": run.labels["loss"], "negatives": None},
+            "dataset": {"name": "synthetic", "users": 2000, "items": 500, "interactions": 80000},
+            "test": {"hr@10": hr, "ndcg@10": ndcg, "mrr@10": ndcg / 2},
+            "test_popularity": {"hr@10": 0.3, "ndcg@10": 0.1, "mrr@10": 0.05},
+            "best_step": 20, "steps": 30, "epochs": 3.0, "wall_time_s": 12.0,
+        }
+        with open(run.path("results.json"), "w") as f:
+            json.dump(results, f)
+
+
+@pytest.fixture
+def swept(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "toy.py"
+    path.write_text(textwrap.dedent(SWEEP))
+    sweep = sweep_lib.load(str(path), root=str(tmp_path / "runs"))
+    for run in sweep.runs:
+        fake_run(run, OUTCOMES[run.labels["loss"], run.labels["blocks"], run.seed])
+    return sweep
+
+
+def row(md: str, start: str) -> list[str]:
+    (line,) = [line for line in md.splitlines() if line.startswith(start)]
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_table_means_bold_popularity_failures_and_protocol(swept, tmp_path):
+    out = str(tmp_path / "out")
+    md = report.write_report(swept, out, ["hr@10", "ndcg@10"], "ndcg@10")
+    assert md == open(os.path.join(out, "report.md")).read()
+    assert md.index("- **Protocol:** split: leave_one_out; ranking: full (all items)") < md.index("| loss |")
+    assert "ties: pessimistic (loss: by row)" in md and "negatives" not in md
+    assert "**Every run:** train.num_epochs=3" in md and "**Trained:** 3 epochs (30 steps)" in md
+    assert "Toy ablation of the report tests." in md
+    assert row(md, "| a | 1 |") == ["a", "1", "**0.5500 ± 0.0707**", "0.2000 ± 0.0000", "2/2", "3"]
+    assert row(md, "| a | 2 |")[2] == "**0.5500 ± 0.0707**"  # ties share the bold
+    assert row(md, "| b | 2 |") == ["b", "2", "0.4000", "**0.3100**", "1/2", "3"]
+    assert row(md, "| c | 1 |") == ["c", "1", "0.4500", "0.2500", "1/2 (1 failed)", "3"]
+    assert row(md, "| c | 2 |") == ["c", "2", "*failed*", "*failed*", "0/2 (2 failed)", "—"]
+    assert row(md, "| *popularity baseline* |") == ["*popularity baseline*", "", "0.3000", "0.1000", "", ""]
+    assert "- `blocks=1,loss=c,seed=0`: exit code 1: error: boom" in md
+    assert "`blocks=2,loss=b,seed=1` (unfinished)" in md
+    assert "![val_curves](val_curves.png)" in md
+
+    with open(os.path.join(out, "report.csv")) as f:
+        points = list(csv.DictReader(f))
+    assert len(points) == 7 and points[-1]["loss"] == "popularity"
+    assert float(points[0]["hr@10_mean"]) == pytest.approx(0.55) and points[0]["seeds_done"] == "2"
+    with open(os.path.join(out, "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+    assert [r["status"] for r in runs].count("done") == 8 and len(runs) == 12
+    assert {r["mrr@10"] for r in runs if r["status"] == "failed"} == {""}
+    for name in ("vs_loss.png", "vs_blocks.png", "val_curves.png"):
+        with open(os.path.join(out, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_before_any_run_finished(tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO)
+    path = tmp_path / "toy.py"
+    path.write_text(textwrap.dedent(SWEEP))
+    sweep = sweep_lib.load(str(path), root=str(tmp_path / "runs"))
+    md = report.write_report(sweep, sweep.root, ["hr@10"], "ndcg@10")
+    assert "No run has finished yet." in md and row(md, "| a | 1 |")[2] == "not finished"
+    assert not [f for f in os.listdir(sweep.root) if f.endswith(".png")]
