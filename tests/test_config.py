@@ -10,7 +10,7 @@ import pytest
 from transrec_jax import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["sasrec.py", "bert4rec.py", "transformer_recommender.py"]
+CONFIGS = ["sasrec.py", "bert4rec.py", "transformer_recommender.py", "encdec.py"]
 
 
 def load(spec):

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ml_collections
 
 DATASETS = ("synthetic", "ml-1m", "ml-100k", "beauty", "local", "tfds")
-MODELS = ("sasrec", "bert4rec", "transformer_recommender")
+MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec")
+SPLITS = ("leave_one_out", "temporal", "next_k")
 LOSSES = ("bce", "ce", "sampled_softmax", "gbce")
 
 
@@ -40,7 +41,8 @@ def base_config() -> ml_collections.ConfigDict:
     d.dedup = False  # keep the first (user, item) occurrence only
     d.min_user_interactions = 0  # iterated k-core; 0 disables
     d.min_item_interactions = 0
-    d.split = "leave_one_out"  # leave_one_out | temporal
+    d.split = "leave_one_out"  # leave_one_out | temporal | next_k
+    d.next_k = 5  # next_k split: the last next_k items per user are test, the next_k before them validation
     d.val_time = 0  # temporal split: interactions at t >= val_time are validation...
     d.test_time = 0  # ...and t >= test_time test (unix seconds)
     d.cache_dir = ""  # "" = <workdir>/../.cache or ~/.cache/transrec_jax
@@ -74,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     m.head_bias = False
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
     m.mask_prob = 0.2  # bert4rec Cloze masking rate
+    m.num_decoder_layers = 2  # encdec: DecoderLayers after the encoder
+    m.next_k = 5  # encdec: items the decoder is trained to emit (and at most generates)
+    m.beam_width = 1  # encdec generation: 1 = greedy, > 1 = beam search
     m.init_std = 0.02
 
     # --- loss -------------------------------------------------------------
@@ -174,7 +179,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     d, m, lo, t, e = c.dataset, c.model, c.loss, c.train, c.eval
     choice("dataset.name", d.name, DATASETS)
     choice("dataset.source", d.source, ("synthetic", "local", "tfds"))
-    choice("dataset.split", d.split, ("leave_one_out", "temporal"))
+    choice("dataset.split", d.split, SPLITS)
+    positive("dataset.next_k", d.next_k)
     if d.source == "local" and not d.path:
         raise ConfigError("config.dataset.path is empty: a local dataset needs a file path")
     if d.split == "temporal" and not (0 < d.val_time <= d.test_time):
@@ -201,6 +207,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
+    for key in ("num_decoder_layers", "next_k", "beam_width"):
+        positive(f"model.{key}", m[key])
+    if m.name == "encdec" and d.split == "next_k" and d.next_k > m.next_k:
+        raise ConfigError(
+            f"config.dataset.next_k={d.next_k} > model.next_k={m.next_k}: encdec generates at most model.next_k items"
+        )
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
     choice("loss.name", lo.name, LOSSES)
@@ -212,6 +224,11 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if m.name == "bert4rec" and lo.name in ("bce", "gbce"):
         raise ConfigError(
             f"config.loss.name={lo.name!r} cannot train model.name='bert4rec': use 'ce' or 'sampled_softmax'"
+        )
+    if m.name == "encdec" and lo.name in ("bce", "gbce"):
+        raise ConfigError(
+            f"config.loss.name={lo.name!r} cannot train model.name='encdec': its generation sums "
+            "softmax log-probabilities, use 'ce' or 'sampled_softmax'"
         )
     positive("train.batch_size", t.batch_size)
     if t.batch_size % num_devices:

@@ -6,6 +6,10 @@ already in the user's history, and reports HR/NDCG/MRR/Recall@K and catalog cove
 with pre-2020 papers and every metric it produces carries the `sampled100/` prefix.
 Batches have one fixed shape (padded, with a `valid` mask), so each evaluator compiles once
 and its results do not depend on the evaluation batch size.
+
+`NextKEvaluator` scores a list of K items per user against the user's K held-out items (a
+`next_k` split) with set Recall@K / NDCG@K: the encoder-decoder's generated list, or any
+model's full-ranking top-K, under the same history masking.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from transrec_jax import metrics, ranking
 from transrec_jax.data.batching import EvalBatcher
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.splits import Split
+from transrec_jax.models import recommenders
 
 SAMPLED_NEGATIVES = 100
 
@@ -127,3 +132,57 @@ def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled):
                                            kmax=kmax, item_chunk=item_chunk)
     per_user = metrics.metrics_from_ranks(ranks, batch["valid"], ks)
     return {k: v.sum() for k, v in per_user.items()}, topk
+
+
+NEXT_K_METHODS = ("generate", "top_k")
+
+
+class NextKEvaluator:
+    """Set Recall@K / NDCG@K of each user's K-item list against their K held-out items.
+
+    method 'generate' (the default for models that generate, i.e. encdec) decodes the list
+    with `beam_width` (default config.model.beam_width); 'top_k' takes the K best items of
+    the full ranking from `user_representation` (any model). K = split.num_targets.
+    """
+
+    def __init__(self, config, dataset: SequenceDataset, split: Split, part: str, graphdef, mesh,
+                 *, method: str | None = None, beam_width: int | None = None):
+        e = config.eval
+        self.k = split.num_targets
+        generates = hasattr(recommenders.MODELS[config.model.name], "generate")
+        self.method = method or ("generate" if generates else "top_k")
+        if self.method not in NEXT_K_METHODS:
+            raise ValueError(f"method={self.method!r}: expected one of {NEXT_K_METHODS}")
+        if self.method == "generate" and not generates:
+            raise ValueError(f"config.model.name={config.model.name!r} cannot generate: use method='top_k'")
+        self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
+                                   mask_history=e.mask_history, next_k=self.k)
+        self._data_sharding = NamedSharding(mesh, P("data"))
+        self._step = jax.jit(
+            functools.partial(_next_k_step, graphdef=graphdef, k=self.k, method=self.method,
+                              beam_width=beam_width or config.model.beam_width,
+                              item_chunk=e.item_chunk),
+            out_shardings=NamedSharding(mesh, P()),
+        )
+
+    def __call__(self, params) -> dict[str, float]:
+        sums = {}
+        for batch in self.batcher:
+            batch_sums = self._step(params, jax.device_put(batch, self._data_sharding))
+            for name, value in batch_sums.items():
+                sums[name] = sums.get(name, 0.0) + value
+        return metrics.summarize(jax.device_get(sums), self.batcher.num_users)
+
+
+def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk):
+    model = nnx.merge(graphdef, params)
+    exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
+    if method == "generate":
+        items, _ = model.generate(batch["history"], exclude, k=k, beam_width=beam_width)
+    else:
+        W, b = model.output_table()
+        no_target = jnp.zeros_like(batch["target"])  # id 0 is never rankable: plain top-K
+        _, items, _ = ranking.rank_full(model.user_representation(batch["history"]), W, b,
+                                        no_target, exclude, kmax=k, item_chunk=item_chunk)
+    per_user = metrics.next_k_metrics(items, batch["targets"], batch["valid"], (k,))
+    return {name: v.sum() for name, v in per_user.items()}

@@ -4,7 +4,9 @@
   python -m transrec_jax.recommend --workdir=DIR --users=all --output=top10.parquet [--k=10]
 
 Item ids are the dataset's original ids; the given history (or, for --users=all, each user's
-whole sequence) is excluded from the recommendations.
+whole sequence) is excluded from the recommendations. An encdec workdir generates the list
+(greedy or beam search, config.model.beam_width; --k at most config.model.next_k) and its
+scores are the log-probabilities of each list prefix.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from transrec_jax.config import ConfigError
 from transrec_jax.data import load
 from transrec_jax.data.batching import gather_windows
 from transrec_jax.data.errors import DataError
+from transrec_jax.models import generate
 from transrec_jax.train import init_state
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
@@ -70,6 +73,10 @@ class Recommender:
     def top_k(self, starts: np.ndarray, ends: np.ndarray, items: np.ndarray, k: int):
         """Top-k (original ids, scores) after each history items[start:end], excluding that history."""
         max_len = self.config.model.max_len
+        generates = self.config.model.name == "encdec"
+        if generates and k > self.config.model.next_k:
+            raise ConfigError(f"--k={k} exceeds config.model.next_k={self.config.model.next_k}, "
+                              "the longest list this encdec model generates")
         width = int((ends - starts).max(initial=1))
         out_items, out_scores = [], []
         for first in range(0, len(starts), _BATCH):
@@ -78,8 +85,12 @@ class Recommender:
             s, e = np.pad(s, (0, pad)), np.pad(e, (0, pad))
             history = gather_windows(items, s, e, max_len)
             exclude = gather_windows(items, s, e, width)
-            top_items, top_scores = _top_k(self._graphdef, self._params, history, exclude, k=k,
-                                           item_chunk=self.config.eval.item_chunk)
+            if generates:
+                top_items, top_scores = generate(self._graphdef, self._params, history, exclude,
+                                                 k=k, beam_width=self.config.model.beam_width)
+            else:
+                top_items, top_scores = _top_k(self._graphdef, self._params, history, exclude,
+                                               k=k, item_chunk=self.config.eval.item_chunk)
             out_items.append(np.asarray(top_items)[: _BATCH - pad])
             out_scores.append(np.asarray(top_scores)[: _BATCH - pad])
         return self.dataset.item_ids[np.concatenate(out_items)], np.concatenate(out_scores)

@@ -30,7 +30,7 @@ from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
 from transrec_jax.data.dataset import format_stats
 from transrec_jax.metric_log import MetricLog
-from transrec_jax.models import build_model
+from transrec_jax.models import build_model, training_window
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -103,7 +103,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
-                           config.seed, config.train.window)
+                           config.seed, config.train.window, width=training_window(config.model))
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
     eval_every = config.train.eval_every_steps or config.train.eval_every_epochs * batcher.steps_per_epoch
     item_counts = evaluate.train_item_counts(dataset, split)
@@ -184,6 +184,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
     test_metrics = test((best_state or state)["params"])
     popularity = test.popularity(item_counts)
+    next_k_metrics = None
+    if split.kind == "next_k":  # the list of K items against the K held-out ones
+        next_k_start = time.time()
+        next_k = evaluate.NextKEvaluator(config, dataset, split, "test", graphdef, mesh)
+        next_k_metrics = {"method": next_k.method, **next_k((best_state or state)["params"]),
+                          "seconds": time.time() - next_k_start}
+        say(f"next-{next_k.k} test ({next_k.method}): recall@{next_k.k}="
+            f"{next_k_metrics[f'recall@{next_k.k}']:.4f} ndcg@{next_k.k}={next_k_metrics[f'ndcg@{next_k.k}']:.4f}")
     checkpoints.close()
     log.write(step, "test", test_metrics)
     log.close()
@@ -197,6 +205,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         "dataset": {"name": config.dataset.name, **stats, "split": split.summary()},
         "test": test_metrics,
         "test_popularity": popularity,
+        "test_next_k": next_k_metrics,
         "best_validation": {metric: progress["best_value"]},
         "best_step": progress["best_step"],
         "steps": step,

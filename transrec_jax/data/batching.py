@@ -1,9 +1,10 @@
 """Seeded host-side batchers with fixed shapes, so `jit` compiles each step once.
 
 Training rows are windows of `max_len + 1` items (the model's inputs plus the shifted
-target), right-aligned and left-padded with 0. Evaluation rows are the last `max_len`
-history items before a target, plus the user's whole history for masking, padded to a
-fixed batch size with a `valid` mask.
+target; `width` sets another length, e.g. max_len + next_k for the encoder-decoder),
+right-aligned and left-padded with 0. Evaluation rows are the last `max_len` history items
+before a target, plus the user's whole history for masking, padded to a fixed batch size
+with a `valid` mask.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ class TrainBatcher:
     window: str = "last"
     epoch: int = 0
     batch: int = 0
+    width: int | None = None  # items per row; None = max_len + 1
 
     def __post_init__(self):
+        self.width = self.width or self.max_len + 1
         self.users = np.flatnonzero(self.split.train_end >= 2)
         if len(self.users) == 0:
             raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
@@ -69,7 +72,7 @@ class TrainBatcher:
         users = self._order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
         starts = self.dataset.offsets[users]
         ends = starts + self.split.train_end[users]
-        width = self.max_len + 1
+        width = self.width
         if self.window == "random":
             rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
             lo = starts + 2  # the shortest window that still has an input and a target
@@ -88,11 +91,12 @@ class EvalBatcher:
     Each batch holds `history` [B, max_len] (the last max_len items before the target),
     `target` [B], `valid` [B], `user` [B] (dense user index) and, when history masking is on,
     `exclude` [B, H]: the user's whole history before the target, H = the longest such
-    history in this part (so every batch has the same shape).
+    history in this part (so every batch has the same shape). With `next_k` > 0 a batch also
+    holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
     """
 
     def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
-                 batch_size: int, mask_history: bool = True):
+                 batch_size: int, mask_history: bool = True, next_k: int = 0):
         if part not in ("val", "test"):
             raise ValueError(f"part={part!r}: expected 'val' or 'test'")
         self.dataset, self.max_len, self.batch_size = dataset, max_len, batch_size
@@ -101,6 +105,9 @@ class EvalBatcher:
         self.starts = dataset.offsets[self.users]
         self.ends = self.starts + pos  # exclusive end of the history = index of the target
         self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
+        self.next_k = next_k
+        if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
+            raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")
 
     def __len__(self) -> int:
         return -(-len(self.users) // self.batch_size)
@@ -136,4 +143,15 @@ class EvalBatcher:
                 batch["exclude"][:n] = gather_windows(
                     items, self.starts[sl], self.ends[sl], self.exclude_width
                 )
+            if self.next_k:
+                batch["targets"] = np.zeros((b, self.next_k), np.int32)
+                block = gather_windows(items, self.ends[sl], self.ends[sl] + self.next_k, self.next_k)
+                batch["targets"][:n] = distinct(block)
             yield batch
+
+
+def distinct(rows: np.ndarray) -> np.ndarray:
+    """Each row with every repeat of an earlier item set to 0 (target sets are sets)."""
+    earlier = np.tril(np.ones((rows.shape[1],) * 2, bool), -1)  # [i, j]: j before i
+    repeat = ((rows[:, :, None] == rows[:, None, :]) & earlier).any(axis=2)
+    return np.where(repeat, 0, rows)

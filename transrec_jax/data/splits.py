@@ -12,6 +12,12 @@ leave_one_out — last item test, second-to-last validation, the rest train. Use
 fewer than 3 interactions keep their whole sequence for training and are neither
 validated nor tested (SASRec's rule); their count is in `Split.summary()`.
 
+next_k — the last k items of each user are the test targets (a set, predicted from
+everything before them) and the k before those the validation targets; `test_pos` /
+`val_pos` point at the first item of each block, so the single-target evaluators read the
+first held-out item (the next-item protocol on the same split). Users with at most 2k
+interactions only train.
+
 temporal — global cut points in time (the leakage-free protocol): training sees only
 interactions with t < val_time; a user's validation target is their first interaction in
 [val_time, test_time) and their test target their first interaction at t >= test_time,
@@ -34,14 +40,17 @@ class Split:
     train_end: np.ndarray  # int64[num_users]
     val_pos: np.ndarray  # int64[num_users], -1 = none
     test_pos: np.ndarray  # int64[num_users], -1 = none
+    num_targets: int = 1  # held-out items per example: s[pos : pos + num_targets]
 
     def eval_users(self, part: str) -> np.ndarray:
         pos = self.val_pos if part == "val" else self.test_pos
         return np.flatnonzero(pos >= 0)
 
     def summary(self) -> dict:
+        held_out = {"num_targets": self.num_targets} if self.num_targets > 1 else {}
         return {
             "split": self.kind,
+            **held_out,
             "train_interactions": int(self.train_end.sum()),
             "train_users": int((self.train_end >= 2).sum()),
             "val_users": int((self.val_pos >= 0).sum()),
@@ -52,6 +61,8 @@ class Split:
 def make_split(ds: SequenceDataset, dataset_cfg) -> Split:
     if dataset_cfg.split == "leave_one_out":
         split = leave_one_out(ds)
+    elif dataset_cfg.split == "next_k":
+        split = next_k(ds, dataset_cfg.next_k)
     else:
         split = temporal(ds, dataset_cfg.val_time, dataset_cfg.test_time)
     if not (split.test_pos >= 0).any():
@@ -70,6 +81,21 @@ def leave_one_out(ds: SequenceDataset) -> Split:
         train_end=np.where(ok, n - 2, n),
         val_pos=np.where(ok, n - 2, -1),
         test_pos=np.where(ok, n - 1, -1),
+    )
+
+
+def next_k(ds: SequenceDataset, k: int) -> Split:
+    """Hold out each user's last k items for test and the k before them for validation."""
+    if k < 1:
+        raise ValueError(f"config.dataset.next_k={k}: expected a positive integer")
+    n = ds.lengths
+    ok = n > 2 * k
+    return Split(
+        kind="next_k",
+        train_end=np.where(ok, n - 2 * k, n),
+        val_pos=np.where(ok, n - 2 * k, -1),
+        test_pos=np.where(ok, n - k, -1),
+        num_targets=k,
     )
 
 

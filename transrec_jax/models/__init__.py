@@ -1,4 +1,4 @@
-"""Transformer sequential recommenders: attention, blocks, positions and the three models."""
+"""Transformer sequential recommenders: attention, blocks, positions and the four models."""
 
 from transrec_jax.models.attention import (
     KVCache,
@@ -10,17 +10,23 @@ from transrec_jax.models.attention import (
     key_padding_mask,
 )
 from transrec_jax.models.layers import DecoderLayer, EncoderLayer, FeedForward, make_norm
+from transrec_jax.models import recommenders
+from transrec_jax.models.encdec import EncoderDecoder, generate
 from transrec_jax.models.recommenders import (
     BERT4Rec,
     Recommender,
     SASRec,
     TransformerRecommender,
     build_model,
+    training_window,
 )
+
+recommenders.MODELS["encdec"] = EncoderDecoder
 
 __all__ = [
     "BERT4Rec",
     "DecoderLayer",
+    "EncoderDecoder",
     "EncoderLayer",
     "FeedForward",
     "KVCache",
@@ -33,6 +39,8 @@ __all__ = [
     "causal_mask",
     "combine_masks",
     "dropout",
+    "generate",
     "key_padding_mask",
     "make_norm",
+    "training_window",
 ]

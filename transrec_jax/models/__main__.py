@@ -38,6 +38,9 @@ COMPONENTS = (
     "layers.ffn_norm",
     "layers.ffn",
     "final_norm",
+    "decoder_positions",
+    "decoder_layers",
+    "decoder_final_norm",
     "output_weight",
     "output_bias",
 )

@@ -108,6 +108,11 @@ class Recommender(nnx.Module):
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
 
+    @classmethod
+    def training_window(cls, model_cfg) -> int:
+        """Items per training row: max_len inputs plus the one after them."""
+        return model_cfg.max_len + 1
+
 
 class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
@@ -179,6 +184,7 @@ class BERT4Rec(Recommender):
         return self.encode(jnp.concatenate([history[:, 1:], mask_column], axis=1), key=key)[:, -1]
 
 
+# models/__init__.py adds "encdec" (its module imports this one).
 MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
 
 
@@ -187,3 +193,10 @@ def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs)
     if model_cfg.name not in MODELS:
         raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
     return MODELS[model_cfg.name](model_cfg, num_items, dtype=dtype, rngs=rngs)
+
+
+def training_window(model_cfg) -> int:
+    """Items per training row the batcher must yield for the model named by model_cfg.name."""
+    if model_cfg.name not in MODELS:
+        raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
+    return MODELS[model_cfg.name].training_window(model_cfg)

@@ -1,0 +1,123 @@
+"""Next-K comparison: encdec's generated list vs SASRec's top-K, same next_k split, wall times.
+
+Both models train with `transrec_jax.train.train_and_evaluate` on `dataset.split=next_k` (each
+user's last K items are test, the K before them validation, the rest train; checkpoints are
+chosen by next-item NDCG@10 on the first validation item). Each best checkpoint then lists K
+items per test user, scored with set Recall@K / NDCG@K against the K held-out items (history
+excluded for every row):
+
+  sasrec   top_k        the K best items of SASRec's full ranking
+  encdec   top_k        the K best items of encdec's first decoding step (no list conditioning)
+  encdec   beam=W       encdec's generated list, for each W in --beam_widths (1 = greedy)
+
+Run (relaunching resumes each run; finished runs are only re-evaluated):
+  python experiments/next_k/compare.py --dataset=ml-1m --out=experiments/next_k/results/ml-1m.json
+  python experiments/next_k/compare.py --dataset=synthetic --arg=debug --out=/tmp/next_k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import time
+
+import jax
+
+from transrec_jax import evaluate, train
+from transrec_jax.checkpoint import Checkpoints
+from transrec_jax.data import load, splits
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def load_config(model: str, arg: str):
+    path = REPO / "configs" / f"{model}.py"
+    spec = importlib.util.spec_from_file_location(f"config_{model}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
+def best_params(config, num_items: int, workdir: str):
+    """(graphdef, params) of the run's best validation checkpoint."""
+    graphdef, _, state = train.init_state(config, num_items, 1, jax.random.key(0))
+    checkpoints = Checkpoints(workdir, 1)
+    restored, _ = checkpoints.restore(state, best=True)
+    checkpoints.close()
+    return graphdef, restored["params"]
+
+
+def timed(fn):
+    """(result of a first call, seconds with compilation, seconds of a second, warm call)."""
+    start = time.perf_counter()
+    result = fn()
+    cold = time.perf_counter() - start
+    start = time.perf_counter()
+    fn()
+    return result, cold, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthetic", help="a dataset preset word, e.g. ml-1m")
+    parser.add_argument("--k", type=int, default=5, help="held-out items per user = list length")
+    parser.add_argument("--arg", default="", help="extra config arg words for both models, e.g. debug")
+    parser.add_argument("--beam_widths", default="1,4", help="comma-separated encdec beam widths")
+    parser.add_argument("--workdir", default="", help="default: experiments/next_k/runs/<dataset>")
+    parser.add_argument("--out", default="", help="JSON file for the table (default: <workdir>/compare.json)")
+    args = parser.parse_args()
+    root = args.workdir or str(REPO / "experiments" / "next_k" / "runs" / args.dataset)
+    arg = f"{args.dataset},dataset.split=next_k,dataset.next_k={args.k},model.next_k={args.k}"
+    arg += f",{args.arg}" if args.arg else ""
+
+    rows = []
+    for model in ("sasrec", "encdec"):
+        config = load_config(model, arg)
+        workdir = os.path.join(root, model)
+        results = train.train_and_evaluate(config, workdir)
+        dataset = load.load_dataset(config.dataset, config.seed, log=lambda *_: None)
+        split = splits.make_split(dataset, config.dataset)
+        graphdef, params = best_params(config, dataset.num_items, workdir)
+        mesh = jax.make_mesh((jax.device_count(),), ("data",),
+                             axis_types=(jax.sharding.AxisType.Auto,))
+        methods = [("top_k", None)]
+        if model == "encdec":
+            methods += [("generate", int(w)) for w in args.beam_widths.split(",")]
+        for method, beam_width in methods:
+            evaluator = evaluate.NextKEvaluator(config, dataset, split, "test", graphdef, mesh,
+                                                method=method, beam_width=beam_width)
+            values, cold, warm = timed(lambda: evaluator(params))
+            rows.append({
+                "model": model,
+                "list": "top_k" if method == "top_k" else f"beam={beam_width}",
+                **values,
+                "next_item_ndcg@10": results["test"].get("ndcg@10"),
+                "train_s": results["train_time_s"],
+                "run_s": results["wall_time_s"],
+                "eval_s": cold,
+                "eval_warm_s": warm,
+                "best_step": results["best_step"],
+                "num_params": results["num_params"],
+            })
+
+    k = args.k
+    columns = ["model", "list", f"recall@{k}", f"ndcg@{k}", "next_item_ndcg@10", "train_s",
+               "eval_s", "eval_warm_s"]
+    print(f"\nNext-{k} test on {args.dataset} (split next_k, history excluded, {jax.devices()[0].device_kind})")
+    print("  ".join(c.rjust(18) for c in columns))
+    for row in rows:
+        print("  ".join((f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])).rjust(18)
+                        for c in columns))
+    out = args.out or os.path.join(root, "compare.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"dataset": args.dataset, "k": k, "arg": arg, "device": jax.devices()[0].device_kind,
+                   "rows": rows}, f, indent=2)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
