@@ -1,0 +1,417 @@
+"""Train-step benchmark: our JAX SASRec step vs a PyTorch version of the same model and loss.
+
+Run (from the repository root):
+  .venv/bin/python experiments/benchmarks/train_step.py [--steps=20] [--warmup=3] [--no-compile]
+
+Shape: `configs/sasrec.py:ml-1m` (3,416 items -> 3,417 table rows, d_model 64, 2 pre-LN
+blocks, 1 head, d_ff 64, max_len 200, batch 128, dropout 0.2 on embeddings, attention
+weights and residuals, Adam lr 1e-3, b2 0.98). Losses: full CE, BCE with 1 negative per
+position, sampled softmax with 256 shared uniform negatives (+ logQ, accidental-hit removal).
+
+For each (loss, framework) -- jax (ours, `transrec_jax.train.train_step` under jax.jit with
+donation), torch_eager, torch_compile (torch.compile of the forward + loss; the backward goes
+through AOTAutograd; Adam step eager) -- the script re-invokes itself in a fresh subprocess
+(`--only=FRAMEWORK --loss=LOSS`) so that peak RSS (ru_maxrss) is per framework. Each
+subprocess runs the SAME host batches: real ML-1M training batches from `TrainBatcher` when
+the data file exists, else random left-padded rows (flagged in the JSON). It measures:
+  compile_s:   wall time of the first step (trace + compile + one run; eager: first run),
+  step_ms:     median wall time of `--steps` steps after `--warmup` steps (first included),
+  seqs/s:      batch_size / median step time,
+  targets/s:   mean real (non-pad) targets per batch / median step time,
+  peak RSS:    ru_maxrss of the subprocess.
+Step-time ratio = theirs / ours, so > 1 means our JAX step is faster.
+Output: a Markdown table on stdout and experiments/benchmarks/train_step.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
+
+LOSSES = {  # name -> configs/sasrec.py arg (pre-LN everywhere: the `bce` word is NOT used)
+    "ce": "ml-1m",
+    "bce_1neg": "ml-1m,loss.name=bce,loss.num_negatives=1",
+    "sampled_softmax_256": "ml-1m,loss.name=sampled_softmax,loss.num_negatives=256",
+}
+FRAMEWORKS = ("jax", "torch_eager", "torch_compile")
+MARK = "@@RESULT@@ "
+
+
+def get_config(loss: str):
+    from configs import sasrec
+
+    return sasrec.get_config(LOSSES[loss])
+
+
+# --------------------------------------------------------------------------------------------
+# Batches (made once, in the parent; shared by every subprocess through an .npy file)
+# --------------------------------------------------------------------------------------------
+
+
+def make_batches(num: int) -> tuple[np.ndarray, int, str]:
+    """(int32 [num, batch, max_len + 1], num_items, source description)."""
+    from transrec_jax.data import load, splits
+    from transrec_jax.data.batching import TrainBatcher
+    from transrec_jax.models import training_window
+
+    config = get_config("ce")
+    if os.path.isfile(os.path.join(REPO, config.dataset.path)):
+        cwd = os.getcwd()
+        os.chdir(REPO)  # the preset's path is relative to the repository root
+        try:
+            dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
+        finally:
+            os.chdir(cwd)
+        split = splits.make_split(dataset, config.dataset)
+        batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
+                               config.seed, config.train.window,
+                               width=training_window(config.model))
+        batches = np.stack([next(batcher)["seq"] for _ in range(num)])
+        return batches, dataset.num_items, f"ML-1M TrainBatcher, first {num} batches of epoch 0"
+    rng = np.random.default_rng(0)
+    num_items, width, batch = 3416, config.model.max_len + 1, config.train.batch_size
+    batches = np.zeros((num, batch, width), np.int32)
+    for b in range(num):
+        for r, n in enumerate(rng.integers(3, width + 1, batch)):
+            batches[b, r, width - n:] = rng.integers(1, num_items + 1, n)
+    return batches, num_items, "random left-padded rows (ML-1M file not found)"
+
+
+# --------------------------------------------------------------------------------------------
+# Ours: JAX
+# --------------------------------------------------------------------------------------------
+
+
+def run_jax(loss: str, batches: np.ndarray, num_items: int, warmup: int, steps: int) -> dict:
+    import functools
+
+    import jax
+
+    from transrec_jax import train
+
+    config = get_config(loss)
+    init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    graphdef, tx, state = train.init_state(config, num_items, warmup + steps, init_key)
+    step_fn = jax.jit(
+        functools.partial(train.train_step, graphdef=graphdef, tx=tx, loss_cfg=config.loss,
+                          item_log_probs=None),  # uniform sampler: no popularity log q
+        donate_argnums=0,
+    )
+    device_batches = [{"seq": jax.device_put(b)} for b in batches]
+    jax.block_until_ready(device_batches)
+
+    def one(i):
+        nonlocal state
+        state, metrics = step_fn(state, device_batches[i % len(device_batches)], train_key)
+        return float(jax.block_until_ready(metrics)["loss"])
+
+    return time_steps(one, warmup, steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Theirs: a PyTorch SASRec mirroring transrec_jax/models (pre-LN) and transrec_jax/losses.py
+# --------------------------------------------------------------------------------------------
+
+
+def torch_model(num_items: int, m):
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class Attention(nn.Module):
+        """Explicit softmax(QKᵀ/√d) V with masked rows zeroed and dropout on the weights."""
+
+        def __init__(self):
+            super().__init__()
+            self.heads, self.head_dim = m.num_heads, m.d_model // m.num_heads
+            self.q, self.k, self.v, self.o = (nn.Linear(m.d_model, m.d_model) for _ in range(4))
+
+        def forward(self, h, mask):
+            B, L, _ = h.shape
+
+            def split(x):  # [B, L, D] -> [B, H, L, Dh]
+                return x.view(B, L, self.heads, self.head_dim).transpose(1, 2)
+
+            q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+            logits = q @ k.transpose(-1, -2) * self.head_dim**-0.5
+            logits = logits.masked_fill(~mask, torch.finfo(torch.float32).min)
+            weights = torch.softmax(logits, dim=-1).masked_fill(~mask, 0.0)
+            weights = F.dropout(weights, m.attention_dropout, self.training)
+            out = (weights @ v).transpose(1, 2).reshape(B, L, -1)
+            return self.o(out)
+
+    class Layer(nn.Module):
+        """Pre-LN: x = x + Dropout(Attn(LN(x))); x = x + Dropout(FFN(LN(x)))."""
+
+        def __init__(self):
+            super().__init__()
+            self.attention_norm = nn.LayerNorm(m.d_model, eps=1e-6)  # flax's default epsilon
+            self.attention = Attention()
+            self.ffn_norm = nn.LayerNorm(m.d_model, eps=1e-6)
+            self.hidden, self.output = nn.Linear(m.d_model, m.d_ff), nn.Linear(m.d_ff, m.d_model)
+
+        def forward(self, x, mask):
+            x = x + F.dropout(self.attention(self.attention_norm(x), mask), m.dropout, self.training)
+            h = F.dropout(F.gelu(self.hidden(self.ffn_norm(x))), m.dropout, self.training)
+            return x + F.dropout(self.output(h), m.dropout, self.training)
+
+    class SASRec(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.item_embedding = nn.Embedding(num_items + 1, m.d_model)
+            self.positions = nn.Embedding(m.max_len, m.d_model)
+            self.layers = nn.ModuleList(Layer() for _ in range(m.num_layers))
+            self.final_norm = nn.LayerNorm(m.d_model, eps=1e-6)
+            for p in (self.item_embedding.weight, self.positions.weight):
+                nn.init.normal_(p, std=m.init_std)
+            for layer in self.layers:
+                for lin in (layer.attention.q, layer.attention.k, layer.attention.v,
+                            layer.attention.o, layer.hidden, layer.output):
+                    nn.init.normal_(lin.weight, std=m.init_std)
+                    nn.init.zeros_(lin.bias)
+
+        def forward(self, tokens):
+            L = tokens.shape[1]
+            ids = torch.arange(L - 1, -1, -1, device=tokens.device)  # counted from the right
+            x = F.dropout(self.item_embedding(tokens) + self.positions(ids), m.dropout, self.training)
+            causal = torch.ones(L, L, dtype=torch.bool, device=tokens.device).tril()
+            mask = (tokens != 0)[:, None, None, :] & causal[None, None]
+            for layer in self.layers:
+                x = layer(x, mask)
+            return self.final_norm(x)
+
+    return SASRec()
+
+
+def torch_loss(lo, num_items: int):
+    """(model, seq) -> scalar loss, the same three losses as transrec_jax/losses.py."""
+    import math
+
+    import torch
+    from torch.nn import functional as F
+
+    def loss_fn(model, seq):
+        targets = seq[:, 1:].reshape(-1)
+        h = model(seq[:, :-1]).reshape(targets.shape[0], -1)
+        real = targets != 0
+        w = real.float()
+        t = torch.where(real, targets, torch.ones_like(targets))  # harmless id at padding
+        W = model.item_embedding.weight  # tied output table, row 0 = padding
+        if lo.name == "ce":  # softmax over items 1..num_items
+            per = F.cross_entropy(h @ W[1:].T, t - 1, reduction="none")
+        else:
+            positive = (h * W[t]).sum(-1)
+            if lo.name == "bce":  # per-position uniform negatives [N, K]
+                neg = torch.randint(1, num_items + 1, (t.shape[0], lo.num_negatives))
+                terms = F.softplus(torch.einsum("nd,nkd->nk", h, W[neg]))
+                terms = terms.masked_fill(neg == t[:, None], 0.0)
+                per = F.softplus(-positive) + terms.sum(-1)
+            else:  # sampled softmax: one shared draw [K]; uniform log q is a constant
+                neg = torch.randint(1, num_items + 1, (lo.num_negatives,))
+                log_q = -math.log(num_items)
+                positive = positive - log_q
+                negative = (h @ W[neg].T - log_q).masked_fill(neg[None, :] == t[:, None], -math.inf)
+                logits = torch.cat([positive[:, None], negative], dim=1)
+                per = torch.logsumexp(logits, dim=-1) - positive
+        per = torch.where(real, per, torch.zeros_like(per))
+        return (per * w).sum() / w.sum().clamp_min(1.0)
+
+    return loss_fn
+
+
+def run_torch(loss: str, batches: np.ndarray, num_items: int, warmup: int, steps: int,
+              compile_: bool) -> dict:
+    import torch
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    config = get_config(loss)
+    model = torch_model(num_items, config.model).train()
+    loss_fn = torch_loss(config.loss, num_items)
+    if compile_:
+        loss_fn = torch.compile(loss_fn)
+    t = config.train
+    opt = torch.optim.Adam(model.parameters(), lr=t.learning_rate, betas=(0.9, t.adam_b2), eps=1e-8)
+    host_batches = [torch.from_numpy(b).long() for b in batches]
+
+    def one(i):
+        opt.zero_grad(set_to_none=True)
+        value = loss_fn(model, host_batches[i % len(host_batches)])
+        value.backward()
+        opt.step()
+        return float(value.detach())
+
+    return time_steps(one, warmup, steps)
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement and driver
+# --------------------------------------------------------------------------------------------
+
+
+def time_steps(one, warmup: int, steps: int) -> dict:
+    times, losses = [], []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        losses.append(one(i))
+        times.append(time.perf_counter() - start)
+    measured = times[warmup:]
+    return {
+        "compile_s": times[0],
+        "warmup_s": times[:warmup],
+        "step_s": measured,
+        "median_step_s": statistics.median(measured),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def child(args) -> None:
+    data = np.load(args.batches)
+    batches, num_items = data[: args.num_batches], int(data[-1, 0, 0])
+    if args.only == "jax":
+        out = run_jax(args.loss, batches, num_items, args.warmup, args.steps)
+    else:
+        out = run_torch(args.loss, batches, num_items, args.warmup, args.steps,
+                        compile_=args.only == "torch_compile")
+    print(MARK + json.dumps(out), flush=True)
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "numpy", "torch"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def parent(args) -> None:
+    start = time.time()
+    num_batches = args.warmup + args.steps
+    batches, num_items, source = make_batches(num_batches)
+    real_per_batch = float((batches[:, :, 1:] != 0).sum(axis=(1, 2)).mean())
+    # One file: the batches, then a block carrying num_items (keeps the hand-off to one array).
+    extra = np.zeros((1, *batches.shape[1:]), np.int32)
+    extra[0, 0, 0] = num_items
+    path = os.path.join(tempfile.mkdtemp(), "batches.npy")
+    np.save(path, np.concatenate([batches, extra]))
+
+    frameworks = [f for f in FRAMEWORKS if args.compile or f != "torch_compile"]
+    results: dict = {}
+    for loss in LOSSES:
+        for fw in frameworks:
+            cmd = [sys.executable, os.path.abspath(__file__), f"--only={fw}", f"--loss={loss}",
+                   f"--batches={path}", f"--num-batches={num_batches}",
+                   f"--warmup={args.warmup}", f"--steps={args.steps}"]
+            print(f"[{time.time() - start:6.0f}s] {loss} / {fw} ...", file=sys.stderr, flush=True)
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
+                                      cwd=REPO)
+                lines = [l for l in proc.stdout.splitlines() if l.startswith(MARK)]
+                if proc.returncode or not lines:
+                    res = {"error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
+                else:
+                    res = json.loads(lines[-1][len(MARK):])
+            except subprocess.TimeoutExpired:
+                res = {"error": f"timed out after {args.timeout} s"}
+            if "median_step_s" in res:
+                res["seqs_per_s"] = batches.shape[1] / res["median_step_s"]
+                res["targets_per_s"] = real_per_batch / res["median_step_s"]
+                print(f"         median {res['median_step_s'] * 1e3:.1f} ms, first step "
+                      f"{res['compile_s']:.1f} s, loss {res['first_loss']:.3f} -> "
+                      f"{res['last_loss']:.3f}", file=sys.stderr, flush=True)
+            else:
+                print(f"         {res['error'][-400:]}", file=sys.stderr, flush=True)
+            results.setdefault(loss, {})[fw] = res
+
+    table = markdown_table(results, frameworks)
+    print(table)
+    config = get_config("ce")
+    m = config.model
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "experiments/benchmarks/train_step.py",
+                             *sys.argv[1:]]),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "processor": platform.processor(), "machine": platform.machine(),
+                    "note": "shared machine; timings are noisy"},
+        "versions": versions(),
+        "settings": {
+            "num_items": num_items, "table_rows": num_items + 1, "d_model": m.d_model,
+            "num_layers": m.num_layers, "num_heads": m.num_heads, "d_ff": m.d_ff,
+            "max_len": m.max_len, "batch_size": config.train.batch_size, "dropout": m.dropout,
+            "attention_dropout": m.attention_dropout, "norm_placement": m.norm_placement,
+            "activation": m.activation, "positions": m.positions, "head": m.head,
+            "optimizer": "adam", "learning_rate": config.train.learning_rate,
+            "adam_b2": config.train.adam_b2, "dtype": "float32",
+            "loss_configs": {k: f"configs/sasrec.py:{v}" for k, v in LOSSES.items()},
+            "warmup_steps": args.warmup, "measured_steps": args.steps,
+            "torch_threads": 2, "torch_compile": args.compile,
+            "data": source, "mean_real_targets_per_batch": real_per_batch,
+            "ratio": "theirs / ours median step time: > 1 means our JAX step is faster",
+        },
+        "results": results,
+        "table_markdown": table,
+        "total_wall_s": time.time() - start,
+    }
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step.json")
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"\nwrote {out} ({report['total_wall_s']:.0f} s)", file=sys.stderr)
+
+
+def markdown_table(results: dict, frameworks) -> str:
+    rows = ["| loss | framework | median step (ms) | first step / compile (s) | seqs/s | "
+            "real targets/s | peak RSS (MiB) | step-time ratio vs ours (theirs/ours) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for loss, by_fw in results.items():
+        ours = by_fw.get("jax", {}).get("median_step_s")
+        for fw in frameworks:
+            r = by_fw[fw]
+            if "median_step_s" not in r:
+                rows.append(f"| {loss} | {fw} | failed: {r['error'][:60]!r} | | | | | |")
+                continue
+            ratio = f"{r['median_step_s'] / ours:.2f}" if ours else "n/a"
+            rows.append(
+                f"| {loss} | {fw} | {r['median_step_s'] * 1e3:.1f} | {r['compile_s']:.2f} | "
+                f"{r['seqs_per_s']:.0f} | {r['targets_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
+                f"{'1.00 (ours)' if fw == 'jax' else ratio} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--steps", type=int, default=20, help="measured steps after warm-up")
+    p.add_argument("--warmup", type=int, default=3, help="steps before measuring (first = compile)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="skip the torch.compile runs (slow to compile on a small CPU)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
+    p.add_argument("--only", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+    p.add_argument("--loss", choices=tuple(LOSSES), help=argparse.SUPPRESS)
+    p.add_argument("--batches", help=argparse.SUPPRESS)
+    p.add_argument("--num-batches", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    child(args) if args.only else parent(args)
+
+
+if __name__ == "__main__":
+    main()
