@@ -17,6 +17,9 @@ Run (then the table and plots):
 A cheaper budget for every row: --set=train.num_epochs=50 (with the same flag to report).
 """
 
+import os
+import runpy
+
 BASE = "configs/sasrec.py:ml-1m"
 AXES = {
     "loss": [
@@ -30,12 +33,4 @@ AXES = {
     ],
 }
 SEEDS = (0,)
-BUDGET = {
-    "train.num_epochs": 200,
-    "train.num_steps": 0,
-    "train.batch_size": 128,
-    "train.learning_rate": 1e-3,
-    "train.eval_every_epochs": 4,
-    "train.eval_every_steps": 0,
-    "train.patience": 10,
-}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["BUDGET"]

@@ -16,6 +16,9 @@ Run:
   python -m transrec_jax.report --sweep=experiments/ablations/output_head.py
 """
 
+import os
+import runpy
+
 BASE = "configs/sasrec.py:ml-1m,train.window=random"
 AXES = {
     "head": ("model.head", ["tied", "linear"]),
@@ -25,12 +28,4 @@ AXES = {
     ],
 }
 SEEDS = (0,)
-BUDGET = {
-    "train.num_epochs": 200,
-    "train.num_steps": 0,
-    "train.batch_size": 128,
-    "train.learning_rate": 1e-3,
-    "train.eval_every_epochs": 4,
-    "train.eval_every_steps": 0,
-    "train.patience": 10,
-}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["BUDGET"]
