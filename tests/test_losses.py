@@ -161,6 +161,29 @@ def test_binary_cross_entropy_with_explicit_negatives_matches_numpy():
     np.testing.assert_allclose(per_position, expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("num_negatives", [2, 4])  # 40 table rows: gathered rows, then all scores
+def test_binary_cross_entropy_paths_match_reference_in_value_and_gradient(num_negatives):
+    keys = jax.random.split(jax.random.key(3), 4)
+    h, W = jax.random.normal(keys[0], (6, D)), jax.random.normal(keys[1], (40, D))
+    b = jax.random.normal(keys[2], (40,))
+    t = jnp.arange(1, 7)
+    negs = jax.random.randint(keys[3], (6, num_negatives), 1, 40)
+
+    def reference(h, W, b):  # the textbook formula: gather each negative's row
+        negative = jnp.einsum("nd,nkd->nk", h, W[negs]) + b[negs]
+        positive = jnp.einsum("nd,nd->n", h, W[t]) + b[t]
+        return (0.7 * jax.nn.softplus(-positive) + jax.nn.softplus(negative).sum(-1)).sum()
+
+    def ours(h, W, b):
+        return binary_cross_entropy(
+            h, t, W, b, negs, positive_weight=0.7, remove_accidental_hits=False
+        ).sum()
+
+    np.testing.assert_allclose(ours(h, W, b), reference(h, W, b), rtol=1e-5)
+    for got, want in zip(jax.grad(ours, (0, 1, 2))(h, W, b), jax.grad(reference, (0, 1, 2))(h, W, b)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
     hidden, targets, weights, W, b = case()
     key = jax.random.key(6)
