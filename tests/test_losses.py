@@ -229,7 +229,7 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
         negatives.sample(
             sampler,
             key,
-            (6,),
+            (TARGETS.shape[0], 6),  # one draw per sequence
             num_items=NUM_ITEMS,
             item_log_probs=item_log_probs,
             targets=jnp.asarray(flat),
@@ -243,9 +243,10 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
     }[sampler]
     s = np_scores(hidden, W, b)
     positive = s[np.arange(flat.size), flat] - (log_q(flat) if logq else 0.0)
-    negative = s[:, negs] - (log_q(negs)[None] if logq else 0.0)
+    row_negs = np.repeat(negs, TARGETS.shape[1], axis=0)  # each position gets its row's draw
+    negative = np.take_along_axis(s, row_negs, 1) - (log_q(row_negs) if logq else 0.0)
     if remove_hits:
-        negative = np.where(negs[None] == flat[:, None], -np.inf, negative)
+        negative = np.where(row_negs == flat[:, None], -np.inf, negative)
     logits = np.concatenate([positive[:, None], negative], 1)
     expected = (
         np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - positive

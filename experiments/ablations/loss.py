@@ -7,7 +7,7 @@ without NDCG@10 gain, test metrics from the best validation checkpoint.
 
   bce_1neg        binary cross-entropy, 1 uniform negative per position (original SASRec)
   bce_256neg      BCE with 256 negatives per position: gBCE's row without its calibration
-  ssm_16/128/1024 sampled softmax over the positive and N uniform negatives shared by the batch
+  ssm_16/128/1024 sampled softmax over the positive and N uniform negatives drawn per sequence
   gbce_256        gBCE, 256 negatives, t = 0.75 (gSASRec, Petrov & Macdonald 2023)
   ce_full         softmax cross-entropy over the whole catalog (SASRec+)
 

@@ -17,7 +17,7 @@ most 100 epochs with patience 10 and BERT4Rec for 200 with patience 20 (its row 
 Each row starts from a config file and changes only what the cited code (REFERENCES) sets
 differently; the comment beside each change names where it comes from. Known differences that
 remain: negatives are uniform over all items ([KV23] draws them from items outside the user's
-sequence; sampled softmax shares one draw per batch where [KV23] draws 3000 per sequence);
+sequence);
 BERT4Rec has no LayerNorm on the embeddings (HF BERT has); weights start from N(0, 0.02)
 everywhere ([PM23] uses Keras defaults).
 
