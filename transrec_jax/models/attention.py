@@ -176,8 +176,11 @@ class MultiHeadAttention(nnx.Module):
         """inputs_q [B, Lq, D], inputs_kv [B, Lk, D] -> [B, Lq, D].
 
         With return_weights, also the attention weights [B, H, Lq, Lk] (before dropout).
+        Rotary self-attention with Lq < Lk reads the queries as the LAST Lq of the Lk
+        positions (e.g. only the last position, for a user vector).
         """
-        q_positions, kv_positions = jnp.arange(inputs_q.shape[1]), jnp.arange(inputs_kv.shape[1])
+        q_len, kv_len = inputs_q.shape[1], inputs_kv.shape[1]
+        q_positions, kv_positions = jnp.arange(kv_len - q_len, kv_len), jnp.arange(kv_len)
         q, k, v = self._project(inputs_q, inputs_kv, q_positions, kv_positions)
         out, weights = self._attend(q, k, v, mask, key, return_weights)
         out = self._merge_heads(out)
