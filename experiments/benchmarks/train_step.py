@@ -3,7 +3,7 @@
 Run (from the repository root):
   .venv/bin/python experiments/benchmarks/train_step.py [--steps=20] [--warmup=3] [--no-compile]
       [--losses=ce,bce_1neg] [--frameworks=jax,torch_eager] [--host-memory=keep|default]
-      [--torch-threads=2] [--out=PATH]
+      [--torch-threads=2] [--config-overrides=train.bf16=True,...] [--out=PATH]
 
 Shape: `configs/sasrec.py:ml-1m` (3,416 items -> 3,417 table rows, d_model 64, 2 pre-LN
 blocks, 1 head, d_ff 64, max_len 200, batch 128, dropout 0.2 on embeddings, attention
@@ -60,10 +60,13 @@ FRAMEWORKS = ("jax", "torch_eager", "torch_compile")
 MARK = "@@RESULT@@ "
 
 
+CONFIG_OVERRIDES = ""  # --config-overrides, e.g. bf16 and fused attention for gpu.sh
+
+
 def get_config(loss: str):
     from configs import sasrec
 
-    return sasrec.get_config(LOSSES[loss])
+    return sasrec.get_config(",".join(filter(None, [LOSSES[loss], CONFIG_OVERRIDES])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +350,8 @@ def parent(args) -> None:
             cmd = [sys.executable, os.path.abspath(__file__), f"--only={fw}", f"--loss={loss}",
                    f"--batches={path}", f"--num-batches={num_batches}",
                    f"--warmup={args.warmup}", f"--steps={args.steps}",
-                   f"--host-memory={args.host_memory}", f"--torch-threads={args.torch_threads}"]
+                   f"--host-memory={args.host_memory}", f"--torch-threads={args.torch_threads}",
+                   f"--config-overrides={args.config_overrides}"]
             print(f"[{time.time() - start:6.0f}s] {loss} / {fw} ...", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
@@ -389,7 +393,10 @@ def parent(args) -> None:
             "attention_dropout": m.attention_dropout, "norm_placement": m.norm_placement,
             "activation": m.activation, "positions": m.positions, "head": m.head,
             "optimizer": "adam", "learning_rate": config.train.learning_rate,
-            "adam_b2": config.train.adam_b2, "dtype": "float32",
+            "adam_b2": config.train.adam_b2,
+            "dtype": "bfloat16 compute" if config.train.bf16 else "float32",
+            "fused_attention": config.model.fused_attention,
+            "config_overrides": args.config_overrides,
             "loss_configs": {k: f"configs/sasrec.py:{v}" for k, v in LOSSES.items()},
             "warmup_steps": args.warmup, "measured_steps": args.steps,
             "torch_threads": args.torch_threads, "torch_compile": args.compile,
@@ -442,6 +449,9 @@ def main() -> None:
     p.add_argument("--torch-threads", type=int, default=2,
                    help="torch.set_num_threads; 1 fares better when other work shares the cores "
                         "(OpenMP threads spin at barriers)")
+    p.add_argument("--config-overrides", default="",
+                   help="extra configs/sasrec.py words for every loss; the torch mirror reads "
+                        "the same config but always runs float32 on the CPU")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "train_step.json"), help="JSON output path")
     p.add_argument("--only", choices=FRAMEWORKS, help=argparse.SUPPRESS)
@@ -449,6 +459,8 @@ def main() -> None:
     p.add_argument("--batches", help=argparse.SUPPRESS)
     p.add_argument("--num-batches", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    global CONFIG_OVERRIDES
+    CONFIG_OVERRIDES = args.config_overrides
     for name, chosen, known in (("losses", args.losses, LOSSES), ("frameworks", args.frameworks,
                                                                      FRAMEWORKS)):
         if set(chosen) - set(known):
