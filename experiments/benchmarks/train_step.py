@@ -8,7 +8,7 @@ Run (from the repository root):
 Shape: `configs/sasrec.py:ml-1m` (3,416 items -> 3,417 table rows, d_model 64, 2 pre-LN
 blocks, 1 head, d_ff 64, max_len 200, batch 128, dropout 0.2 on embeddings, attention
 weights and residuals, Adam lr 1e-3, b2 0.98). Losses: full CE, BCE with 1 negative per
-position, sampled softmax with 256 shared uniform negatives (+ logQ, accidental-hit removal).
+position, sampled softmax with 256 uniform negatives per sequence (+ logQ, accidental-hit removal).
 
 For each (loss, framework) -- jax (ours, `transrec_jax.train.train_step` under jax.jit with
 donation), torch_eager, torch_compile (torch.compile of the forward + loss; the backward goes
@@ -238,11 +238,15 @@ def torch_loss(lo, num_items: int):
                 terms = F.softplus(torch.einsum("nd,nkd->nk", h, W[neg]))
                 terms = terms.masked_fill(neg == t[:, None], 0.0)
                 per = F.softplus(-positive) + terms.sum(-1)
-            else:  # sampled softmax: one shared draw [K]; uniform log q is a constant
-                neg = torch.randint(1, num_items + 1, (lo.num_negatives,))
+            else:  # sampled softmax: one draw [K] per sequence; uniform log q is a constant
+                rows, length = seq.shape[0], seq.shape[1] - 1
+                neg = torch.randint(1, num_items + 1, (rows, lo.num_negatives))
                 log_q = -math.log(num_items)
                 positive = positive - log_q
-                negative = (h @ W[neg].T - log_q).masked_fill(neg[None, :] == t[:, None], -math.inf)
+                scores = torch.einsum("bld,bkd->blk", h.view(rows, length, -1), W[neg])
+                neg = neg.repeat_interleave(length, dim=0)  # each position gets its row's draw
+                negative = (scores.reshape(rows * length, -1) - log_q).masked_fill(
+                    neg == t[:, None], -math.inf)
                 logits = torch.cat([positive[:, None], negative], dim=1)
                 per = torch.logsumexp(logits, dim=-1) - positive
         per = torch.where(real, per, torch.zeros_like(per))
