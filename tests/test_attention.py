@@ -11,6 +11,8 @@ from transrec_jax.models.attention import (
     bidirectional_mask,
     causal_mask,
     combine_masks,
+    dropout,
+    dropout_keep_threshold,
     key_padding_mask,
 )
 
@@ -184,6 +186,56 @@ def test_attention_dropout_uses_the_key():
     np.testing.assert_allclose(mha(x, x, key=jax.random.key(0)), a)
     assert not np.allclose(a, deterministic) and not np.allclose(a, b)
     np.testing.assert_allclose(mha(x, x), deterministic)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.5, 0.1])
+def test_dropout_keep_rate_and_scale(rate):
+    """Realised keep rate = threshold/256 within binomial bounds; kept values are x·256/threshold."""
+    threshold = dropout_keep_threshold(rate)
+    assert abs((256 - threshold) / 256 - rate) <= 1 / 512
+    n = 200_003  # odd: not a whole number of random words
+    out = np.asarray(dropout(jnp.ones((n,)), rate, jax.random.key(0)))
+    kept = out != 0
+    p = threshold / 256
+    assert abs(kept.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)
+    np.testing.assert_allclose(out[kept], 256 / threshold, rtol=1e-6)
+    assert abs(out.mean() - 1.0) < 5 * np.sqrt((1 - p) / p / n)  # E[output] = x
+    # Bytes of one hash land far apart in the flat array; both halves keep at the same rate
+    # and neighbouring elements are uncorrelated.
+    for half in (kept[: n // 2], kept[n // 2 :]):
+        assert abs(half.mean() - p) < 5 * np.sqrt(p * (1 - p) / half.size)
+    assert abs(np.corrcoef(kept[:-1], kept[1:])[0, 1]) < 5 / np.sqrt(n)
+
+
+def test_dropout_keep_rate_per_position_over_keys():
+    """Every position is kept at the same rate across keys (no position is stuck)."""
+    masks = jax.vmap(lambda k: dropout(jnp.ones((4, 33)), 0.2, k) != 0)(
+        jax.random.split(jax.random.key(1), 2000)
+    )
+    per_position = np.asarray(masks).mean(axis=0)
+    p = 205 / 256
+    assert np.abs(per_position - p).max() < 5 * np.sqrt(p * (1 - p) / 2000)
+
+
+def test_dropout_is_deterministic_per_key_and_keeps_dtype():
+    x = jax.random.normal(jax.random.key(2), (3, 5, 7)).astype(jnp.bfloat16)
+    a = dropout(x, 0.3, jax.random.key(0))
+    assert a.dtype == jnp.bfloat16 and a.shape == x.shape
+    np.testing.assert_array_equal(a, dropout(x, 0.3, jax.random.key(0)))
+    np.testing.assert_array_equal(a, jax.jit(dropout, static_argnums=1)(x, 0.3, jax.random.key(0)))
+    assert not np.array_equal(a, dropout(x, 0.3, jax.random.key(1)))
+
+
+def test_dropout_identity_without_key_or_rate():
+    x = jax.random.normal(jax.random.key(2), (4, 6))
+    assert dropout(x, 0.2, None) is x
+    assert dropout(x, 0.0, jax.random.key(0)) is x
+
+
+@pytest.mark.parametrize("rate", [0.001, 0.999])
+def test_dropout_rejects_rates_that_round_away(rate):
+    with pytest.raises(ValueError, match="dropout rate"):
+        dropout(jnp.ones((8,)), rate, jax.random.key(0))
 
 
 @pytest.mark.parametrize("rotary,steps", [(False, 1), (True, 2)])

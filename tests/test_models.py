@@ -73,6 +73,22 @@ def test_causal_models_ignore_the_future(name, positions):
     assert not np.allclose(a[:, 5:], b[:, 5:])
 
 
+@pytest.mark.parametrize(
+    "name,positions,placement,fused",
+    [("sasrec", p, "pre", False) for p in POSITIONS]
+    + [("sasrec", "learned", "post", False), ("sasrec", "rotary", "sasrec", False),
+       ("sasrec", "learned", "pre", True), ("bert4rec", "rotary", "post", False),
+       ("transformer_recommender", "learned", "pre", False)],
+)
+def test_last_only_encoding_equals_the_last_hidden_state(name, positions, placement, fused):
+    model = make(name, positions=positions, norm_placement=placement, fused_attention=fused,
+                 num_layers=2)
+    tokens = windows()[:, 1:]
+    last = model.encode(tokens, last_only=True)
+    assert last.shape == (2, 1, 8)
+    np.testing.assert_allclose(last, model.encode(tokens)[:, -1:], atol=1e-5)
+
+
 def test_bert4rec_attends_both_ways():
     model = make("bert4rec")
     tokens = windows()[:, 1:]

@@ -2,11 +2,13 @@
 
 Run (from the repository root):
   .venv/bin/python experiments/benchmarks/train_step.py [--steps=20] [--warmup=3] [--no-compile]
+      [--losses=ce,bce_1neg] [--frameworks=jax,torch_eager] [--host-memory=keep|default]
+      [--torch-threads=2] [--config-overrides=train.bf16=True,...] [--out=PATH]
 
 Shape: `configs/sasrec.py:ml-1m` (3,416 items -> 3,417 table rows, d_model 64, 2 pre-LN
 blocks, 1 head, d_ff 64, max_len 200, batch 128, dropout 0.2 on embeddings, attention
 weights and residuals, Adam lr 1e-3, b2 0.98). Losses: full CE, BCE with 1 negative per
-position, sampled softmax with 256 shared uniform negatives (+ logQ, accidental-hit removal).
+position, sampled softmax with 256 uniform negatives per sequence (+ logQ, accidental-hit removal).
 
 For each (loss, framework) -- jax (ours, `transrec_jax.train.train_step` under jax.jit with
 donation), torch_eager, torch_compile (torch.compile of the forward + loss; the backward goes
@@ -18,15 +20,22 @@ the data file exists, else random left-padded rows (flagged in the JSON). It mea
   step_ms:     median wall time of `--steps` steps after `--warmup` steps (first included),
   seqs/s:      batch_size / median step time,
   targets/s:   mean real (non-pad) targets per batch / median step time,
-  peak RSS:    ru_maxrss of the subprocess.
+  peak RSS:    ru_maxrss of the subprocess,
+  compiles_after_first_step (jax): XLA compilations after the first step (should be 0).
 Step-time ratio = theirs / ours, so > 1 means our JAX step is faster.
-Output: a Markdown table on stdout and experiments/benchmarks/train_step.json.
+--host-memory=keep (the default, as in `transrec_jax.main`) applies
+`transrec_jax.host_memory.keep_freed_memory` in EVERY framework's subprocess: it is a process
+setting, not a JAX feature, and eager PyTorch gains from it too. Without torch installed (a GPU
+box), the torch rows are skipped. --out (default experiments/benchmarks/train_step.json) names
+the JSON file.
+Output: a Markdown table on stdout and the JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -51,10 +60,13 @@ FRAMEWORKS = ("jax", "torch_eager", "torch_compile")
 MARK = "@@RESULT@@ "
 
 
+CONFIG_OVERRIDES = ""  # --config-overrides, e.g. bf16 and fused attention for gpu.sh
+
+
 def get_config(loss: str):
     from configs import sasrec
 
-    return sasrec.get_config(LOSSES[loss])
+    return sasrec.get_config(",".join(filter(None, [LOSSES[loss], CONFIG_OVERRIDES])))
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,13 +125,19 @@ def run_jax(loss: str, batches: np.ndarray, num_items: int, warmup: int, steps: 
     )
     device_batches = [{"seq": jax.device_put(b)} for b in batches]
     jax.block_until_ready(device_batches)
+    compiles = []  # XLA compilations, counted after the first step
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, _secs, **_: compiles.append(event)
+        if event == "/jax/core/compile/backend_compile_duration" else None)
 
     def one(i):
         nonlocal state
+        if i == 1:
+            compiles.clear()
         state, metrics = step_fn(state, device_batches[i % len(device_batches)], train_key)
         return float(jax.block_until_ready(metrics)["loss"])
 
-    return time_steps(one, warmup, steps)
+    return {**time_steps(one, warmup, steps), "compiles_after_first_step": len(compiles)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,11 +238,15 @@ def torch_loss(lo, num_items: int):
                 terms = F.softplus(torch.einsum("nd,nkd->nk", h, W[neg]))
                 terms = terms.masked_fill(neg == t[:, None], 0.0)
                 per = F.softplus(-positive) + terms.sum(-1)
-            else:  # sampled softmax: one shared draw [K]; uniform log q is a constant
-                neg = torch.randint(1, num_items + 1, (lo.num_negatives,))
+            else:  # sampled softmax: one draw [K] per sequence; uniform log q is a constant
+                rows, length = seq.shape[0], seq.shape[1] - 1
+                neg = torch.randint(1, num_items + 1, (rows, lo.num_negatives))
                 log_q = -math.log(num_items)
                 positive = positive - log_q
-                negative = (h @ W[neg].T - log_q).masked_fill(neg[None, :] == t[:, None], -math.inf)
+                scores = torch.einsum("bld,bkd->blk", h.view(rows, length, -1), W[neg])
+                neg = neg.repeat_interleave(length, dim=0)  # each position gets its row's draw
+                negative = (scores.reshape(rows * length, -1) - log_q).masked_fill(
+                    neg == t[:, None], -math.inf)
                 logits = torch.cat([positive[:, None], negative], dim=1)
                 per = torch.logsumexp(logits, dim=-1) - positive
         per = torch.where(real, per, torch.zeros_like(per))
@@ -234,10 +256,10 @@ def torch_loss(lo, num_items: int):
 
 
 def run_torch(loss: str, batches: np.ndarray, num_items: int, warmup: int, steps: int,
-              compile_: bool) -> dict:
+              compile_: bool, threads: int) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = get_config(loss)
     model = torch_model(num_items, config.model).train()
@@ -282,13 +304,17 @@ def time_steps(one, warmup: int, steps: int) -> dict:
 
 
 def child(args) -> None:
+    if args.host_memory == "keep":
+        from transrec_jax import host_memory
+
+        host_memory.keep_freed_memory()  # before any framework starts its threads
     data = np.load(args.batches)
     batches, num_items = data[: args.num_batches], int(data[-1, 0, 0])
     if args.only == "jax":
         out = run_jax(args.loss, batches, num_items, args.warmup, args.steps)
     else:
         out = run_torch(args.loss, batches, num_items, args.warmup, args.steps,
-                        compile_=args.only == "torch_compile")
+                        compile_=args.only == "torch_compile", threads=args.torch_threads)
     print(MARK + json.dumps(out), flush=True)
 
 
@@ -315,13 +341,21 @@ def parent(args) -> None:
     path = os.path.join(tempfile.mkdtemp(), "batches.npy")
     np.save(path, np.concatenate([batches, extra]))
 
-    frameworks = [f for f in FRAMEWORKS if args.compile or f != "torch_compile"]
+    frameworks = [f for f in args.frameworks if args.compile or f != "torch_compile"]
+    if importlib.util.find_spec("torch") is None:
+        skipped = [f for f in frameworks if f.startswith("torch")]
+        frameworks = [f for f in frameworks if f not in skipped]
+        if skipped:
+            print(f"torch is not installed: skipping {', '.join(skipped)}", file=sys.stderr)
+    load_before = os.getloadavg()
     results: dict = {}
-    for loss in LOSSES:
+    for loss in args.losses:
         for fw in frameworks:
             cmd = [sys.executable, os.path.abspath(__file__), f"--only={fw}", f"--loss={loss}",
                    f"--batches={path}", f"--num-batches={num_batches}",
-                   f"--warmup={args.warmup}", f"--steps={args.steps}"]
+                   f"--warmup={args.warmup}", f"--steps={args.steps}",
+                   f"--host-memory={args.host_memory}", f"--torch-threads={args.torch_threads}",
+                   f"--config-overrides={args.config_overrides}"]
             print(f"[{time.time() - start:6.0f}s] {loss} / {fw} ...", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
@@ -353,6 +387,7 @@ def parent(args) -> None:
                              *sys.argv[1:]]),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                     "processor": platform.processor(), "machine": platform.machine(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                     "note": "shared machine; timings are noisy"},
         "versions": versions(),
         "settings": {
@@ -362,10 +397,14 @@ def parent(args) -> None:
             "attention_dropout": m.attention_dropout, "norm_placement": m.norm_placement,
             "activation": m.activation, "positions": m.positions, "head": m.head,
             "optimizer": "adam", "learning_rate": config.train.learning_rate,
-            "adam_b2": config.train.adam_b2, "dtype": "float32",
+            "adam_b2": config.train.adam_b2,
+            "dtype": "bfloat16 compute" if config.train.bf16 else "float32",
+            "fused_attention": config.model.fused_attention,
+            "config_overrides": args.config_overrides,
             "loss_configs": {k: f"configs/sasrec.py:{v}" for k, v in LOSSES.items()},
             "warmup_steps": args.warmup, "measured_steps": args.steps,
-            "torch_threads": 2, "torch_compile": args.compile,
+            "torch_threads": args.torch_threads, "torch_compile": args.compile,
+            "host_memory": args.host_memory,
             "data": source, "mean_real_targets_per_batch": real_per_batch,
             "ratio": "theirs / ours median step time: > 1 means our JAX step is faster",
         },
@@ -373,7 +412,7 @@ def parent(args) -> None:
         "table_markdown": table,
         "total_wall_s": time.time() - start,
     }
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_step.json")
+    out = args.out
     with open(out, "w") as f:
         json.dump(report, f, indent=2)
     print(f"\nwrote {out} ({report['total_wall_s']:.0f} s)", file=sys.stderr)
@@ -405,11 +444,31 @@ def main() -> None:
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="skip the torch.compile runs (slow to compile on a small CPU)")
     p.add_argument("--timeout", type=int, default=900, help="seconds per subprocess")
+    p.add_argument("--losses", type=lambda s: s.split(","), default=list(LOSSES),
+                   help=f"comma-separated subset of {','.join(LOSSES)}")
+    p.add_argument("--frameworks", type=lambda s: s.split(","), default=list(FRAMEWORKS),
+                   help=f"comma-separated subset of {','.join(FRAMEWORKS)}")
+    p.add_argument("--host-memory", choices=("keep", "default"), default="keep",
+                   help="keep: transrec_jax.host_memory.keep_freed_memory() in every subprocess")
+    p.add_argument("--torch-threads", type=int, default=2,
+                   help="torch.set_num_threads; 1 fares better when other work shares the cores "
+                        "(OpenMP threads spin at barriers)")
+    p.add_argument("--config-overrides", default="",
+                   help="extra configs/sasrec.py words for every loss; the torch mirror reads "
+                        "the same config but always runs float32 on the CPU")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                 "train_step.json"), help="JSON output path")
     p.add_argument("--only", choices=FRAMEWORKS, help=argparse.SUPPRESS)
     p.add_argument("--loss", choices=tuple(LOSSES), help=argparse.SUPPRESS)
     p.add_argument("--batches", help=argparse.SUPPRESS)
     p.add_argument("--num-batches", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
+    global CONFIG_OVERRIDES
+    CONFIG_OVERRIDES = args.config_overrides
+    for name, chosen, known in (("losses", args.losses, LOSSES), ("frameworks", args.frameworks,
+                                                                     FRAMEWORKS)):
+        if set(chosen) - set(known):
+            p.error(f"--{name}: unknown {sorted(set(chosen) - set(known))}; known: {list(known)}")
     child(args) if args.only else parent(args)
 
 

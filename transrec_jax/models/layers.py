@@ -149,11 +149,20 @@ class EncoderLayer(nnx.Module):
         self.ffn_norm = make_norm(model_cfg.norm, model_cfg.d_model, dtype=dtype, rngs=rngs)
         self.ffn = _feed_forward(model_cfg, dtype=dtype, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, mask: jax.Array | None, key: jax.Array | None = None):
-        """x [B, L, D] -> [B, L, D]; key=None disables dropout."""
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None, key: jax.Array | None = None,
+                 last_only: bool = False):
+        """x [B, L, D] -> [B, L, D]; key=None disables dropout.
+
+        last_only: the last position's output only, [B, 1, D] (its keys and values still come
+        from every position): all a user vector needs from the top layer, at ~1/L of the
+        attention and feed-forward cost.
+        """
         attn_key, attn_out_key, ffn_key, ffn_out_key = split_key(key, 4)
         placement = self.placement
         h, kv = sublayer_inputs(placement, self.attention_norm, x)
+        if last_only:
+            x, h = x[:, -1:], h[:, -1:]
+            mask = None if mask is None else mask[..., -1:, :]
         update = self.attention(h, kv, mask=mask, key=attn_key)
         attn_rate, ffn_rate = self.attention_output_dropout, self.dropout_rate
         x = sublayer_output(placement, self.attention_norm, x, h, update, attn_rate, attn_out_key)

@@ -64,8 +64,13 @@ class Recommender(nnx.Module):
         self.output_weight = nnx.Param(init(rngs.params(), (rows, d_model))) if linear else None
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
 
-    def encode(self, tokens: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-        """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout."""
+    def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
+               last_only: bool = False) -> jax.Array:
+        """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
+
+        last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
+        layer then computes that position alone).
+        """
         length = tokens.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > config.model.max_len={self.max_len}")
@@ -76,8 +81,11 @@ class Recommender(nnx.Module):
         x = dropout(x, self.dropout_rate, embedding_key)
         order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
         mask = combine_masks(key_padding_mask(tokens != 0), order)
-        for layer, layer_key in zip(self.layers, layer_keys, strict=True):
-            x = layer(x, mask=mask, key=layer_key)
+        top = len(self.layers) - 1
+        for i, (layer, layer_key) in enumerate(zip(self.layers, layer_keys, strict=True)):
+            x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top)
+        if last_only:
+            x = x[:, -1:]  # a no-op unless there are no layers
         return self.final_norm(x) if self.final_norm is not None else x
 
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:
@@ -103,7 +111,7 @@ class Recommender(nnx.Module):
 
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """The vector that scores the item after history int32[B, L]: the last hidden state."""
-        return self.encode(history, key=key)[:, -1]
+        return self.encode(history, key=key, last_only=True)[:, 0]
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
@@ -134,7 +142,7 @@ class TransformerRecommender(Recommender):
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         """seq [B, max_len + 1] -> hidden [B, 1, D] of the last input, target seq[:, -1]."""
         targets = seq[:, -1:]
-        hidden = self.encode(seq[:, :-1], key=key)[:, -1:]
+        hidden = self.encode(seq[:, :-1], key=key, last_only=True)
         return hidden, targets, (targets != 0).astype(jnp.float32)
 
 
@@ -181,7 +189,8 @@ class BERT4Rec(Recommender):
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """Drop the oldest item, append [MASK], read the hidden state at that last position."""
         mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
-        return self.encode(jnp.concatenate([history[:, 1:], mask_column], axis=1), key=key)[:, -1]
+        tokens = jnp.concatenate([history[:, 1:], mask_column], axis=1)
+        return self.encode(tokens, key=key, last_only=True)[:, 0]
 
 
 # models/__init__.py adds "encdec" (its module imports this one).

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmarks on a GPU box in under 8 minutes; JSON results under $OUT (default ./gpu_results).
+#
+#   OUT=/some/dir bash experiments/benchmarks/gpu.sh
+#
+# Runs from the repository root with whatever `python` has jax + flax (the lent GPU machines:
+# Python 3.12, jax 0.11.2, no internet). bf16 compute and fused attention are on (fused
+# attention has no attention-weight dropout, so that dropout is 0 in every GPU run). Only the
+# JAX side of the train-step benchmark runs: the PyTorch mirror in train_step.py is a CPU
+# model, and torch may not be installed. Without the ML-1M file (it lives outside the
+# repository) both benchmarks fall back to random data of ML-1M's shape and say so in the JSON.
+set -uo pipefail  # a failed step is reported and the next one still runs
+cd "$(dirname "$0")/../.."
+OUT="${OUT:-gpu_results}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+GPU_CONFIG="train.bf16=True,model.fused_attention=True,model.attention_dropout=0.0"
+
+"$PY" - <<'EOF' | tee "$OUT/devices.txt"
+import jax
+print("jax", jax.__version__, "backend", jax.default_backend(), "devices", jax.devices())
+EOF
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null \
+  | tee -a "$OUT/devices.txt" || true
+
+# 1. Train step (all three losses), ~2 minutes.
+timeout 240 "$PY" experiments/benchmarks/train_step.py --frameworks=jax --steps=50 --warmup=3 \
+  --config-overrides="$GPU_CONFIG" --out="$OUT/train_step.json" --timeout=120 \
+  | tee "$OUT/train_step.md" || echo "train_step.py failed or timed out" | tee -a "$OUT/train_step.md"
+
+# 2. Full-ranking evaluation: ML-1M (6,040 users) and a 1M-item catalog (50,000 users), ~2 minutes.
+timeout 240 "$PY" experiments/benchmarks/evaluate_speed.py --repeats=3 --batch-size=1024 \
+  --synthetic-users=50000 --config-overrides="$GPU_CONFIG" --out="$OUT/evaluate_speed.json" \
+  --timeout=200 | tee "$OUT/evaluate_speed.md" \
+  || echo "evaluate_speed.py failed or timed out" | tee -a "$OUT/evaluate_speed.md"
+
+# 3. Time to quality (wall time until a fixed validation NDCG@10 on ML-1M).
+# TODO: not written yet; needs the ML-1M file on the GPU box and a target metric agreed in
+# issue 7. Sketch: python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,$GPU_CONFIG
+# --workdir="$OUT/ttq" with train.eval_every_steps set, then read metrics from its log.
+echo "time-to-quality: TODO (not run)" | tee "$OUT/time_to_quality.txt"

@@ -1,0 +1,33 @@
+"""Keep freed host memory in the process, so XLA:CPU reuses it from one step to the next.
+
+XLA:CPU mallocs every step's temporaries (400-750 MiB for SASRec on ML-1M) and frees them
+after the step. glibc returns such blocks to the kernel (mmap'd chunks, per-thread arena
+heaps unmapped when empty), so each step page-faults them back in and the kernel zeroes
+them: measured, a third of the BCE and CE steps' wall time was system time. With one arena,
+no mmap'd chunks and no trimming, the memory is reused and resident memory stays at its
+peak instead (ML-1M CE: ~2.9 GiB instead of ~1.5 GiB).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def keep_freed_memory() -> bool:
+    """Apply the policy through glibc's mallopt; False where there is no glibc (nothing done).
+
+    Call it before JAX starts its CPU threads (i.e. before the first computation): threads
+    that already own a malloc arena keep it.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))  # -1: never trim
+    return all(mallopt(param, value) == 1 for param, value in settings)
