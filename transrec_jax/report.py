@@ -219,13 +219,15 @@ def plot_axes(out: str, sweep: sweep_lib.Sweep, records: list[dict], points: lis
         if not lines:
             continue
         fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+        ordered = all(_is_number(level) for level in levels)  # else no line joins the points
         for ax, m in zip(axs[0], metrics):
             for key, by_level in lines.items():
                 xs = sorted(i for i in by_level if by_level[i]["mean"][m] is not None)
                 label = ",".join(f"{a}={v}" for a, v in zip(others, key)) or sweep.name
                 ax.errorbar(xs, [by_level[i]["mean"][m] for i in xs],
                             yerr=[by_level[i]["std"][m] or 0.0 for i in xs],
-                            marker="o", capsize=3, label=label)
+                            marker="o", capsize=3, label=label,
+                            linestyle="-" if ordered else "none")
             if pop["mean"][m] is not None:
                 ax.axhline(pop["mean"][m], color="grey", linestyle="--", linewidth=1, label="popularity")
             ax.set_xticks(range(len(levels)), levels, rotation=30 if len(levels) > 4 else 0)
@@ -239,6 +241,14 @@ def plot_axes(out: str, sweep: sweep_lib.Sweep, records: list[dict], points: lis
         fig.savefig(os.path.join(out, files[-1]), dpi=150)
         plt.close(fig)
     return files
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def plot_curves(out: str, sweep: sweep_lib.Sweep, records: list[dict], curve_metric: str) -> list[str]:
