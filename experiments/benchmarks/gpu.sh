@@ -34,8 +34,9 @@ timeout 240 "$PY" experiments/benchmarks/evaluate_speed.py --repeats=3 --batch-s
   --timeout=200 | tee "$OUT/evaluate_speed.md" \
   || echo "evaluate_speed.py failed or timed out" | tee -a "$OUT/evaluate_speed.md"
 
-# 3. Time to quality (wall time until a fixed validation NDCG@10 on ML-1M).
-# TODO: not written yet; needs the ML-1M file on the GPU box and a target metric agreed in
-# issue 7. Sketch: python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,$GPU_CONFIG
-# --workdir="$OUT/ttq" with train.eval_every_steps set, then read metrics from its log.
-echo "time-to-quality: TODO (not run)" | tee "$OUT/time_to_quality.txt"
+# 3. Time to quality: launch to validation NDCG@10 >= 0.18 on ML-1M, both recipes, <= 90 s each
+# (needs the ML-1M file at ../shared/data; without it the runs fail with a one-line error).
+timeout 220 "$PY" experiments/benchmarks/time_to_quality.py --recipes=fast,sasrec_plus --limit=90 \
+  --config-overrides="$GPU_CONFIG" --workdir-root="$OUT/ttq_runs" --out="$OUT/time_to_quality.json" \
+  | tee "$OUT/time_to_quality.md" \
+  || echo "time_to_quality.py failed or timed out" | tee -a "$OUT/time_to_quality.md"

@@ -26,7 +26,7 @@ import time
 
 import jax
 
-from transrec_jax import evaluate, train
+from transrec_jax import evaluate, host_memory, train
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
 
@@ -69,6 +69,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="", help="default: experiments/next_k/runs/<dataset>")
     parser.add_argument("--out", default="", help="JSON file for the table (default: <workdir>/compare.json)")
     args = parser.parse_args()
+    host_memory.keep_freed_memory()  # as transrec_jax.main does, before JAX starts its threads
     root = args.workdir or str(REPO / "experiments" / "next_k" / "runs" / args.dataset)
     arg = f"{args.dataset},dataset.split=next_k,dataset.next_k={args.k},model.next_k={args.k}"
     arg += f",{args.arg}" if args.arg else ""
