@@ -96,6 +96,30 @@ def test_eval_validation_history_excludes_the_validation_target():
     assert "exclude" not in b
 
 
+def test_eval_length_buckets_cut_only_padding():
+    ds = _ds(SEQS)
+    sp = splits.leave_one_out(ds)
+    plain = {}
+    for b in EvalBatcher(ds, sp, "test", max_len=6, batch_size=8):
+        for row, user, ok in zip(b["history"], b["user"], b["valid"]):
+            if ok:
+                plain[int(user)] = row
+    eb = EvalBatcher(ds, sp, "test", max_len=6, batch_size=2, length_buckets=3)  # widths 2, 4, 6
+    seen, widths = [], []
+    for b in eb:
+        width = b["history"].shape[1]
+        widths.append(width)
+        assert width in (2, 4, 6) and b["exclude"].shape == (2, eb.exclude_width)
+        for row, user, ok in zip(b["history"], b["user"], b["valid"]):
+            if ok:
+                full = plain[int(user)]
+                np.testing.assert_array_equal(full[: 6 - width], 0)  # only padding is cut...
+                np.testing.assert_array_equal(row, full[6 - width :])
+                assert width == 6 or row[0] == 0  # ...and one padding column is kept
+                seen.append(int(user))
+    assert sorted(seen) == sorted(plain) and widths == sorted(widths)
+
+
 def test_eval_part_is_checked():
     ds = _ds(SEQS)
     with pytest.raises(ValueError, match="part="):

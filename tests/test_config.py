@@ -74,6 +74,7 @@ def _base(**kv):
         ({"model.name": "gpt"}, "config.model.name='gpt': expected one of"),
         ({"model.name": "bert4rec", "loss.name": "bce"}, "cannot train model.name='bert4rec'"),
         ({"loss.num_negatives": 0}, "loss.num_negatives=0: expected a positive integer"),
+        ({"eval.length_buckets": 0}, "eval.length_buckets=0: expected a positive integer"),
         ({"train.early_stop_metric": "ndcg@50"}, "early_stop_metric"),
         ({"dataset.source": "local"}, "dataset.path is empty"),
         ({"dataset.split": "temporal"}, "temporal split needs"),

@@ -99,3 +99,26 @@ def test_popularity_baseline_ranks_by_training_counts(setup):
     assert counts[0] == 0 and counts.sum() == split.train_end.sum()
     pop = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh).popularity(counts)
     assert set(pop) >= {"hr@10", "ndcg@10", "coverage@10"} and 0 <= pop["hr@10"] <= 1
+
+
+@pytest.mark.parametrize("model_name, mode", [("sasrec", "full"), ("bert4rec", "full"),
+                                              ("encdec", "full"), ("sasrec", "sampled100")])
+def test_length_buckets_do_not_change_metrics(model_name, mode):
+    """Cutting leading padding columns per length bucket leaves every metric as it was."""
+    c = config_lib.base_config()
+    c.dataset.synthetic.update(num_users=120, num_items=300, min_len=3, max_len=30)
+    c.model.update(name=model_name, max_len=12, d_model=16, num_layers=1, num_heads=2, d_ff=32,
+                   init_std=0.5, num_decoder_layers=1, positions="learned")
+    c.eval.update(mode=mode, batch_size=16)
+    ds = preprocess.preprocess(synthetic.generate(c.dataset.synthetic, 0), c.dataset)
+    split = splits.leave_one_out(ds)
+    graphdef, params = nnx.split(build_model(c.model, ds.num_items, rngs=nnx.Rngs(0)))
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    results = []
+    for buckets in (1, 5):
+        c.eval.length_buckets = buckets
+        results.append(evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)(params))
+    for other in results[1:]:
+        assert other.keys() == results[0].keys()
+        for k, v in results[0].items():
+            assert other[k] == pytest.approx(v, abs=1e-6), k

@@ -121,6 +121,7 @@ def base_config() -> ml_collections.ConfigDict:
     e.mask_history = True
     e.batch_size = 256
     e.item_chunk = 0  # 0 = score all items at once
+    e.length_buckets = 4  # batch users of similar history length, cut padding columns; 1 = off
     return c
 
 
@@ -255,6 +256,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         )
     positive("eval.batch_size", e.batch_size)
     positive("eval.item_chunk", e.item_chunk, allow_zero=True)
+    positive("eval.length_buckets", e.length_buckets)
 
 
 def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collections.ConfigDict:

@@ -59,7 +59,7 @@ class Evaluator:
         self.config, self.part, self.num_items = config, part, dataset.num_items
         self.ks, self.kmax = tuple(e.ks), max(e.ks)
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
-                                   mask_history=e.mask_history)
+                                   mask_history=e.mask_history, length_buckets=e.length_buckets)
         self._data_sharding = NamedSharding(mesh, P("data"))
         self._replicated = NamedSharding(mesh, P())
         self._negatives = None
@@ -99,7 +99,7 @@ class Evaluator:
             if self._negatives is not None:
                 n = self.batcher.batch_size
                 neg = np.zeros((n, SAMPLED_NEGATIVES), np.int32)
-                part = self._negatives[i * n : (i + 1) * n]
+                part = self._negatives[self.batcher.order[i * n : (i + 1) * n]]
                 neg[: len(part)] = part
                 batch["negatives"] = neg
             batch = jax.device_put(batch, self._data_sharding)
@@ -156,7 +156,8 @@ class NextKEvaluator:
         if self.method == "generate" and not generates:
             raise ValueError(f"config.model.name={config.model.name!r} cannot generate: use method='top_k'")
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
-                                   mask_history=e.mask_history, next_k=self.k)
+                                   mask_history=e.mask_history, next_k=self.k,
+                                   length_buckets=e.length_buckets)
         self._data_sharding = NamedSharding(mesh, P("data"))
         self._step = jax.jit(
             functools.partial(_next_k_step, graphdef=graphdef, k=self.k, method=self.method,

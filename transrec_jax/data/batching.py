@@ -93,10 +93,18 @@ class EvalBatcher:
     `exclude` [B, H]: the user's whole history before the target, H = the longest such
     history in this part (so every batch has the same shape). With `next_k` > 0 a batch also
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
+
+    With `length_buckets` n > 1 the users are visited shortest history first (`order`) and
+    each batch's `history` is only as wide as the smallest of the n widths
+    ceil(max_len * i / n) that keeps one padding column before its longest history (or
+    max_len): the cut columns are padding, which every model masks, and positions count from
+    the right, so user vectors are unchanged while the encoder skips most of the padding (ML-1M
+    test histories: median 95 of max_len 200). A model then compiles at most n shapes.
     """
 
     def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
-                 batch_size: int, mask_history: bool = True, next_k: int = 0):
+                 batch_size: int, mask_history: bool = True, next_k: int = 0,
+                 length_buckets: int = 1):
         if part not in ("val", "test"):
             raise ValueError(f"part={part!r}: expected 'val' or 'test'")
         self.dataset, self.max_len, self.batch_size = dataset, max_len, batch_size
@@ -106,6 +114,13 @@ class EvalBatcher:
         self.ends = self.starts + pos  # exclusive end of the history = index of the target
         self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
         self.next_k = next_k
+        # The width each user needs: its history plus one padding column (BERT4Rec drops the
+        # oldest column to append [MASK]), at most max_len.
+        needed = np.minimum(pos + 1, max_len)
+        self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(pos))
+        widths = np.unique(-(-max_len * np.arange(1, max(length_buckets, 1) + 1) // max(length_buckets, 1)))
+        self._needed = needed[self.order]
+        self._widths = widths
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
             raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")
 
@@ -126,26 +141,26 @@ class EvalBatcher:
     def __iter__(self):
         b, items = self.batch_size, self.dataset.items
         for first in range(0, len(self.users), b):
-            sl = slice(first, first + b)
-            n = len(self.users[sl])
+            rows = self.order[first : first + b]
+            n = len(rows)
+            starts, ends = self.starts[rows], self.ends[rows]
+            width = int(self._widths[np.searchsorted(self._widths, self._needed[first : first + b].max())])
             batch = {
-                "history": np.zeros((b, self.max_len), np.int32),
+                "history": np.zeros((b, width), np.int32),
                 "target": np.zeros(b, np.int32),
                 "valid": np.zeros(b, bool),
                 "user": np.zeros(b, np.int32),
             }
-            batch["history"][:n] = gather_windows(items, self.starts[sl], self.ends[sl], self.max_len)
-            batch["target"][:n] = items[self.ends[sl]]
+            batch["history"][:n] = gather_windows(items, starts, ends, width)
+            batch["target"][:n] = items[ends]
             batch["valid"][:n] = True
-            batch["user"][:n] = self.users[sl]
+            batch["user"][:n] = self.users[rows]
             if self.exclude_width:
                 batch["exclude"] = np.zeros((b, self.exclude_width), np.int32)
-                batch["exclude"][:n] = gather_windows(
-                    items, self.starts[sl], self.ends[sl], self.exclude_width
-                )
+                batch["exclude"][:n] = gather_windows(items, starts, ends, self.exclude_width)
             if self.next_k:
                 batch["targets"] = np.zeros((b, self.next_k), np.int32)
-                block = gather_windows(items, self.ends[sl], self.ends[sl] + self.next_k, self.next_k)
+                block = gather_windows(items, ends, ends + self.next_k, self.next_k)
                 batch["targets"][:n] = distinct(block)
             yield batch
 
