@@ -277,26 +277,32 @@ def markdown_tables(r: dict) -> str:
     rows.append(f"| data | {d['users']:,} users x {d['items']:,} items, {d['interactions']:,} "
                 f"interactions: generate + preprocess + cache, split, counts | | "
                 f"{sum(d['times'].values()):.1f} | | | {mem['data']['vmhwm_gib']:.2f} |")
-    for name, t in (("train_sampled_softmax", s), ("train_chunked_ce", c)):
-        if t is None:
-            continue
+
+    def train_row(name, t):
         what = (f"sampled softmax, {t['negatives']} negatives/seq" if t["loss"] == "sampled_softmax"
                 else f"chunked CE, chunk {t['ce_chunk_size']:,}")
-        rows.append(
-            f"| {name} | {what}, batch {t['batch_size']}, {t['timed_steps']} timed steps | "
-            f"{t['first_step_s']:.2f} | {t['median_step_s']:.3f} | {t['seqs_per_s']:,.0f} seqs/s | "
-            f"epoch ({t['steps_per_epoch']:,} steps): {t['projected_epoch_s'] / 60:,.1f} min | "
-            f"{mem[name]['vmhwm_gib']:.2f} |")
+        return (f"| {name} | {what}, batch {t['batch_size']}, {t['timed_steps']} timed step(s) | "
+                f"{t['first_step_s']:.2f} | {t['median_step_s']:.3f} | {t['seqs_per_s']:,.1f} seqs/s | "
+                f"epoch ({t['steps_per_epoch']:,} steps): {duration(t['projected_epoch_s'])} | "
+                f"{mem[name]['vmhwm_gib']:.2f} |")
+
+    rows.append(train_row("train_sampled_softmax", s))
     rows.append(
         f"| eval_full_ranking | {e['users']:,} sampled test users x {e['items']:,} items, chunk "
         f"{e['item_chunk']:,}, history excluded | {e['cold_s']:.1f} | {e['warm_s']:.1f} | "
         f"{e['users_per_s']:,.0f} users/s | all {e['test_users_all']:,} test users: "
-        f"{e['projected_all_test_users_s'] / 3600:,.2f} h | {mem['eval_full_ranking']['vmhwm_gib']:.2f} |")
+        f"{duration(e['projected_all_test_users_s'])} | {mem['eval_full_ranking']['vmhwm_gib']:.2f} |")
+    if c is not None:
+        rows.append(train_row("train_chunked_ce", c))
     arrays = ["| host array | size (GiB) |", "|---|---:|"]
     arrays += [f"| {k} | {v / GIB:.3f} |" for k, v in r["host_arrays_bytes"].items()]
     verdict = (f"peak RSS {r['peak_gib']:.2f} GiB vs target {r['target_gib']} GiB: "
                f"{'PASS' if r['pass'] else 'FAIL'}")
     return "\n".join(rows) + "\n\n" + "\n".join(arrays) + "\n\n" + verdict
+
+
+def duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def main() -> None:
