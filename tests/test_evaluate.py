@@ -122,3 +122,22 @@ def test_length_buckets_do_not_change_metrics(model_name, mode):
         assert other.keys() == results[0].keys()
         for k, v in results[0].items():
             assert other[k] == pytest.approx(v, abs=1e-6), k
+
+
+def test_popularity_baseline_follows_eval_item_chunk(setup, monkeypatch):
+    c, ds, split, graphdef, params, mesh = setup
+    counts = evaluate.train_item_counts(ds, split)
+    whole = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh).popularity(counts)
+    chunks, rank_popularity = [], evaluate.ranking.rank_popularity
+
+    def spy(*args, item_chunk, **kwargs):
+        chunks.append(item_chunk)
+        return rank_popularity(*args, item_chunk=item_chunk, **kwargs)
+
+    monkeypatch.setattr(evaluate.ranking, "rank_popularity", spy)
+    c2 = config_lib.base_config()
+    c2.update(c)
+    c2.eval.item_chunk = 16  # 41 ids in 3 chunks, the last one padded
+    chunked = evaluate.Evaluator(c2, ds, split, "test", graphdef, mesh).popularity(counts)
+    assert chunks and set(chunks) == {16}
+    assert chunked == whole  # popularity scores are exact counts: no rounding to differ by

@@ -82,12 +82,18 @@ class Evaluator:
         return self._run(lambda batch: self._step(params, batch))
 
     def popularity(self, item_counts: np.ndarray) -> dict[str, float]:
-        """The most-popular baseline under the same protocol (history masking included)."""
+        """The most-popular baseline under the same protocol (history masking included).
+
+        Scored config.eval.item_chunk items at a time, as the model is: unchunked, a
+        1M-item catalog would take [batch, num_items] scores and masks at once.
+        """
         scores = jnp.asarray(ranking.popularity_scores(item_counts))
+        item_chunk = self.config.eval.item_chunk
 
         def step(batch):
             exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
-            ranks, topk, _ = ranking.rank_popularity(scores, batch["target"], exclude, kmax=self.kmax)
+            ranks, topk, _ = ranking.rank_popularity(scores, batch["target"], exclude,
+                                                     kmax=self.kmax, item_chunk=item_chunk)
             per_user = metrics.metrics_from_ranks(ranks, batch["valid"], self.ks)
             return {k: v.sum() for k, v in per_user.items()}, topk
 
