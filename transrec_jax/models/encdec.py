@@ -154,7 +154,7 @@ class EncoderDecoder(Recommender):
         return jax.nn.log_softmax(scores, axis=-1)
 
     def generate(self, history, exclude=None, *, k: int, beam_width: int = 1):
-        """history int32[B, max_len], exclude int32[B, H] or None -> (items i32[B, k], scores f32[B, k]).
+        """history int32[B, L <= max_len], exclude int32[B, H] or None -> (items i32, scores f32) [B, k].
 
         items[:, i] is the list's (i+1)-th pick; scores[:, i] the log-probability of the first
         i + 1 picks (non-increasing). A slot with no item left to pick holds id 0 and -inf.
