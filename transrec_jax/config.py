@@ -76,9 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
     m.head_bias = False
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
     # > 0: explicit attention in query chunks of this many rows (e.g. 128), so training holds
-    # no [B, H, L, L] tensors: for long max_len. The full-CE logits [B·L, num_items] then
-    # dominate (1 GiB+ in the backward pass at B=16, L=2048, 3,416 items): set
-    # loss.ce_chunk_size too, or use a sampled loss.
+    # no [B, H, L, L] float tensors: for long max_len. The loss then grows with B·L·num_items
+    # (full CE): with large catalogues also set loss.ce_chunk_size (measured in
+    # experiments/benchmarks/RESULTS.md, "max_len 1024/2048") or use a sampled loss.
     m.attention_chunk = 0
     m.mask_prob = 0.2  # bert4rec Cloze masking rate
     m.num_decoder_layers = 2  # encdec: DecoderLayers after the encoder
