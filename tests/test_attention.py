@@ -20,13 +20,14 @@ D, H, B, L = 8, 2, 2, 8
 TOKENS = np.array([[0, 0, 0, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8]])
 
 
-def make_attention(*, rotary=False, fused=False, dropout_rate=0.0, seed=0):
+def make_attention(*, rotary=False, fused=False, dropout_rate=0.0, seed=0, chunk=0):
     return MultiHeadAttention(
         D,
         H,
         dropout_rate=dropout_rate,
         rotary=rotary,
         fused=fused,
+        chunk=chunk,
         init_std=0.3,
         dtype=jnp.float32,
         rngs=nnx.Rngs(seed),

@@ -79,6 +79,9 @@ def _base(**kv):
         ({"dataset.source": "local"}, "dataset.path is empty"),
         ({"dataset.split": "temporal"}, "temporal split needs"),
         ({"model.dropout": 1.5}, r"model.dropout=1.5: expected a value in \[0, 1\)"),
+        ({"model.attention_chunk": -1}, "model.attention_chunk=-1: expected a non-negative"),
+        ({"model.attention_chunk": 128, "model.fused_attention": True},
+         "attention_chunk=128 chunks .*model.fused_attention=False"),
     ],
 )
 def test_validation_names_the_key(kv, match):

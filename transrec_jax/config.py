@@ -75,6 +75,11 @@ def base_config() -> ml_collections.ConfigDict:
     m.head = "tied"  # tied | linear
     m.head_bias = False
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
+    # > 0: explicit attention in query chunks of this many rows (e.g. 128), so training holds
+    # no [B, H, L, L] float tensors: for long max_len. The loss then grows with B·L·num_items
+    # (full CE): with large catalogues also set loss.ce_chunk_size (measured in
+    # experiments/benchmarks/RESULTS.md, "max_len 1024/2048") or use a sampled loss.
+    m.attention_chunk = 0
     m.mask_prob = 0.2  # bert4rec Cloze masking rate
     m.num_decoder_layers = 2  # encdec: DecoderLayers after the encoder
     m.next_k = 5  # encdec: items the decoder is trained to emit (and at most generates)
@@ -208,6 +213,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
+    positive("model.attention_chunk", m.attention_chunk, allow_zero=True)
+    if m.attention_chunk and m.fused_attention:
+        raise ConfigError(
+            f"config.model.attention_chunk={m.attention_chunk} chunks the explicit attention "
+            "core: expected model.fused_attention=False"
+        )
     for key in ("num_decoder_layers", "next_k", "beam_width"):
         positive(f"model.{key}", m[key])
     if m.name == "encdec" and d.split == "next_k" and d.next_k > m.next_k:

@@ -6,12 +6,15 @@ key (a padding query under causal + key-padding masks) gets all-zero weights and
 attention output instead of NaNs; such rows are padding and never feed a real position.
 
 Dropout randomness comes from an explicit key (None = deterministic) so the module holds
-only parameters. Incremental decoding passes a `KVCache` pytree in and gets the updated one
-back, which works under jit and lax.scan.
+only parameters. `chunk` > 0 computes the core `chunk` query rows at a time
+(`chunked_attention_core`), so long sequences train without [B, H, L, L] float tensors.
+Incremental decoding passes a `KVCache` pytree in and gets the updated one back, which
+works under jit and lax.scan.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -104,6 +107,8 @@ class MultiHeadAttention(nnx.Module):
     has no shared position axis). `fused=True` computes the core with
     `jax.nn.dot_product_attention`; it has no attention dropout, so it requires
     dropout_rate == 0, and a call asking for the weights runs the explicit path instead.
+    `chunk` > 0 runs the explicit core in query chunks (`chunked_attention_core`) whenever
+    there are more than `chunk` queries and the weights are not asked for.
     """
 
     def __init__(
@@ -114,6 +119,7 @@ class MultiHeadAttention(nnx.Module):
         dropout_rate: float,
         rotary: bool,
         fused: bool,
+        chunk: int,
         init_std: float,
         dtype,
         rngs: nnx.Rngs,
@@ -132,6 +138,7 @@ class MultiHeadAttention(nnx.Module):
         self.dropout_rate = dropout_rate
         self.rotary = rotary
         self.fused = fused
+        self.chunk = chunk
         self.dtype = dtype
 
         def projection():
@@ -233,12 +240,64 @@ class MultiHeadAttention(nnx.Module):
         # Heads-first [B, H, L, Dh] operands: with the head axis between batch and length, XLA:CPU
         # copied [B, H, Lq, Lk]-sized tensors into other layouts (the core ran 1.5x slower).
         q, k, v = (x.swapaxes(1, 2) for x in (q, k, v))
-        logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
-        if mask is not None:
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(logits, axis=-1)
-        if mask is not None:
-            weights = jnp.where(mask, weights, 0.0)
-        dropped = dropout(weights, self.dropout_rate, key)
-        out = jnp.einsum("bhqk,bhkd->bhqd", dropped.astype(v.dtype), v)
+        core = functools.partial(attention_core, rate=self.dropout_rate, scale=scale)
+        if self.chunk and q.shape[2] > self.chunk and not return_weights:
+            out = chunked_attention_core(q, k, v, mask, key, core=core, chunk=self.chunk)
+            return out.swapaxes(1, 2), None
+        out, weights = core(q, k, v, mask, key)
         return out.swapaxes(1, 2), weights
+
+
+def attention_core(q, k, v, mask, key, *, rate: float, scale: float):
+    """Heads-first q [B, H, Lq, Dh], k/v [B, H, Lk, Dh] -> (out [B, H, Lq, Dh], weights).
+
+    weights [B, H, Lq, Lk] are softmax(q kᵀ · scale) before dropout, 0 at masked keys.
+    """
+    logits = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
+    if mask is not None:
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if mask is not None:
+        weights = jnp.where(mask, weights, 0.0)
+    dropped = dropout(weights, rate, key)
+    out = jnp.einsum("bhqk,bhkd->bhqd", dropped.astype(v.dtype), v)
+    return out, weights
+
+
+def chunked_attention_core(q, k, v, mask, key, *, core, chunk: int):
+    """`core`'s output (see attention_core), computed `chunk` query rows at a time.
+
+    Query rows are independent, so this is exact up to float rounding. Each chunk is
+    checkpointed and the chunks run under lax.map: the backward pass recomputes a chunk's
+    [B, H, chunk, Lk] logits and weights instead of keeping [B, H, Lq, Lk] ones, and the
+    compiled program holds one chunk body whatever Lq is. Chunk i drops out with
+    fold_in(key, i), so the mask differs from the unchunked one but has the same law.
+    Lq is padded up to a multiple of `chunk` (the padded rows are computed, then dropped).
+    A mask with a query axis (causal) is split with the queries: it stays an input of up to
+    B·Lq·Lk bools, 1 byte each and not per head; one without (key padding) is shared.
+    """
+    q_len = q.shape[2]
+    num_chunks = -(-q_len // chunk)
+    padding = num_chunks * chunk - q_len
+
+    def split(x):
+        """[..., Lq, X] -> [num_chunks, ..., chunk, X], padded with zeros / False."""
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, padding), (0, 0)])
+        return jnp.moveaxis(x.reshape(*x.shape[:-2], num_chunks, chunk, x.shape[-1]), -3, 0)
+
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
+    per_query = mask is not None and mask.shape[2] > 1
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def one_chunk(xs):
+        index, q_chunk, mask_chunk = xs
+        chunk_key = None if key is None else jax.random.fold_in(key, index)
+        out, _ = core(q_chunk, k, v, mask_chunk if per_query else mask, chunk_key)
+        return out
+
+    xs = (jnp.arange(num_chunks), split(q), split(mask) if per_query else None)
+    out = jax.lax.map(one_chunk, xs)  # [num_chunks, B, H, chunk, Dh]
+    out = jnp.moveaxis(out, 0, 2).reshape(*q.shape[:2], num_chunks * chunk, q.shape[3])
+    return out[:, :, :q_len]

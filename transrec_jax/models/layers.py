@@ -116,6 +116,7 @@ def _attention(model_cfg, *, rotary: bool, dtype, rngs: nnx.Rngs) -> MultiHeadAt
         dropout_rate=model_cfg.attention_dropout,
         rotary=rotary,
         fused=model_cfg.fused_attention,
+        chunk=model_cfg.attention_chunk,
         init_std=model_cfg.init_std,
         dtype=dtype,
         rngs=rngs,
