@@ -2,7 +2,8 @@
 
 Run (from the repository root):
   .venv/bin/python experiments/benchmarks/train_step.py [--steps=20] [--warmup=3] [--no-compile]
-      [--losses=ce,bce_1neg] [--frameworks=jax,torch_eager] [--host-memory=keep|default]
+      [--losses=ce,bce_1neg] [--frameworks=jax,torch_eager,recbole]
+      [--host-memory=keep|default]
       [--torch-threads=2] [--config-overrides=train.bf16=True,...] [--out=PATH]
 
 Shape: `configs/sasrec.py:ml-1m` (3,416 items -> 3,417 table rows, d_model 64, 2 pre-LN
@@ -22,7 +23,18 @@ the data file exists, else random left-padded rows (flagged in the JSON). It mea
   targets/s:   mean real (non-pad) targets per batch / median step time,
   peak RSS:    ru_maxrss of the subprocess,
   compiles_after_first_step (jax): XLA compilations after the first step (should be 0).
-Step-time ratio = theirs / ours, so > 1 means our JAX step is faster.
+Step-time ratio = theirs / ours, so > 1 means our JAX step is faster; targets/s ratio = ours /
+theirs, the same direction.
+
+recbole (RecBole's own SASRec, `recbole.model.sequential_recommender.SASRec`): runs under the
+python of a separate virtualenv, RECBOLE_VENV, which the script makes on first use with
+`RECBOLE_PINS` (and reuses while they match); when that fails, its rows say "recbole: did not
+install (why)" and the rest still runs. It is timed on the same batches, fed as RecBole feeds
+SASRec: each row right-padded, ONE target (the last item) per row, as RecBole trains on
+prefix-augmented data; so its targets/s counts batch_size targets per step and seqs/s is the
+like-for-like figure. Loss ce -> RecBole's CE; bce_1neg -> its BPR with one uniform negative
+(nearest, not the same loss); sampled_softmax_256 has no counterpart (n/a). RecBole's SASRec is
+post-LN; ours and the mirror are pre-LN.
 --host-memory=keep (the default, as in `transrec_jax.main`) applies
 `transrec_jax.host_memory.keep_freed_memory` in EVERY framework's subprocess: it is a process
 setting, not a JAX feature, and eager PyTorch gains from it too. Without torch installed (a GPU
@@ -56,8 +68,19 @@ LOSSES = {  # name -> configs/sasrec.py arg (pre-LN everywhere: the `bce` word i
     "bce_1neg": "ml-1m,loss.name=bce,loss.num_negatives=1",
     "sampled_softmax_256": "ml-1m,loss.name=sampled_softmax,loss.num_negatives=256",
 }
-FRAMEWORKS = ("jax", "torch_eager", "torch_compile")
+FRAMEWORKS = ("jax", "torch_eager", "torch_compile", "recbole")
 MARK = "@@RESULT@@ "
+
+# RecBole runs in its own virtualenv, made once by this script and reused while the pins match.
+# These install and import together on Python 3.11 (2026-11-28). numpy < 2: RecBole's Config
+# sets `np.float = np.float_`, which numpy 2 removed; scipy, pandas and scikit-learn are 2024
+# releases that run on numpy 1. torch 2.13.0 is the CPU build the main venv has (a plain
+# PyPI torch on x86_64 Linux is a multi-GB CUDA build). The rest of recbole's requirements
+# (ray 2.6.3, tensorboard, ...) resolve unpinned; the JSON records the venv's `pip freeze`.
+RECBOLE_VENV = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv-recbole")
+RECBOLE_PINS = ("recbole==1.2.1", "torch==2.13.0", "numpy==1.26.4", "scipy==1.13.1",
+                "pandas==2.2.3", "scikit-learn==1.5.2")
+RECBOLE_LOSSES = {"ce": "CE", "bce_1neg": "BPR"}  # BPR, 1 negative: nearest to BCE-1, not equal
 
 
 CONFIG_OVERRIDES = ""  # --config-overrides, e.g. bf16 and fused attention for gpu.sh
@@ -281,6 +304,116 @@ def run_torch(loss: str, batches: np.ndarray, num_items: int, warmup: int, steps
 
 
 # --------------------------------------------------------------------------------------------
+# Theirs: RecBole's own SASRec (runs under RECBOLE_VENV's python; no JAX, no ml_collections)
+# --------------------------------------------------------------------------------------------
+
+
+def recbole_settings(loss: str) -> dict:
+    """The benchmark's shape in RecBole's config keys (made in the parent, passed as JSON)."""
+    config = get_config(loss)
+    m = config.model
+    settings = {
+        "n_layers": m.num_layers, "n_heads": m.num_heads, "hidden_size": m.d_model,
+        "inner_size": m.d_ff, "hidden_dropout_prob": m.dropout,
+        "attn_dropout_prob": m.attention_dropout, "hidden_act": m.activation,
+        "MAX_ITEM_LIST_LENGTH": m.max_len, "loss_type": RECBOLE_LOSSES[loss],
+        "learning_rate": config.train.learning_rate, "train_batch_size": config.train.batch_size,
+        "gpu_id": "", "use_gpu": False,
+    }
+    if loss == "ce":  # RecBole refuses negative sampling with CE
+        settings["train_neg_sample_args"] = None
+    else:
+        settings["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+    return settings
+
+
+def run_recbole(batches: np.ndarray, num_items: int, warmup: int, steps: int, threads: int,
+                settings: dict) -> dict:
+    """RecBole's SASRec.calculate_loss + backward + Adam step, as RecBole's Trainer runs it.
+
+    Each of our rows becomes one RecBole interaction: its inputs (row[:-1]) right-aligned as
+    RecBole pads them, their count as the length and the row's last item as the one target
+    (RecBole trains on the last position only). BPR's negative is drawn in the step here;
+    RecBole's dataloader draws it outside.
+    """
+    import importlib.metadata as md
+
+    import recbole
+    import torch
+    from recbole.config import Config
+    from recbole.model.sequential_recommender import SASRec
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    argv, sys.argv = sys.argv, sys.argv[:1]  # Config reads --key=value pairs from argv
+    try:
+        config = Config(model="SASRec", dataset="train_step_benchmark", config_dict=settings)
+    finally:
+        sys.argv = argv
+
+    class Items:
+        """Stands in for RecBole's Dataset: SASRec only asks it for the item count."""
+
+        def num(self, field):
+            return num_items + 1  # RecBole counts the padding id 0
+
+    model = SASRec(config, Items()).train()
+    opt = torch.optim.Adam(model.parameters(), lr=config["learning_rate"],
+                           weight_decay=config["weight_decay"])  # RecBole Trainer's "adam"
+    inputs = batches[:, :, :-1]
+    lengths = (inputs != 0).sum(-1)
+    right = np.stack([[np.roll(row, n) for row, n in zip(b, ns)]  # left- to right-padded
+                      for b, ns in zip(inputs, lengths)])
+    host = [{model.ITEM_SEQ: torch.from_numpy(r).long(),
+             model.ITEM_SEQ_LEN: torch.from_numpy(np.maximum(n, 1)).long(),
+             model.POS_ITEM_ID: torch.from_numpy(b[:, -1]).long()}
+            for r, n, b in zip(right, lengths, batches)]
+
+    def one(i):
+        interaction = dict(host[i % len(host)])
+        if config["loss_type"] == "BPR":
+            interaction[model.NEG_ITEM_ID] = torch.randint(1, num_items + 1, (batches.shape[1],))
+        opt.zero_grad(set_to_none=True)
+        value = model.calculate_loss(interaction)
+        value.backward()
+        opt.step()
+        return float(value.detach())
+
+    return {**time_steps(one, warmup, steps), "targets_per_step": int(batches.shape[1]),
+            "loss_type": config["loss_type"],
+            "versions": {"recbole": recbole.__version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "pandas": md.version("pandas")}}
+
+
+def recbole_python(timeout: int) -> tuple[str | None, str]:
+    """(the venv's python, "") once RecBole installs and imports there, else (None, why not)."""
+    python = os.path.join(RECBOLE_VENV, "bin", "python")
+    stamp = os.path.join(RECBOLE_VENV, "pins.txt")
+    pins = "\n".join(RECBOLE_PINS)
+    if os.path.isfile(stamp) and open(stamp).read() == pins:
+        return python, ""
+    for cmd in ([sys.executable, "-m", "venv", "--clear", RECBOLE_VENV],
+                [python, "-m", "pip", "install", "-q", *RECBOLE_PINS],
+                [python, "-c", "from recbole.model.sequential_recommender import SASRec"]):
+        print(f"recbole venv: {' '.join(cmd[-3:])}", file=sys.stderr, flush=True)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"{cmd[1:3]} timed out after {timeout} s"
+        if proc.returncode:
+            lines = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+            return None, " | ".join([l for l in lines if l.startswith("ERROR")][-2:] or lines[-3:])
+    with open(stamp, "w") as f:
+        f.write(pins)
+    return python, ""
+
+
+def recbole_freeze(python: str) -> list[str]:
+    proc = subprocess.run([python, "-m", "pip", "freeze"], capture_output=True, text=True)
+    return proc.stdout.split()
+
+
+# --------------------------------------------------------------------------------------------
 # Measurement and driver
 # --------------------------------------------------------------------------------------------
 
@@ -312,6 +445,9 @@ def child(args) -> None:
     batches, num_items = data[: args.num_batches], int(data[-1, 0, 0])
     if args.only == "jax":
         out = run_jax(args.loss, batches, num_items, args.warmup, args.steps)
+    elif args.only == "recbole":
+        out = run_recbole(batches, num_items, args.warmup, args.steps, args.torch_threads,
+                          json.loads(args.recbole_settings))
     else:
         out = run_torch(args.loss, batches, num_items, args.warmup, args.steps,
                         compile_=args.only == "torch_compile", threads=args.torch_threads)
@@ -347,15 +483,34 @@ def parent(args) -> None:
         frameworks = [f for f in frameworks if f not in skipped]
         if skipped:
             print(f"torch is not installed: skipping {', '.join(skipped)}", file=sys.stderr)
+    recbole_py, recbole_info = None, {}
+    if "recbole" in frameworks:
+        recbole_py, why = recbole_python(args.timeout)
+        recbole_info = {"pins": list(RECBOLE_PINS), "venv": os.path.relpath(RECBOLE_VENV, REPO)}
+        if recbole_py:
+            recbole_info["pip_freeze"] = recbole_freeze(recbole_py)
+        else:
+            recbole_info["install_error"] = why
+            print(f"recbole: did not install ({why})", file=sys.stderr, flush=True)
     load_before = os.getloadavg()
     results: dict = {}
     for loss in args.losses:
         for fw in frameworks:
-            cmd = [sys.executable, os.path.abspath(__file__), f"--only={fw}", f"--loss={loss}",
+            if fw == "recbole" and loss not in RECBOLE_LOSSES:
+                results.setdefault(loss, {})[fw] = {"n/a": "no RecBole counterpart"}
+                continue
+            if fw == "recbole" and not recbole_py:
+                results.setdefault(loss, {})[fw] = {
+                    "error": f"recbole: did not install ({recbole_info['install_error']})"}
+                continue
+            cmd = [recbole_py if fw == "recbole" else sys.executable, os.path.abspath(__file__),
+                   f"--only={fw}", f"--loss={loss}",
                    f"--batches={path}", f"--num-batches={num_batches}",
                    f"--warmup={args.warmup}", f"--steps={args.steps}",
                    f"--host-memory={args.host_memory}", f"--torch-threads={args.torch_threads}",
                    f"--config-overrides={args.config_overrides}"]
+            if fw == "recbole":
+                cmd.append(f"--recbole-settings={json.dumps(recbole_settings(loss))}")
             print(f"[{time.time() - start:6.0f}s] {loss} / {fw} ...", file=sys.stderr, flush=True)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout,
@@ -369,7 +524,8 @@ def parent(args) -> None:
                 res = {"error": f"timed out after {args.timeout} s"}
             if "median_step_s" in res:
                 res["seqs_per_s"] = batches.shape[1] / res["median_step_s"]
-                res["targets_per_s"] = real_per_batch / res["median_step_s"]
+                res["targets_per_s"] = (res.get("targets_per_step", real_per_batch)
+                                        / res["median_step_s"])
                 print(f"         median {res['median_step_s'] * 1e3:.1f} ms, first step "
                       f"{res['compile_s']:.1f} s, loss {res['first_loss']:.3f} -> "
                       f"{res['last_loss']:.3f}", file=sys.stderr, flush=True)
@@ -407,6 +563,22 @@ def parent(args) -> None:
             "host_memory": args.host_memory,
             "data": source, "mean_real_targets_per_batch": real_per_batch,
             "ratio": "theirs / ours median step time: > 1 means our JAX step is faster",
+            "targets_ratio": "ours / theirs targets per second: > 1 means ours is faster",
+        },
+        "recbole": recbole_info and {
+            **recbole_info,
+            "model": "recbole.model.sequential_recommender.SASRec, RecBole's own Config "
+                     "defaults (layer_norm_eps 1e-12, initializer_range 0.02) plus the settings "
+                     "above; Adam as RecBole's Trainer builds it (betas 0.9/0.999, weight decay 0)",
+            "protocol": "RecBole scores the LAST position of each sequence only (its data are "
+                        "augmented into prefixes): one target per row, batch_size targets per "
+                        "step, vs every real position for jax/torch. Same encoder input per "
+                        "sequence, so seqs/s is the like-for-like comparison",
+            "differences": "post-LN blocks and LayerNorm+dropout on the input embeddings (ours "
+                           "pre-LN with a final LayerNorm); left-counted positions on "
+                           "right-padded rows; CE over all 3,417 table rows incl. padding; "
+                           "bce_1neg runs RecBole's BPR loss with one uniform negative per row "
+                           "(-log sigmoid(pos - neg)), a different loss from BCE-1",
         },
         "results": results,
         "table_markdown": table,
@@ -420,20 +592,32 @@ def parent(args) -> None:
 
 def markdown_table(results: dict, frameworks) -> str:
     rows = ["| loss | framework | median step (ms) | first step / compile (s) | seqs/s | "
-            "real targets/s | peak RSS (MiB) | step-time ratio vs ours (theirs/ours) |",
-            "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "targets/s | peak RSS (MiB) | step-time ratio (theirs/ours) | "
+            "targets/s ratio (ours/theirs) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for loss, by_fw in results.items():
-        ours = by_fw.get("jax", {}).get("median_step_s")
+        ours = by_fw.get("jax", {})
         for fw in frameworks:
             r = by_fw[fw]
-            if "median_step_s" not in r:
-                rows.append(f"| {loss} | {fw} | failed: {r['error'][:60]!r} | | | | | |")
+            if "n/a" in r:
+                rows.append(f"| {loss} | {fw} | n/a: {r['n/a']} | | | | | | |")
                 continue
-            ratio = f"{r['median_step_s'] / ours:.2f}" if ours else "n/a"
+            if "median_step_s" not in r:
+                error = r["error"] if r["error"].startswith("recbole:") else (
+                    f"failed: {r['error'].strip().splitlines()[-1][:100]}")
+                rows.append(f"| {loss} | {fw} | {error} | | | | | | |")
+                continue
+            if fw == "jax":
+                ratios = "1.00 (ours) | 1.00 (ours)"
+            elif "median_step_s" in ours:
+                ratios = (f"{r['median_step_s'] / ours['median_step_s']:.2f} | "
+                          f"{ours['targets_per_s'] / r['targets_per_s']:.2f}")
+            else:
+                ratios = "n/a | n/a"
             rows.append(
                 f"| {loss} | {fw} | {r['median_step_s'] * 1e3:.1f} | {r['compile_s']:.2f} | "
                 f"{r['seqs_per_s']:.0f} | {r['targets_per_s']:.0f} | {r['peak_rss_mib']:.0f} | "
-                f"{'1.00 (ours)' if fw == 'jax' else ratio} |")
+                f"{ratios} |")
     return "\n".join(rows)
 
 
@@ -462,6 +646,7 @@ def main() -> None:
     p.add_argument("--loss", choices=tuple(LOSSES), help=argparse.SUPPRESS)
     p.add_argument("--batches", help=argparse.SUPPRESS)
     p.add_argument("--num-batches", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--recbole-settings", help=argparse.SUPPRESS)
     args = p.parse_args()
     global CONFIG_OVERRIDES
     CONFIG_OVERRIDES = args.config_overrides
