@@ -12,6 +12,9 @@ excluded for every row):
 
 Run (relaunching resumes each run; finished runs are only re-evaluated):
   python experiments/next_k/compare.py --dataset=ml-1m --out=experiments/next_k/results/ml-1m.json
+  # one model with its own budget (encdec sees one window, i.e. K targets, per user and epoch):
+  python experiments/next_k/compare.py --dataset=ml-1m --models=encdec --workdir=/tmp/nk40 \
+      --arg=train.num_epochs=40,train.eval_every_epochs=4
   python experiments/next_k/compare.py --dataset=synthetic --arg=debug --out=/tmp/next_k.json
 """
 
@@ -65,6 +68,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="synthetic", help="a dataset preset word, e.g. ml-1m")
     parser.add_argument("--k", type=int, default=5, help="held-out items per user = list length")
     parser.add_argument("--arg", default="", help="extra config arg words for both models, e.g. debug")
+    parser.add_argument("--models", default="sasrec,encdec", help="comma-separated, from sasrec,encdec")
     parser.add_argument("--beam_widths", default="1,4", help="comma-separated encdec beam widths")
     parser.add_argument("--workdir", default="", help="default: experiments/next_k/runs/<dataset>")
     parser.add_argument("--out", default="", help="JSON file for the table (default: <workdir>/compare.json)")
@@ -75,7 +79,9 @@ def main() -> None:
     arg += f",{args.arg}" if args.arg else ""
 
     rows = []
-    for model in ("sasrec", "encdec"):
+    for model in args.models.split(","):
+        if model not in ("sasrec", "encdec"):
+            parser.error(f"--models: {model!r} is not one of sasrec, encdec")
         config = load_config(model, arg)
         workdir = os.path.join(root, model)
         results = train.train_and_evaluate(config, workdir)
