@@ -117,10 +117,10 @@ class EvalBatcher:
         # The width each user needs: its history plus one padding column (BERT4Rec drops the
         # oldest column to append [MASK]), at most max_len.
         needed = np.minimum(pos + 1, max_len)
-        self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(pos))
-        widths = np.unique(-(-max_len * np.arange(1, max(length_buckets, 1) + 1) // max(length_buckets, 1)))
+        buckets = max(length_buckets, 1)
+        self.order = np.argsort(needed, kind="stable") if buckets > 1 else np.arange(len(pos))
         self._needed = needed[self.order]
-        self._widths = widths
+        self._widths = np.unique(-(-max_len * np.arange(1, buckets + 1) // buckets))  # ceil
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
             raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")
 
