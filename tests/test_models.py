@@ -110,6 +110,29 @@ def test_extra_left_padding_changes_nothing_at_real_positions(name, positions):
     assert model.user_representation(history).shape == (2, 8)
 
 
+def cut_batch_pair(width, lengths, seed=0):
+    """(rows of the full training width, the same rows cut to `width` columns)."""
+    rng = np.random.default_rng(seed)
+    full = np.zeros((len(lengths), MAX_LEN + 1), np.int32)
+    for row, n in zip(full, lengths):
+        row[-n:] = rng.integers(1, NUM_ITEMS + 1, size=n)
+    return jnp.asarray(full), jnp.asarray(full[:, -width:])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "transformer_recommender"])
+def test_cutting_leading_padding_keeps_the_training_loss(name):
+    """What length-bucketed batches rely on: one padding column kept, nothing else changes."""
+    model = make(name)
+    full, cut = cut_batch_pair(6, [5, 3, 1])
+
+    def loss(seq):
+        hidden, targets, weights = model.training_forward(seq, key=None)
+        return compute_loss(base_config().loss, hidden, targets, weights, *model.output_table(),
+                            jax.random.key(0))[0]
+
+    np.testing.assert_allclose(loss(cut), loss(full), rtol=1e-6)
+
+
 def test_sasrec_training_forward():
     model = make("sasrec")
     seq = windows()

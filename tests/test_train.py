@@ -52,6 +52,26 @@ def test_end_to_end_loss_falls_and_beats_popularity(trained):
     assert os.path.isdir(os.path.join(workdir, "tensorboard"))
 
 
+def test_length_bucketed_training_learns_as_well(tmp_path, trained, monkeypatch):
+    """Bucketed batches (4 widths) compile at most 4 step shapes and train as well as plain ones."""
+    shapes = set()
+    device_put = train.jax.device_put
+
+    def record(x, *args, **kwargs):
+        if isinstance(x, dict) and "seq" in x:
+            shapes.add(x["seq"].shape)
+        return device_put(x, *args, **kwargs)
+
+    monkeypatch.setattr(train.jax, "device_put", record)
+    cache_parent = type(tmp_path)(os.path.dirname(trained[0]))
+    results = train.train_and_evaluate(tiny_config(cache_parent, **{"train.length_buckets": 4}),
+                                       str(tmp_path / "bucketed"))
+    assert len(shapes) > 1 and shapes <= {(32, w) for w in (6, 11, 16, 21)}
+    plain = trained[1]["test"]["ndcg@10"]
+    assert results["test"]["ndcg@10"] > trained[1]["test_popularity"]["ndcg@10"] + 0.03
+    assert abs(results["test"]["ndcg@10"] - plain) < 0.5 * plain
+
+
 def test_recommend_excludes_history_and_maps_ids(trained):
     from transrec_jax.data.errors import DataError
     from transrec_jax.recommend import Recommender

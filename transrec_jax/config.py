@@ -110,6 +110,8 @@ def base_config() -> ml_collections.ConfigDict:
     t.clip_norm = 0.0  # 0 disables
     t.adam_b2 = 0.98
     t.window = "last"  # last | random: which max_len window of a long history trains
+    t.length_buckets = 1  # > 1: batch users of similar length, cut padding columns (n widths)
+    t.bucket_pool_batches = 8  # length buckets sort users within pools of this many batches
     t.bf16 = False
     t.log_every = 50
     t.eval_every_epochs = 1
@@ -254,6 +256,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     choice("train.optimizer", t.optimizer, ("adam", "adamw"))
     choice("train.schedule", t.schedule, ("constant", "cosine"))
     choice("train.window", t.window, ("last", "random"))
+    positive("train.length_buckets", t.length_buckets)
+    positive("train.bucket_pool_batches", t.bucket_pool_batches)
     if not t.learning_rate > 0:
         raise ConfigError(f"config.train.learning_rate={t.learning_rate}: expected > 0")
     choice("eval.mode", e.mode, ("full", "sampled100"))

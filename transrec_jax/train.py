@@ -24,7 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, losses
+from transrec_jax import evaluate, hardware, losses
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
@@ -103,7 +103,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
-                           config.seed, config.train.window, width=training_window(config.model))
+                           config.seed, config.train.window, width=training_window(config.model),
+                           length_buckets=config.train.length_buckets,
+                           pool_batches=config.train.bucket_pool_batches)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
     eval_every = config.train.eval_every_steps or config.train.eval_every_epochs * batcher.steps_per_epoch
     item_counts = evaluate.train_item_counts(dataset, split)
@@ -216,7 +218,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         "train_time_s": train_seconds,
         "steps_per_s": steps_run / train_seconds if steps_run else None,
         "device": {"kind": jax.devices()[0].device_kind, "count": jax.device_count(),
-                   "platform": jax.default_backend(), "host": platform.node()},
+                   "platform": jax.default_backend(), "host": platform.node(), **hardware.host()},
         "versions": {"jax": jax.__version__},
     }
     # Written atomically: its presence marks a finished run (sweeps skip such runs).

@@ -11,6 +11,7 @@ which each validation row appears; the run stops at the first row reaching --tar
                (row sasrec_plus_ce: full CE, SASRec norm placement, dropout 0.1, Adam b2 0.999,
                lr 1e-3, batch 128), early stopping off
   fast         the same model and loss, lr 3e-3 after a 96-step warm-up, constant
+  fast_bucketed  fast on length-bucketed batches (train.length_buckets=4)
   fast_cosine  fast with cosine decay to 0 over an 18-epoch budget
 
 Run (from the repository root; about --limit seconds per recipe):
@@ -34,6 +35,8 @@ import subprocess
 import sys
 import time
 
+from transrec_jax import hardware
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -56,6 +59,14 @@ def recipes() -> dict[str, dict]:
             # on ML-1M the published lr gains ~0.01 validation NDCG@10 per epoch after epoch 4.
             "train.learning_rate": 3e-3,
             "train.warmup_steps": 96,
+        }},
+        "fast_bucketed": {"config": published["config"], "overrides": {
+            **published["overrides"], **common,
+            # `fast` on length-bucketed batches: 4 row widths, users sorted by length within
+            # pools of 8 batches; predicted ~1.5x fewer token slots per epoch on ML-1M.
+            "train.learning_rate": 3e-3,
+            "train.warmup_steps": 96,
+            "train.length_buckets": 4,
         }},
         "fast_cosine": {"config": published["config"], "overrides": {
             **published["overrides"], **common,
@@ -162,7 +173,7 @@ def main() -> None:
               f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |")
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
-                       f"{os.cpu_count()} CPUs", "python": platform.python_version(),
+                       f"{os.cpu_count()} CPUs", **hardware.host(), "python": platform.python_version(),
             "target": args.target, "metric": args.metric, "limit_s": args.limit,
             "config_overrides": args.config_overrides, "results": results}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -535,13 +535,15 @@ def parent(args) -> None:
 
     table = markdown_table(results, frameworks)
     print(table)
+    from transrec_jax import hardware
+
     config = get_config("ce")
     m = config.model
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([".venv/bin/python", "experiments/benchmarks/train_step.py",
                              *sys.argv[1:]]),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpu_count": os.cpu_count(), **hardware.host(), "platform": platform.platform(),
                     "processor": platform.processor(), "machine": platform.machine(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
                     "note": "shared machine; timings are noisy"},

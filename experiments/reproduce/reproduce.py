@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from transrec_jax import hardware
 from transrec_jax import sweep as sweep_lib
 from transrec_jax.config import ConfigError
 from transrec_jax.metric_log import read_metrics
@@ -215,7 +216,7 @@ def run_table(table: Table, runs: list[sweep_lib.Run], parallel: int) -> int:
     env = dict(os.environ)
     if parallel > 1:  # several runs on one accelerator: no run may grab most of its memory
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    host = host_hardware()
+    host = hardware.host()
     failed = 0
     pool = concurrent.futures.ThreadPoolExecutor(max(parallel, 1))
     try:
@@ -234,16 +235,6 @@ def _launch(run: sweep_lib.Run, env: dict, host: dict) -> tuple[str, str]:
     os.makedirs(run.workdir, exist_ok=True)
     _write_atomic(run.path("hardware.json"), json.dumps(host) + "\n")
     return sweep_lib.launch(run, env)
-
-
-def host_hardware() -> dict:
-    """This machine without its name: CPU model and the cores this process may use."""
-    cpu = ""
-    if os.path.exists("/proc/cpuinfo"):
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": cpu or "unknown", "cpu_cores": cores}
 
 
 # --- results --------------------------------------------------------------------------------

@@ -1,10 +1,16 @@
-"""Seeded host-side batchers with fixed shapes, so `jit` compiles each step once.
+"""Seeded host-side batchers with few, fixed shapes, so `jit` compiles each step once per shape.
 
 Training rows are windows of `max_len + 1` items (the model's inputs plus the shifted
 target; `width` sets another length, e.g. max_len + next_k for the encoder-decoder),
 right-aligned and left-padded with 0. Evaluation rows are the last `max_len` history items
 before a target, plus the user's whole history for masking, padded to a fixed batch size
 with a `valid` mask.
+
+Length buckets (train.length_buckets, eval.length_buckets): batches of users with similar
+history lengths, each only as wide as one of n fixed widths (`bucket_widths`) that keeps one
+padding column before its longest row. The cut columns are padding, which every model masks,
+and positions count from the right, so outputs are unchanged while the encoder skips most of
+the padding; a model compiles at most n shapes.
 """
 
 from __future__ import annotations
@@ -24,6 +30,19 @@ def gather_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, widt
     return np.where(valid, items[np.where(valid, idx, 0)], 0).astype(np.int32)
 
 
+def bucket_widths(full: int, n: int) -> np.ndarray:
+    """The n row widths ceil(full * i / n), i = 1..n (duplicates dropped)."""
+    n = max(n, 1)
+    return np.unique(-(-full * np.arange(1, n + 1) // n))
+
+
+def bucket_width(widths: np.ndarray, longest: int) -> int:
+    """The smallest of `widths` that holds `longest` items plus one padding column (or the
+    largest width): BERT4Rec drops a row's first column, and SASRec's first target is
+    predicted from a padding input."""
+    return int(widths[np.searchsorted(widths, min(longest + 1, widths[-1]))])
+
+
 @dataclasses.dataclass
 class TrainBatcher:
     """Epochs of shuffled training users; the state (epoch, batch) restores the stream exactly.
@@ -31,8 +50,13 @@ class TrainBatcher:
     The user order of epoch e is a permutation drawn from (seed, e). A history trains on its
     last window, or (`window='random'`) on the window ending at a uniformly random position
     after its second item, drawn from (seed, epoch, batch) — every prefix is a training example
-    over the epochs, which one-target-per-window models need. The last batch of an epoch is filled with all-padding rows, which
-    carry no targets.
+    over the epochs, which one-target-per-window models need. One batch per epoch (the last,
+    without buckets) is filled with all-padding rows, which carry no targets.
+
+    With `length_buckets` n > 1 each pool of `pool_batches` consecutive batches of the
+    permutation is sorted by training length, cut into batches, and those batches are visited in
+    a seeded random order; each batch is then cut to a bucket width (module docstring). Every
+    user still trains once per epoch; batches mix only users of similar length.
     """
 
     dataset: SequenceDataset
@@ -44,13 +68,18 @@ class TrainBatcher:
     epoch: int = 0
     batch: int = 0
     width: int | None = None  # items per row; None = max_len + 1
+    length_buckets: int = 1
+    pool_batches: int = 8
 
     def __post_init__(self):
         self.width = self.width or self.max_len + 1
         self.users = np.flatnonzero(self.split.train_end >= 2)
         if len(self.users) == 0:
             raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
-        self._order_epoch, self._order = -1, None
+        widths = bucket_widths(self.width, self.length_buckets)
+        # A row keeps at least one input column before its width - max_len target columns.
+        self.widths = widths[widths > self.width - self.max_len]
+        self._plan_epoch, self._plan = -1, None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -65,18 +94,34 @@ class TrainBatcher:
     def __iter__(self):
         return self
 
+    def _epoch_plan(self) -> list[np.ndarray]:
+        """The users of each batch of the current epoch, in visiting order."""
+        b = self.batch_size
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
+        if self.length_buckets == 1:
+            return [order[i : i + b] for i in range(0, len(order), b)]
+        rng = np.random.default_rng([self.seed, self.epoch, 2])
+        plan = []
+        for first in range(0, len(order), b * self.pool_batches):
+            pool = order[first : first + b * self.pool_batches]
+            pool = pool[np.argsort(self.split.train_end[pool], kind="stable")]
+            batches = [pool[i : i + b] for i in range(0, len(pool), b)]
+            plan += [batches[i] for i in rng.permutation(len(batches))]
+        return plan
+
     def __next__(self) -> dict:
-        if self._order_epoch != self.epoch:
-            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
-            self._order_epoch = self.epoch
-        users = self._order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
+        if self._plan_epoch != self.epoch:
+            self._plan, self._plan_epoch = self._epoch_plan(), self.epoch
+        users = self._plan[self.batch]
         starts = self.dataset.offsets[users]
         ends = starts + self.split.train_end[users]
-        width = self.width
         if self.window == "random":
             rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
             lo = starts + 2  # the shortest window that still has an input and a target
             ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
+        width = self.width
+        if self.length_buckets > 1:
+            width = bucket_width(self.widths, int((ends - starts).max()))
         seq = np.zeros((self.batch_size, width), dtype=np.int32)
         seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
         self.batch += 1
@@ -95,11 +140,8 @@ class EvalBatcher:
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
 
     With `length_buckets` n > 1 the users are visited shortest history first (`order`) and
-    each batch's `history` is only as wide as the smallest of the n widths
-    ceil(max_len * i / n) that keeps one padding column before its longest history (or
-    max_len): the cut columns are padding, which every model masks, and positions count from
-    the right, so user vectors are unchanged while the encoder skips most of the padding (ML-1M
-    test histories: median 95 of max_len 200). A model then compiles at most n shapes.
+    each batch's `history` is cut to a bucket width (module docstring; ML-1M test histories:
+    median 95 of max_len 200).
     """
 
     def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
@@ -114,13 +156,10 @@ class EvalBatcher:
         self.ends = self.starts + pos  # exclusive end of the history = index of the target
         self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
         self.next_k = next_k
-        # The width each user needs: its history plus one padding column (BERT4Rec drops the
-        # oldest column to append [MASK]), at most max_len.
-        needed = np.minimum(pos + 1, max_len)
-        buckets = max(length_buckets, 1)
-        self.order = np.argsort(needed, kind="stable") if buckets > 1 else np.arange(len(pos))
-        self._needed = needed[self.order]
-        self._widths = np.unique(-(-max_len * np.arange(1, buckets + 1) // buckets))  # ceil
+        lengths = np.minimum(pos, max_len)
+        self.order = np.argsort(lengths, kind="stable") if length_buckets > 1 else np.arange(len(pos))
+        self._lengths = lengths[self.order]
+        self._widths = bucket_widths(max_len, length_buckets)
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
             raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")
 
@@ -144,7 +183,7 @@ class EvalBatcher:
             rows = self.order[first : first + b]
             n = len(rows)
             starts, ends = self.starts[rows], self.ends[rows]
-            width = int(self._widths[np.searchsorted(self._widths, self._needed[first : first + b].max())])
+            width = bucket_width(self._widths, int(self._lengths[first : first + b].max()))
             batch = {
                 "history": np.zeros((b, width), np.int32),
                 "target": np.zeros(b, np.int32),
