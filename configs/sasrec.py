@@ -2,7 +2,8 @@
 
 Defaults train "SASRec+" (full softmax cross-entropy, Klenitskiy & Vasilev 2023); the `bce`
 variant is the original recipe: binary cross-entropy with one sampled negative, post-attention
-LayerNorm placement, one head.
+LayerNorm placement, one head. Each batch's windows are packed into fewer rows
+(`train.pack_rows`: the same users, targets and loss; ~1.7x faster on ML-1M).
 
 Run:
   python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec
@@ -21,6 +22,7 @@ def get_config(arg=None):
     c.model.name = "sasrec"
     c.model.num_heads = 1
     c.model.d_ff = 64
+    c.train.pack_rows = True
     c.loss.name = "ce"
     if words.pop("bce", None):
         c.model.norm_placement = "sasrec"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from transrec_jax.data import splits
-from transrec_jax.data.batching import EvalBatcher, TrainBatcher, gather_windows
+from transrec_jax.data.batching import EvalBatcher, TrainBatcher, gather_windows, pack_windows
 from transrec_jax.data.dataset import SequenceDataset, ragged_from_sorted
 
 
@@ -71,54 +71,52 @@ def test_random_windows_stay_inside_the_training_part():
     assert allowed <= seen  # every prefix window of every user is drawn eventually
 
 
-# user u's items are 100 u + 1, 100 u + 2, ...: a row's user is its items // 100
+# user u's items are 100 u + 1, 100 u + 2, ...
 LONG_SEQS = [[100 * u + i for i in range(1, n + 1)]
              for u, n in enumerate((3, 12, 5, 9, 4, 15, 7, 3, 11, 6, 13, 8, 4))]
 
 
-@pytest.mark.parametrize("window", ["last", "random"])
-def test_train_length_buckets_cut_only_padding_and_cover_every_user(window):
-    ds = _ds(LONG_SEQS)
-    sp = splits.leave_one_out(ds)
-    args = dict(max_len=8, batch_size=2, seed=3, window=window, length_buckets=3, pool_batches=3)
-    tb = TrainBatcher(ds, sp, **args)
-    assert list(tb.widths) == [3, 6, 9]
-    for _ in range(3):  # epochs
-        users = []
-        for _ in range(tb.steps_per_epoch):
-            seq = next(tb)["seq"]
-            width, real = seq.shape[1], (seq != 0).sum(axis=1)
-            assert width in (3, 6, 9)
-            assert width == 9 or (seq[:, 0] == 0).all()  # one padding column is kept...
-            assert min(real.max() + 1, 9) > width - 3  # ...in the smallest bucket that fits
-            for row in seq[real > 0]:
-                user = row[-1] // 100
-                train_part = LONG_SEQS[user][: sp.train_end[user]]
-                end = train_part.index(row[-1]) + 1  # the window's right end
-                expected = gather_windows(np.asarray(train_part), np.array([0]), np.array([end]), width)
-                np.testing.assert_array_equal(row, expected[0])
-                assert window == "random" or end == len(train_part)
-                users.append(user)
-        assert sorted(users) == sorted(tb.users)  # every user trains once an epoch
-    ref = TrainBatcher(ds, sp, **args)
-    expected = [next(ref)["seq"] for _ in range(11)]
-    head = TrainBatcher(ds, sp, **args)
-    for _ in range(5):
-        next(head)
-    resumed = TrainBatcher(ds, sp, **args)
-    resumed.restore(head.state())
-    for want in expected[5:]:
-        np.testing.assert_array_equal(next(resumed)["seq"], want)
+def segments_of(packed: dict) -> list[tuple]:
+    """Every (items, positions) segment of a packed batch, read back row by row."""
+    out = []
+    for seq, seg, pos in zip(packed["seq"], packed["segments"], packed["positions"]):
+        for s in range(1, seg.max() + 1):
+            out.append((tuple(seq[seg == s]), tuple(pos[seg == s])))
+    return out
 
 
-def test_train_length_buckets_mix_lengths_less_than_random_batches():
+def test_pack_windows_keeps_every_window_as_a_right_aligned_segment():
+    rng = np.random.default_rng(0)
+    width, lengths = 9, [3, 9, 1, 5, 8, 2, 0, 4, 6, 9, 2]  # 0: an all-padding window
+    windows = np.zeros((len(lengths), width), np.int32)
+    for row, n in zip(windows, lengths):
+        row[width - n :] = rng.integers(1, 50, size=n)
+    packed = pack_windows(windows, row_multiple=2)
+    rows = packed["seq"].shape[0]
+    assert rows % 2 == 0 and rows < len(lengths) and packed["seq"].shape[1] == width
+    expected = []
+    for row, n in zip(windows, lengths):
+        if n:  # items plus the padding slot before them, unless the window is full
+            seg = row[width - min(n + 1, width) :]
+            expected.append((tuple(seg), tuple(range(len(seg) - 1, -1, -1))))
+    assert sorted(segments_of(packed)) == sorted(expected)
+    for seq, seg in zip(packed["seq"], packed["segments"]):
+        assert (seq[seg == 0] == 0).all() and (np.diff(seg[seg > 0]) <= 0).all()  # right-aligned
+        assert ((seg == 0) <= (np.arange(width) < (seg == 0).sum())).all()  # padding leads
+
+
+def test_packed_train_batches_hold_the_same_windows():
     ds = _ds(LONG_SEQS)
     sp = splits.leave_one_out(ds)
-    plain = TrainBatcher(ds, sp, 14, 2, seed=0)
-    bucketed = TrainBatcher(ds, sp, 14, 2, seed=0, length_buckets=4, pool_batches=7)
-    cells = [sum(next(b)["seq"].size for _ in range(b.steps_per_epoch) for _ in range(4))
-             for b in (plain, bucketed)]
-    assert cells[1] < 0.8 * cells[0]
+    plain = TrainBatcher(ds, sp, max_len=14, batch_size=6, seed=2)
+    packed = TrainBatcher(ds, sp, max_len=14, batch_size=6, seed=2, pack_row_multiple=2)
+    for _ in range(2 * plain.steps_per_epoch):
+        windows, batch = next(plain)["seq"], next(packed)
+        assert set(batch) == {"seq", "segments", "positions"} and batch["seq"].shape[0] % 2 == 0
+        assert batch["seq"].shape[0] < 6
+        expected = [tuple(w[max(0, 15 - (w != 0).sum() - 1) :]) for w in windows if w.any()]
+        assert sorted(items for items, _ in segments_of(batch)) == sorted(expected)
+    assert packed.state() == plain.state()
 
 
 def test_eval_batches_pad_and_mask():

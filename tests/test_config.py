@@ -75,6 +75,8 @@ def _base(**kv):
         ({"model.name": "bert4rec", "loss.name": "bce"}, "cannot train model.name='bert4rec'"),
         ({"loss.num_negatives": 0}, "loss.num_negatives=0: expected a positive integer"),
         ({"eval.length_buckets": 0}, "eval.length_buckets=0: expected a positive integer"),
+        ({"model.name": "transformer_recommender", "train.pack_rows": True},
+         "train.pack_rows=True needs model.name 'sasrec' or 'bert4rec'"),
         ({"train.early_stop_metric": "ndcg@50"}, "early_stop_metric"),
         ({"dataset.source": "local"}, "dataset.path is empty"),
         ({"dataset.split": "temporal"}, "temporal split needs"),

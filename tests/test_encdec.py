@@ -79,19 +79,6 @@ def test_training_forward_teacher_forces_the_last_next_k_items(model):
                                atol=1e-5)
 
 
-def test_cutting_leading_padding_keeps_the_training_outputs(model):
-    """Length-bucketed batches: rows cut to fewer columns (one padding column kept) train alike."""
-    rng = np.random.default_rng(2)
-    full = np.zeros((3, MAX_LEN + NEXT_K), np.int32)
-    for row, n in zip(full, [7, 3, 6]):  # the 3-item row is shifted by history_first
-        row[-n:] = rng.integers(1, NUM_ITEMS + 1, size=n)
-    outputs = [model.training_forward(jnp.asarray(seq), key=None) for seq in (full, full[:, -8:])]
-    for got, want in zip(outputs[1], outputs[0]):
-        np.testing.assert_allclose(got, want, atol=1e-5)
-    with pytest.raises(ValueError, match="more than model.next_k"):
-        model.training_forward(jnp.asarray(full[:, -NEXT_K:]), key=None)
-
-
 def test_short_rows_keep_one_history_item():
     seq = jnp.asarray([[0, 0, 0, 0, 0, 7, 8, 9], [1, 2, 3, 4, 5, 6, 7, 8]], jnp.int32)
     shifted = encdec.history_first(seq, 3)  # needs 4 items for a full row

@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from transrec_jax.config import base_config
+from transrec_jax.data.batching import pack_windows
 from transrec_jax.losses import compute_loss
 from transrec_jax.models import build_model
 from transrec_jax.models.__main__ import ML1M_NUM_ITEMS, parameter_counts, reference_model_config
@@ -110,27 +111,74 @@ def test_extra_left_padding_changes_nothing_at_real_positions(name, positions):
     assert model.user_representation(history).shape == (2, 8)
 
 
-def cut_batch_pair(width, lengths, seed=0):
-    """(rows of the full training width, the same rows cut to `width` columns)."""
+def packed_pair(lengths=(3, 9, 1, 5, 8, 2, 6), seed=0):
+    """Training windows [n, MAX_LEN + 1] and the same windows packed (pack_windows)."""
     rng = np.random.default_rng(seed)
-    full = np.zeros((len(lengths), MAX_LEN + 1), np.int32)
-    for row, n in zip(full, lengths):
-        row[-n:] = rng.integers(1, NUM_ITEMS + 1, size=n)
-    return jnp.asarray(full), jnp.asarray(full[:, -width:])
+    windows = np.zeros((len(lengths), MAX_LEN + 1), np.int32)
+    for row, n in zip(windows, lengths):
+        row[MAX_LEN + 1 - n :] = rng.integers(1, NUM_ITEMS + 1, size=n)
+    packed = pack_windows(windows, row_multiple=1)
+    assert packed["seq"].shape[0] < len(lengths)
+    return jnp.asarray(windows), {k: jnp.asarray(v) for k, v in packed.items()}
 
 
-@pytest.mark.parametrize("name", ["sasrec", "transformer_recommender"])
-def test_cutting_leading_padding_keeps_the_training_loss(name):
-    """What length-bucketed batches rely on: one padding column kept, nothing else changes."""
-    model = make(name)
-    full, cut = cut_batch_pair(6, [5, 3, 1])
+def packed_places(windows, packed, drop_first: bool):
+    """For each window's real tokens among a model's inputs: (unpacked index, packed index)."""
+    width = windows.shape[1]
+    seq, seg = np.asarray(packed["seq"]), np.asarray(packed["segments"])
+    cut = slice(1, None) if drop_first else slice(None, -1)  # BERT4Rec's tokens | SASRec's inputs
+    plain_idx, packed_idx = [], []
+    for i, row in enumerate(np.asarray(windows)):
+        n = int((row != 0).sum())
+        r, s = next((r, s) for r in range(len(seq)) for s in range(1, seg[r].max() + 1)
+                    if tuple(seq[r][seg[r] == s][-n:]) == tuple(row[width - n :]))
+        cols = np.flatnonzero(seg[r] == s)[-n:]
+        for j, c in zip(range(width - n, width), cols):
+            if cut.start and (j == 0 or c == 0) or cut.stop and (j == width - 1 or c == width - 1):
+                continue  # not among the inputs
+            plain_idx.append((i, j - (1 if drop_first else 0)))
+            packed_idx.append((r, c - (1 if drop_first else 0)))
+    return tuple(np.array(plain_idx).T), tuple(np.array(packed_idx).T)
 
-    def loss(seq):
-        hidden, targets, weights = model.training_forward(seq, key=None)
-        return compute_loss(base_config().loss, hidden, targets, weights, *model.output_table(),
-                            jax.random.key(0))[0]
 
-    np.testing.assert_allclose(loss(cut), loss(full), rtol=1e-6)
+@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
+@pytest.mark.parametrize("loss", ["ce", "bce"])
+def test_packed_sasrec_rows_train_like_the_rows_they_came_from(positions, loss):
+    model = make("sasrec", positions=positions)
+    windows, packed = packed_pair()
+    loss_cfg = base_config().loss
+    loss_cfg.name = loss
+
+    def forward(seq, **kw):
+        hidden, targets, weights = model.training_forward(seq, key=None, **kw)
+        return hidden, compute_loss(loss_cfg, hidden, targets, weights, *model.output_table(),
+                                    jax.random.key(0))[0]
+
+    plain_hidden, plain_loss = forward(windows)
+    packed_hidden, packed_loss = forward(packed["seq"], segments=packed["segments"],
+                                         positions=packed["positions"])
+    plain_idx, packed_idx = packed_places(windows, packed, drop_first=False)
+    np.testing.assert_allclose(packed_hidden[packed_idx], plain_hidden[plain_idx], atol=1e-5)
+    if loss == "ce":  # bce draws its negatives per position: same law, other draws
+        np.testing.assert_allclose(packed_loss, plain_loss, rtol=1e-5)
+
+
+@pytest.mark.parametrize("positions", ["learned", "rotary"])
+def test_packed_bert4rec_rows_encode_like_the_rows_they_came_from(positions):
+    model = make("bert4rec", positions=positions)
+    windows, packed = packed_pair()
+    plain = model.encode(windows[:, 1:])
+    got = model.encode(packed["seq"][:, 1:], segments=packed["segments"][:, 1:],
+                       positions=packed["positions"][:, 1:])
+    plain_idx, packed_idx = packed_places(windows, packed, drop_first=True)
+    np.testing.assert_allclose(got[packed_idx], plain[plain_idx], atol=1e-5)
+    # every packed sequence gets a target even when the rate draws none
+    masked = cloze_mask(jax.random.key(1), packed["seq"][:, 1:], 1e-6, packed["segments"][:, 1:])
+    segs = np.asarray(packed["segments"][:, 1:])
+    for r in range(segs.shape[0]):
+        for s in range(1, segs[r].max() + 1):
+            real = (segs[r] == s) & (np.asarray(packed["seq"][r, 1:]) != 0)
+            assert real.any() <= (int(np.asarray(masked[r])[real].sum()) == 1)
 
 
 def test_sasrec_training_forward():

@@ -110,8 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.clip_norm = 0.0  # 0 disables
     t.adam_b2 = 0.98
     t.window = "last"  # last | random: which max_len window of a long history trains
-    t.length_buckets = 1  # > 1: batch users of similar length, cut padding columns (n widths)
-    t.bucket_pool_batches = 8  # length buckets sort users within pools of this many batches
+    t.pack_rows = False  # pack each batch's windows into fewer rows (same loss, less padding)
     t.bf16 = False
     t.log_every = 50
     t.eval_every_epochs = 1
@@ -256,8 +255,11 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     choice("train.optimizer", t.optimizer, ("adam", "adamw"))
     choice("train.schedule", t.schedule, ("constant", "cosine"))
     choice("train.window", t.window, ("last", "random"))
-    positive("train.length_buckets", t.length_buckets)
-    positive("train.bucket_pool_batches", t.bucket_pool_batches)
+    if t.pack_rows and m.name not in ("sasrec", "bert4rec"):
+        raise ConfigError(
+            f"config.train.pack_rows=True needs model.name 'sasrec' or 'bert4rec' (targets at every "
+            f"position); {m.name!r} reads each training row's last position"
+        )
     if not t.learning_rate > 0:
         raise ConfigError(f"config.train.learning_rate={t.learning_rate}: expected > 0")
     choice("eval.mode", e.mode, ("full", "sampled100"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import time
@@ -75,7 +76,8 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
-        hidden, targets, weights = model.training_forward(batch["seq"], key=dropout_key)
+        packed = {k: batch[k] for k in ("segments", "positions") if k in batch}
+        hidden, targets, weights = model.training_forward(batch["seq"], key=dropout_key, **packed)
         W, b = model.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
                                    item_log_probs=item_log_probs)
@@ -102,10 +104,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     split = splits.make_split(dataset, config.dataset)
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
+    # Packed rows come in multiples of batch/8 rows (<= 8 step shapes), split over the devices.
+    pack_rows = math.lcm(max(config.train.batch_size // 8, 1), jax.device_count())
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model),
-                           length_buckets=config.train.length_buckets,
-                           pool_batches=config.train.bucket_pool_batches)
+                           pack_row_multiple=pack_rows if config.train.pack_rows else 0)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
     eval_every = config.train.eval_every_steps or config.train.eval_every_epochs * batcher.steps_per_epoch
     item_counts = evaluate.train_item_counts(dataset, split)

@@ -1,4 +1,4 @@
-"""Seeded host-side batchers with few, fixed shapes, so `jit` compiles each step once per shape.
+"""Seeded host-side batchers with few, fixed shapes, so `jit` compiles each step shape once.
 
 Training rows are windows of `max_len + 1` items (the model's inputs plus the shifted
 target; `width` sets another length, e.g. max_len + next_k for the encoder-decoder),
@@ -6,11 +6,10 @@ right-aligned and left-padded with 0. Evaluation rows are the last `max_len` his
 before a target, plus the user's whole history for masking, padded to a fixed batch size
 with a `valid` mask.
 
-Length buckets (train.length_buckets, eval.length_buckets): batches of users with similar
-history lengths, each only as wide as one of n fixed widths (`bucket_widths`) that keeps one
-padding column before its longest row. The cut columns are padding, which every model masks,
-and positions count from the right, so outputs are unchanged while the encoder skips most of
-the padding; a model compiles at most n shapes.
+Padding is most of a batch on real data (ML-1M training windows: 46% of the slots), and
+both batchers can skip it without changing what is computed: training batches can pack
+several users' windows into one row (`pack_windows`), evaluation batches can group users of
+similar history length and cut the padding columns (`EvalBatcher`'s length buckets).
 """
 
 from __future__ import annotations
@@ -38,9 +37,52 @@ def bucket_widths(full: int, n: int) -> np.ndarray:
 
 def bucket_width(widths: np.ndarray, longest: int) -> int:
     """The smallest of `widths` that holds `longest` items plus one padding column (or the
-    largest width): BERT4Rec drops a row's first column, and SASRec's first target is
-    predicted from a padding input."""
+    largest width): BERT4Rec drops a row's first column to append [MASK]."""
     return int(widths[np.searchsorted(widths, min(longest + 1, widths[-1]))])
+
+
+def pack_windows(windows: np.ndarray, row_multiple: int) -> dict[str, np.ndarray]:
+    """Right-aligned windows [n, W] packed into fewer rows of W: {"seq", "segments", "positions"}.
+
+    A window's segment is its items plus the one padding slot before them (a full window
+    has none): in an unpacked row that slot is the input SASRec predicts the first item from,
+    and BERT4Rec drops a row's first column. Segments are placed first-fit, longest first,
+    several to a row, each row right-aligned; the row count is rounded up to a multiple of
+    `row_multiple` (at most n). `segments` numbers the segments 1, 2, ... within a row (0 =
+    row padding) for the models' same-segment attention mask; `positions` counts from each
+    segment's right end (its last item is 0), the id the item has in its unpacked row. With
+    those two, every model computes on a packed row exactly what it computes on the rows it
+    came from; only random draws laid out over the rows differ (dropout and cloze masks, and
+    sampled softmax's negatives, which a row's windows then share), not their law.
+    """
+    n, width = windows.shape
+    lengths = np.minimum((windows != 0).sum(axis=1) + 1, width)
+    lengths[lengths == 1] = 0  # an all-padding window (the end of an epoch) has no segment
+    free, rows_of = [], np.zeros(n, np.int64)
+    for i in np.argsort(-lengths, kind="stable"):
+        if lengths[i] == 0:
+            break
+        row = next((r for r, room in enumerate(free) if room >= lengths[i]), len(free))
+        if row == len(free):
+            free.append(width)
+        free[row] -= lengths[i]
+        rows_of[i] = row
+    num_rows = min(max(-(-len(free) // row_multiple) * row_multiple, row_multiple), n)
+    out = {name: np.zeros((num_rows, width), np.int32) for name in ("seq", "segments", "positions")}
+    end = np.full(num_rows, width)  # each row fills from the right
+    count = np.zeros(num_rows, np.int32)
+    for i in range(n):  # window order within a row: the order of the batch
+        length = lengths[i]
+        if length == 0:
+            continue
+        row = rows_of[i]
+        cols = slice(end[row] - length, end[row])
+        count[row] += 1
+        out["seq"][row, cols] = windows[i, width - length :]
+        out["segments"][row, cols] = count[row]
+        out["positions"][row, cols] = np.arange(length - 1, -1, -1)
+        end[row] -= length
+    return out
 
 
 @dataclasses.dataclass
@@ -50,13 +92,11 @@ class TrainBatcher:
     The user order of epoch e is a permutation drawn from (seed, e). A history trains on its
     last window, or (`window='random'`) on the window ending at a uniformly random position
     after its second item, drawn from (seed, epoch, batch) — every prefix is a training example
-    over the epochs, which one-target-per-window models need. One batch per epoch (the last,
-    without buckets) is filled with all-padding rows, which carry no targets.
+    over the epochs, which one-target-per-window models need. The last batch of an epoch is
+    filled with all-padding rows, which carry no targets.
 
-    With `length_buckets` n > 1 each pool of `pool_batches` consecutive batches of the
-    permutation is sorted by training length, cut into batches, and those batches are visited in
-    a seeded random order; each batch is then cut to a bucket width (module docstring). Every
-    user still trains once per epoch; batches mix only users of similar length.
+    `pack_row_multiple` > 0 packs each batch's windows into fewer rows (`pack_windows`, a
+    multiple of that many rows): the same users, targets and loss, on less padding.
     """
 
     dataset: SequenceDataset
@@ -68,18 +108,14 @@ class TrainBatcher:
     epoch: int = 0
     batch: int = 0
     width: int | None = None  # items per row; None = max_len + 1
-    length_buckets: int = 1
-    pool_batches: int = 8
+    pack_row_multiple: int = 0  # > 0: pack windows into rows, a multiple of this many
 
     def __post_init__(self):
         self.width = self.width or self.max_len + 1
         self.users = np.flatnonzero(self.split.train_end >= 2)
         if len(self.users) == 0:
             raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
-        widths = bucket_widths(self.width, self.length_buckets)
-        # A row keeps at least one input column before its width - max_len target columns.
-        self.widths = widths[widths > self.width - self.max_len]
-        self._plan_epoch, self._plan = -1, None
+        self._order_epoch, self._order = -1, None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -94,39 +130,25 @@ class TrainBatcher:
     def __iter__(self):
         return self
 
-    def _epoch_plan(self) -> list[np.ndarray]:
-        """The users of each batch of the current epoch, in visiting order."""
-        b = self.batch_size
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
-        if self.length_buckets == 1:
-            return [order[i : i + b] for i in range(0, len(order), b)]
-        rng = np.random.default_rng([self.seed, self.epoch, 2])
-        plan = []
-        for first in range(0, len(order), b * self.pool_batches):
-            pool = order[first : first + b * self.pool_batches]
-            pool = pool[np.argsort(self.split.train_end[pool], kind="stable")]
-            batches = [pool[i : i + b] for i in range(0, len(pool), b)]
-            plan += [batches[i] for i in rng.permutation(len(batches))]
-        return plan
-
     def __next__(self) -> dict:
-        if self._plan_epoch != self.epoch:
-            self._plan, self._plan_epoch = self._epoch_plan(), self.epoch
-        users = self._plan[self.batch]
+        if self._order_epoch != self.epoch:
+            self._order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
+            self._order_epoch = self.epoch
+        users = self._order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
         starts = self.dataset.offsets[users]
         ends = starts + self.split.train_end[users]
+        width = self.width
         if self.window == "random":
             rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
             lo = starts + 2  # the shortest window that still has an input and a target
             ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
-        width = self.width
-        if self.length_buckets > 1:
-            width = bucket_width(self.widths, int((ends - starts).max()))
         seq = np.zeros((self.batch_size, width), dtype=np.int32)
         seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
         self.batch += 1
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
+        if self.pack_row_multiple:
+            return pack_windows(seq, self.pack_row_multiple)
         return {"seq": seq}
 
 
@@ -140,8 +162,12 @@ class EvalBatcher:
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
 
     With `length_buckets` n > 1 the users are visited shortest history first (`order`) and
-    each batch's `history` is cut to a bucket width (module docstring; ML-1M test histories:
-    median 95 of max_len 200).
+    each batch's `history` is only as wide as the smallest of the n widths
+    ceil(max_len * i / n) that keeps one padding column before its longest history
+    (`bucket_width`): the cut columns are padding, which every model masks, and positions
+    count from the right, so user vectors are unchanged while the encoder skips most of the
+    padding (ML-1M test histories: median 95 of max_len 200). A model then compiles at most n
+    shapes.
     """
 
     def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
@@ -156,9 +182,9 @@ class EvalBatcher:
         self.ends = self.starts + pos  # exclusive end of the history = index of the target
         self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
         self.next_k = next_k
-        lengths = np.minimum(pos, max_len)
-        self.order = np.argsort(lengths, kind="stable") if length_buckets > 1 else np.arange(len(pos))
-        self._lengths = lengths[self.order]
+        needed = np.minimum(pos + 1, max_len)  # history + one padding column, as bucket_width
+        self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(pos))
+        self._lengths = np.minimum(pos, max_len)[self.order]
         self._widths = bucket_widths(max_len, length_buckets)
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
             raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")

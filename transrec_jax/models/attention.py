@@ -81,6 +81,14 @@ def key_padding_mask(valid: jax.Array) -> jax.Array:
     return valid[:, None, None, :]
 
 
+def same_segment_mask(segments: jax.Array | None) -> jax.Array | None:
+    """bool[B, 1, L, L] from segments int32[B, L]: query and key in the same packed segment
+    (see data/batching.pack_windows); None for unpacked rows."""
+    if segments is None:
+        return None
+    return (segments[:, :, None] == segments[:, None, :])[:, None]
+
+
 def combine_masks(*masks: jax.Array | None) -> jax.Array | None:
     """Logical AND of the given masks (None entries ignored); None if all are None."""
     present = [m for m in masks if m is not None]

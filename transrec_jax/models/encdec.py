@@ -91,22 +91,21 @@ class EncoderDecoder(Recommender):
     # --- training and the next-item protocol ------------------------------------------------
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
-        """seq [B, W] -> decoder hidden [B, K, D], targets [B, K], weights.
+        """seq [B, max_len + next_k] -> decoder hidden [B, K, D], targets [B, K], weights.
 
-        W is max_len + next_k, or less for a batch cut to a length bucket. History = all but
-        the last next_k items, targets = the last next_k; the decoder reads [START] +
-        targets[:-1] (teacher forcing). A row with fewer than next_k + 1 items is shifted
-        left first (`history_first`), so its history keeps one item and its targets are the
-        rest followed by padding (weight 0).
+        History = the first max_len items, targets = the last next_k; the decoder reads
+        [START] + targets[:-1] (teacher forcing). A row with fewer than next_k + 1 items is
+        shifted left first (`history_first`), so its history keeps one item and its targets
+        are the rest followed by padding (weight 0).
         """
-        k = self.next_k
-        if not k < seq.shape[1] <= self.max_len + k:
+        width = self.max_len + self.next_k
+        if seq.shape[1] != width:
             raise ValueError(
-                f"training rows have {seq.shape[1]} items; encdec needs more than model.next_k "
-                f"= {k} and at most model.max_len + model.next_k = {self.max_len + k}"
+                f"training rows have {seq.shape[1]} items; encdec needs model.max_len + "
+                f"model.next_k = {width}"
             )
-        seq = history_first(seq, k)
-        history, targets = seq[:, :-k], seq[:, -k:]
+        seq = history_first(seq, self.next_k)
+        history, targets = seq[:, : self.max_len], seq[:, self.max_len :]
         encode_key, decode_key = split_key(key, 2)
         encoded = self.encode(history, key=encode_key)
         inputs = jnp.concatenate([self._start_column(seq.shape[0]), targets[:, :-1]], axis=1)

@@ -3,8 +3,10 @@
 Sequences are right-aligned and left-padded, so absolute positions are counted from the
 RIGHT end: the most recent item is position 0, the one before it 1, and so on. Extra left
 padding then leaves every real item's position id unchanged, which is what makes outputs at
-real positions independent of how much padding precedes them. Rotary positions only enter
-through differences of positions, so they use plain left-to-right indices.
+real positions independent of how much padding precedes them. A packed training row (several
+users' windows in one row) passes each token's id explicitly, counted from its own window's
+right end. Rotary positions only enter through differences of positions, so they use plain
+left-to-right indices, which are right within a packed segment too.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class LearnedPositions(nnx.Module):
             rngs=rngs,
         )
 
-    def __call__(self, length: int) -> jax.Array:
-        return self.embedding(right_aligned_ids(length))
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """ids int32[L] or [B, L] (`right_aligned_ids`, or a packed batch's) -> [..., D]."""
+        return self.embedding(ids)
 
 
 class SinusoidalPositions(nnx.Module):
@@ -52,8 +55,9 @@ class SinusoidalPositions(nnx.Module):
         self.d_model = d_model
         self.dtype = dtype
 
-    def __call__(self, length: int) -> jax.Array:
-        return sinusoidal_table(right_aligned_ids(length), self.d_model).astype(self.dtype)
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        """ids int32[L] or [B, L] -> [..., D]."""
+        return sinusoidal_table(ids, self.d_model).astype(self.dtype)
 
 
 def make_positions(model_cfg, *, dtype, rngs: nnx.Rngs):

@@ -22,10 +22,11 @@ from transrec_jax.models.attention import (
     combine_masks,
     dropout,
     key_padding_mask,
+    same_segment_mask,
     split_key,
 )
 from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
-from transrec_jax.models.positions import make_positions
+from transrec_jax.models.positions import make_positions, right_aligned_ids
 
 
 class Recommender(nnx.Module):
@@ -65,11 +66,13 @@ class Recommender(nnx.Module):
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
-               last_only: bool = False) -> jax.Array:
+               last_only: bool = False, segments: jax.Array | None = None,
+               positions: jax.Array | None = None) -> jax.Array:
         """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
 
         last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
-        layer then computes that position alone).
+        layer then computes that position alone). segments / positions int32[B, L]: a packed
+        row's segment numbers (attention stays within a segment) and position ids.
         """
         length = tokens.shape[1]
         if length > self.max_len:
@@ -77,10 +80,10 @@ class Recommender(nnx.Module):
         embedding_key, *layer_keys = split_key(key, len(self.layers) + 1)
         x = self.item_embedding(tokens) * self.embedding_scale
         if self.positions is not None:
-            x = x + self.positions(length)
+            x = x + self.positions(right_aligned_ids(length) if positions is None else positions)
         x = dropout(x, self.dropout_rate, embedding_key)
         order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
-        mask = combine_masks(key_padding_mask(tokens != 0), order)
+        mask = combine_masks(key_padding_mask(tokens != 0), order, same_segment_mask(segments))
         top = len(self.layers) - 1
         for i, (layer, layer_key) in enumerate(zip(self.layers, layer_keys, strict=True)):
             x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top)
@@ -125,14 +128,19 @@ class Recommender(nnx.Module):
 class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
         """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weight = target != 0.
 
         Every non-padding target trains, including the first item (predicted from a padding
-        position), as in SASRec.
+        position), as in SASRec. A packed row (segments, positions: see
+        data/batching.pack_windows) holds several windows; an input's position id is then one
+        less than in its window (the window's last item is only a target), and a segment's
+        last item, an input with no target, gets id 0.
         """
         targets = seq[:, 1:]
-        hidden = self.encode(seq[:, :-1], key=key)
+        if segments is not None:
+            segments, positions = segments[:, :-1], jnp.maximum(positions[:, :-1] - 1, 0)
+        hidden = self.encode(seq[:, :-1], key=key, segments=segments, positions=positions)
         return hidden, targets, (targets != 0).astype(jnp.float32)
 
 
@@ -146,18 +154,24 @@ class TransformerRecommender(Recommender):
         return hidden, targets, (targets != 0).astype(jnp.float32)
 
 
-def cloze_mask(key: jax.Array, tokens: jax.Array, mask_prob: float) -> jax.Array:
+def cloze_mask(key: jax.Array, tokens: jax.Array, mask_prob: float,
+               segments: jax.Array | None = None) -> jax.Array:
     """bool[B, L]: which non-padding tokens BERT4Rec masks.
 
     Each non-padding item is masked with probability mask_prob (plain replacement, the
-    BERT4Rec-RecSys convention, not BERT's 80/10/10). A non-empty row that drew no mask gets
-    its item with the smallest uniform draw masked -- one non-padding position chosen
-    uniformly -- so every such row has a target; the expected rate for a row of n items is
-    therefore mask_prob + (1 - mask_prob)^n / n.
+    BERT4Rec-RecSys convention, not BERT's 80/10/10). A non-empty row (with `segments`: a
+    packed row's segment) that drew no mask gets its item with the smallest uniform draw
+    masked -- one non-padding position chosen uniformly -- so every such sequence has a
+    target; the expected rate for a sequence of n items is therefore
+    mask_prob + (1 - mask_prob)^n / n.
     """
     real = tokens != 0
     draws = jnp.where(real, jax.random.uniform(key, tokens.shape), jnp.inf)
-    smallest = jnp.arange(tokens.shape[1])[None, :] == jnp.argmin(draws, axis=1)[:, None]
+    if segments is None:
+        smallest = jnp.arange(tokens.shape[1])[None, :] == jnp.argmin(draws, axis=1)[:, None]
+    else:  # the smallest draw of each token's own segment
+        same = segments[:, :, None] == segments[:, None, :]
+        smallest = draws == jnp.min(jnp.where(same, draws[:, None, :], jnp.inf), axis=2)
     return real & ((draws < mask_prob) | smallest)
 
 
@@ -172,17 +186,20 @@ class BERT4Rec(Recommender):
         self.mask_id = num_items + 1
         self.mask_prob = model_cfg.mask_prob
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array):
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
         """Cloze set-up on the last max_len items of seq [B, max_len + 1] (see `cloze_mask`).
 
         Masked items are replaced by the [MASK] id; targets are the original items at masked
-        positions (weight 1), 0 elsewhere (weight 0).
+        positions (weight 1), 0 elsewhere (weight 0). A packed row (segments, positions)
+        masks and attends within each segment.
         """
         mask_key, encode_key = jax.random.split(key)
         tokens = seq[:, 1:]
-        masked = cloze_mask(mask_key, tokens, self.mask_prob)
+        if segments is not None:
+            segments, positions = segments[:, 1:], positions[:, 1:]
+        masked = cloze_mask(mask_key, tokens, self.mask_prob, segments)
         inputs = jnp.where(masked, self.mask_id, tokens)
-        hidden = self.encode(inputs, key=encode_key)
+        hidden = self.encode(inputs, key=encode_key, segments=segments, positions=positions)
         targets = jnp.where(masked, tokens, 0)
         return hidden, targets, masked.astype(jnp.float32)
 
