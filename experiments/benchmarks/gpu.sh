@@ -24,7 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
   | tee -a "$OUT/devices.txt" || true
 
 # 1. Train step (all three losses), ~2 minutes.
-timeout 240 "$PY" experiments/benchmarks/train_step.py --frameworks=jax --steps=50 --warmup=3 \
+timeout 240 "$PY" experiments/benchmarks/train_step.py --frameworks=jax,jax_packed --steps=50 --warmup=3 \
   --config-overrides="$GPU_CONFIG" --out="$OUT/train_step.json" --timeout=120 \
   | tee "$OUT/train_step.md" || echo "train_step.py failed or timed out" | tee -a "$OUT/train_step.md"
 
