@@ -82,6 +82,7 @@ def _base(**kv):
         ({"dataset.split": "temporal"}, "temporal split needs"),
         ({"model.dropout": 1.5}, r"model.dropout=1.5: expected a value in \[0, 1\)"),
         ({"model.attention_chunk": -1}, "model.attention_chunk=-1: expected a non-negative"),
+        ({"model.qkv_init_std": -0.1}, "model.qkv_init_std=-0.1: expected a non-negative std"),
         ({"model.attention_chunk": 128, "model.fused_attention": True},
          "attention_chunk=128 chunks .*model.fused_attention=False"),
     ],

@@ -11,6 +11,7 @@ from transrec_jax.data.batching import pack_windows
 from transrec_jax.losses import compute_loss
 from transrec_jax.models import build_model
 from transrec_jax.models.__main__ import ML1M_NUM_ITEMS, parameter_counts, reference_model_config
+from transrec_jax.models.positions import start_aligned_ids
 from transrec_jax.models.recommenders import cloze_mask
 
 NUM_ITEMS, MAX_LEN = 12, 8
@@ -141,10 +142,11 @@ def packed_places(windows, packed, drop_first: bool):
     return tuple(np.array(plain_idx).T), tuple(np.array(packed_idx).T)
 
 
-@pytest.mark.parametrize("positions", ["learned", "sinusoidal", "rotary"])
+@pytest.mark.parametrize("positions,start", [("learned", False), ("sinusoidal", False),
+                                             ("rotary", False), ("learned", True)])
 @pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_packed_sasrec_rows_train_like_the_rows_they_came_from(positions, loss):
-    model = make("sasrec", positions=positions)
+def test_packed_sasrec_rows_train_like_the_rows_they_came_from(positions, start, loss):
+    model = make("sasrec", positions=positions, positions_from="start" if start else "end")
     windows, packed = packed_pair()
     loss_cfg = base_config().loss
     loss_cfg.name = loss
@@ -179,6 +181,19 @@ def test_packed_bert4rec_rows_encode_like_the_rows_they_came_from(positions):
         for s in range(1, segs[r].max() + 1):
             real = (segs[r] == s) & (np.asarray(packed["seq"][r, 1:]) != 0)
             assert real.any() <= (int(np.asarray(masked[r])[real].sum()) == 1)
+
+
+def test_start_aligned_ids_count_real_items_from_the_oldest():
+    tokens = jnp.array([[0, 0, 5, 6, 7], [1, 2, 3, 4, 5]])
+    np.testing.assert_array_equal(start_aligned_ids(tokens), [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]])
+    packed = jnp.array([[0, 4, 5, 0, 7, 8, 9]])
+    segments = jnp.array([[0, 1, 1, 2, 2, 2, 2]])
+    np.testing.assert_array_equal(start_aligned_ids(packed, segments), [[0, 0, 1, 0, 0, 1, 2]])
+    model = make("sasrec", positions_from="start")
+    items = jnp.array([[3, 5, 7, 2], [1, 9, 12, 4]], jnp.int32)
+    short, long = jnp.pad(items, ((0, 0), (1, 0))), jnp.pad(items, ((0, 0), (4, 0)))
+    np.testing.assert_allclose(model.encode(short)[:, 1:], model.encode(long)[:, 4:], atol=1e-5)
+    assert not np.allclose(model.encode(short), make("sasrec").encode(short))
 
 
 def test_sasrec_training_forward():
@@ -258,6 +273,14 @@ def test_linear_head_with_bias_scores_all_items():
     hidden = jax.random.normal(jax.random.key(0), (2, MAX_LEN, 8))
     expected = np.asarray(hidden) @ np.asarray(weight).T + np.asarray(bias)
     np.testing.assert_allclose(model.score_all(hidden), expected, atol=1e-5)
+
+
+def test_qkv_init_std_sets_only_the_qkv_projections():
+    model = make("sasrec", d_model=64, d_ff=64, init_std=0.02, qkv_init_std=0.088)
+    attention = model.layers[0].attention
+    for proj, std in [(attention.query_proj, 0.088), (attention.key_proj, 0.088),
+                      (attention.value_proj, 0.088), (attention.output_proj, 0.02)]:
+        assert float(np.std(np.asarray(proj.kernel[...]))) == pytest.approx(std, rel=0.1)
 
 
 def test_dropout_comes_from_the_key():

@@ -42,6 +42,7 @@ TABLE = '''
     BUDGET = {"train.num_steps": 4}
     GOAL = "toy goal: NDCG@10 ≥ 0.3"
     REFERENCES = {"T24": "Toy & Paper, 2024"}
+    FINDINGS = ["`wide` misses: the toy paper counts ties in its favour."]
 '''
 
 
@@ -79,6 +80,7 @@ def test_table_expands_to_named_runs(tmp_path):
     (TABLE.replace('"model.num_heads": 3', '"model.nope": 3'), [],
      "row 'broken': config key 'model.nope' unknown"),
     (TABLE.replace("SEEDS = (0, 1)", "SEED = 1"), [], "unknown name SEED"),
+    (TABLE.replace('FINDINGS = ["', 'FINDINGS = [1, "'), [], "FINDINGS: expected a list of Markdown"),
     (TABLE.replace('source="toy paper")', 'source="")'), [], "row 'small': no source"),
     (TABLE.replace("(0.25, 0.115)", "0.25"), [], "published=0.25: expected (hr@10, ndcg@10)"),
     (TABLE.replace('name="wide"', 'name="small"'), [], "row 'small' appears twice"),
@@ -179,6 +181,7 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert "| `later` | not run yet | — |" in md
     assert "| `paper_only` | reference, not run | 0.4000 |" in md
     assert "| *popularity* | 0.0500 | | | 0.0200 |" in md and "- [T24] Toy & Paper, 2024" in md
+    assert "**Findings:**\n\n- `wide` misses: the toy paper counts ties in its favour." in md
     assert ("- `wide`: `configs/sasrec.py:debug` + `model.d_model=32` `model.d_ff=32`. "
             "Source: toy paper, wide.") in md
 

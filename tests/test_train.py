@@ -133,7 +133,10 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path, trained):
 
 _FOUR_DEVICES = textwrap.dedent("""
     import json, os, pathlib, sys
-    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    # Single-threaded Eigen inside each device: on 2 busy cores the 4 device programs' all-reduce
+    # rendezvous timed out (XLA aborts after 40 s; 1 run in ~9 under load) with Eigen's pool on.
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+                               " --xla_cpu_multi_thread_eigen=false")
     sys.path.insert(0, {tests!r})
     import jax
     from transrec_jax import train

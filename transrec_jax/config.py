@@ -71,6 +71,9 @@ def base_config() -> ml_collections.ConfigDict:
     m.norm = "layernorm"  # layernorm | rmsnorm
     m.norm_placement = "pre"  # pre | post | sasrec
     m.positions = "learned"  # learned | sinusoidal | rotary | none
+    # end: the most recent item is position 0 (padding-invariant); start: the oldest item in the
+    # window is 0, as SASRec's original code numbers its right-padded rows
+    m.positions_from = "end"
     m.scale_embeddings = False  # multiply item embeddings by sqrt(d_model)
     m.head = "tied"  # tied | linear
     m.head_bias = False
@@ -85,6 +88,9 @@ def base_config() -> ml_collections.ConfigDict:
     m.next_k = 5  # encdec: items the decoder is trained to emit (and at most generates)
     m.beam_width = 1  # encdec generation: 1 = greedy, > 1 = beam search
     m.init_std = 0.02
+    # > 0: std of the Q/K/V projection weights alone. PyTorch's nn.MultiheadAttention starts
+    # them from xavier_uniform over its [3d, d] in_proj, std sqrt(1 / (2 d)): 0.088 at d = 64.
+    m.qkv_init_std = 0.0
 
     # --- loss -------------------------------------------------------------
     c.loss = lo = ml_collections.ConfigDict()
@@ -210,10 +216,14 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
     choice("model.norm_placement", m.norm_placement, ("pre", "post", "sasrec"))
     choice("model.positions", m.positions, ("learned", "sinusoidal", "rotary", "none"))
+    choice("model.positions_from", m.positions_from, ("end", "start"))
     choice("model.head", m.head, ("tied", "linear"))
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
+    for key in ("init_std", "qkv_init_std"):
+        if not m[key] >= 0.0:
+            raise ConfigError(f"config.model.{key}={m[key]}: expected a non-negative std")
     positive("model.attention_chunk", m.attention_chunk, allow_zero=True)
     if m.attention_chunk and m.fused_attention:
         raise ConfigError(

@@ -19,6 +19,8 @@ A table file is plain Python (ml1m.py is the example) that sets:
   BUDGET = {"train.num_epochs": 200, ...}        overrides of every run (a row's own win)
   GOAL = "..."                                   optional: a target stated above the table
   REFERENCES = {"KV23": "authors, title, venue; code"}   optional: the keys sources cite
+  FINDINGS = ["...", ...]                        optional: what explains a row's miss, measured
+                                                 (Markdown, one bullet each, below the table)
 
 and a docstring: its first line is the table's title, the rest says protocol, budget, sources
 and the run command. Names starting with `_` are the file's own helpers.
@@ -55,7 +57,7 @@ from transrec_jax import sweep as sweep_lib
 from transrec_jax.config import ConfigError
 from transrec_jax.metric_log import read_metrics
 
-TABLE_NAMES = ("ROWS", "SEEDS", "BUDGET", "GOAL", "REFERENCES")
+TABLE_NAMES = ("ROWS", "SEEDS", "BUDGET", "GOAL", "REFERENCES", "FINDINGS")
 ROW_KEYS = ("name", "config", "overrides", "published", "source", "seeds")
 METRICS = ("hr@10", "ndcg@10")  # the published pair every row is compared on
 NOISE = 0.006  # |Δ NDCG@10| at most this: within seed-to-seed noise
@@ -92,6 +94,7 @@ class Table:
     title: str
     goal: str
     references: dict[str, str]
+    findings: list[str]
     budget: dict[str, Any]
     rows: list[Row]
     root: str
@@ -134,7 +137,11 @@ def load_table(path: str, seeds: str = "", root: str = "") -> Table:
     references = spec.get("REFERENCES", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in references.items()):
         raise ReproduceError(f"{path}: REFERENCES: expected {{key: citation}} strings")
-    return Table(name, path, title, spec.get("GOAL", ""), references, budget, rows, root, runs)
+    findings = list(spec.get("FINDINGS", []))
+    if not all(isinstance(f, str) for f in findings):
+        raise ReproduceError(f"{path}: FINDINGS: expected a list of Markdown strings")
+    return Table(name, path, title, spec.get("GOAL", ""), references, findings, budget, rows,
+                 root, runs)
 
 
 def _row(path: str, index: int, raw, budget: dict, seeds: tuple[int, ...], forced: bool) -> Row:
@@ -302,6 +309,7 @@ def write_results(table: Table, records: list[dict], out_dir: str) -> str:
         "title": table.title,
         "goal": table.goal,
         "references": table.references,
+        "findings": table.findings,
         "budget": table.budget,
         "workdir_root": table.root,
         "rows": [{"name": row.name, "config": row.config, "overrides": row.overrides,
@@ -380,6 +388,8 @@ def _section(t: dict) -> list[str]:
     if failed:
         lines += ["", "**Failed runs** (`<workdir>/error.txt` has the end of the output):", ""]
         lines += [f"- `{r['run']}`: {r['error']}" for r in failed]
+    if t.get("findings"):
+        lines += ["", "**Findings:**", ""] + [f"- {finding}" for finding in t["findings"]]
     lines += ["", "**Rows** (config, changes from it, source):", ""]
     for row in t["rows"]:
         changes = " ".join(f"`{k}={v}`" for k, v in row["overrides"].items())

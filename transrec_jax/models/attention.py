@@ -116,7 +116,8 @@ class MultiHeadAttention(nnx.Module):
     `jax.nn.dot_product_attention`; it has no attention dropout, so it requires
     dropout_rate == 0, and a call asking for the weights runs the explicit path instead.
     `chunk` > 0 runs the explicit core in query chunks (`chunked_attention_core`) whenever
-    there are more than `chunk` queries and the weights are not asked for.
+    there are more than `chunk` queries and the weights are not asked for. Weights start from
+    N(0, init_std); `qkv_init_std` > 0 gives the Q/K/V projections their own std.
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class MultiHeadAttention(nnx.Module):
         init_std: float,
         dtype,
         rngs: nnx.Rngs,
+        qkv_init_std: float = 0.0,
     ):
         if d_model % num_heads:
             raise ValueError(
@@ -149,19 +151,19 @@ class MultiHeadAttention(nnx.Module):
         self.chunk = chunk
         self.dtype = dtype
 
-        def projection():
+        def projection(std):
             return nnx.Linear(
                 d_model,
                 d_model,
                 dtype=dtype,
-                kernel_init=nnx.initializers.normal(init_std),
+                kernel_init=nnx.initializers.normal(std),
                 rngs=rngs,
             )
 
-        self.query_proj = projection()
-        self.key_proj = projection()
-        self.value_proj = projection()
-        self.output_proj = projection()
+        self.query_proj = projection(qkv_init_std or init_std)
+        self.key_proj = projection(qkv_init_std or init_std)
+        self.value_proj = projection(qkv_init_std or init_std)
+        self.output_proj = projection(init_std)
 
     def _project(self, inputs_q, inputs_kv, q_positions, kv_positions):
         """Q, K, V split into heads [B, L, H, Dh]; q and k rotated when rotary."""

@@ -118,6 +118,7 @@ def _attention(model_cfg, *, rotary: bool, dtype, rngs: nnx.Rngs) -> MultiHeadAt
         fused=model_cfg.fused_attention,
         chunk=model_cfg.attention_chunk,
         init_std=model_cfg.init_std,
+        qkv_init_std=model_cfg.qkv_init_std,
         dtype=dtype,
         rngs=rngs,
     )

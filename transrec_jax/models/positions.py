@@ -6,7 +6,9 @@ padding then leaves every real item's position id unchanged, which is what makes
 real positions independent of how much padding precedes them. A packed training row (several
 users' windows in one row) passes each token's id explicitly, counted from its own window's
 right end. Rotary positions only enter through differences of positions, so they use plain
-left-to-right indices, which are right within a packed segment too.
+left-to-right indices, which are right within a packed segment too. `model.positions_from =
+'start'` numbers items from the oldest one in the window instead (`start_aligned_ids`), as
+SASRec's original code does with its right-padded rows.
 """
 
 from __future__ import annotations
@@ -21,6 +23,23 @@ WAVELENGTH_BASE = 10000.0
 def right_aligned_ids(length: int) -> jax.Array:
     """Position id of each slot of a length-`length` sequence: length-1, ..., 1, 0."""
     return jnp.arange(length - 1, -1, -1, dtype=jnp.int32)
+
+
+def start_aligned_ids(tokens: jax.Array, segments: jax.Array | None = None) -> jax.Array:
+    """int32[B, L]: each token's index among the real items of its row (or packed segment),
+    the oldest being 0 -- SASRec's original numbering (model.positions_from='start').
+
+    Counting real items only keeps left padding out of the ids; padding slots get 0.
+    """
+    real = tokens != 0
+    if segments is None:
+        counts = jnp.cumsum(real, axis=1)
+    else:  # real items at or before each slot within its own segment
+        length = tokens.shape[1]
+        earlier = jnp.tril(jnp.ones((length, length), bool))[None]
+        same = (segments[:, :, None] == segments[:, None, :]) & earlier & real[:, None, :]
+        counts = same.sum(axis=2)
+    return jnp.maximum(counts - 1, 0).astype(jnp.int32)
 
 
 def sinusoidal_table(position_ids: jax.Array, dim: int) -> jax.Array:

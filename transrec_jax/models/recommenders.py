@@ -26,7 +26,7 @@ from transrec_jax.models.attention import (
     split_key,
 )
 from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
-from transrec_jax.models.positions import make_positions, right_aligned_ids
+from transrec_jax.models.positions import make_positions, right_aligned_ids, start_aligned_ids
 
 
 class Recommender(nnx.Module):
@@ -55,6 +55,7 @@ class Recommender(nnx.Module):
             vocab_size, d_model, dtype=dtype, embedding_init=init, rngs=rngs
         )
         self.positions = make_positions(m, dtype=dtype, rngs=rngs)
+        self.positions_from = m.positions_from
         layers = [EncoderLayer(m, dtype=dtype, rngs=rngs) for _ in range(m.num_layers)]
         self.layers = nnx.List(layers)
         final_norm = has_final_norm(m.norm_placement)
@@ -80,7 +81,11 @@ class Recommender(nnx.Module):
         embedding_key, *layer_keys = split_key(key, len(self.layers) + 1)
         x = self.item_embedding(tokens) * self.embedding_scale
         if self.positions is not None:
-            x = x + self.positions(right_aligned_ids(length) if positions is None else positions)
+            if self.positions_from == "start":
+                ids = start_aligned_ids(tokens, segments)
+            else:
+                ids = right_aligned_ids(length) if positions is None else positions
+            x = x + self.positions(ids)
         x = dropout(x, self.dropout_rate, embedding_key)
         order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
         mask = combine_masks(key_padding_mask(tokens != 0), order, same_segment_mask(segments))
