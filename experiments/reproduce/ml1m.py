@@ -138,3 +138,24 @@ REFERENCES = {
     "config: EMBEDDING_SIZE 128, SEQUENCE_LENGTH 200, batch 128; Readme.md: k = 256, t = 0.75). "
     "HR@10 0.3000 as the eSASRec repository's README quotes the paper, NDCG@10 0.1726 as issue 5 does",
 }
+
+FINDINGS = [
+    "`sasrec_plus_ce` (seed 0, 2026-11-28) misses: test NDCG@10 0.1692 against 0.1821 (Δ −0.0129), "
+    "HR@10 0.2978 against 0.3152; validation peaked at 0.1725 (epoch 81, stopped at 91). Measured "
+    "so far (early_runs/README.md, seed 0 each), none explains it:",
+    "*Same-second tie order.* Our file orders ratings given in the same second arbitrarily; the "
+    "published `ml-1m.txt` came from its own sort. For the 2,999 users with raw timestamps, 25.9% "
+    "of test and 39.4% of validation targets differ from a stable time sort over the raw file "
+    "(`tie_order.py`). Trained on a copy with those users re-ordered: test NDCG@10 0.1657 "
+    "(−0.0035), validation 0.1744 (+0.0019). The tie order moves the figure by about half the "
+    "±0.006 tolerance while changing ~13% of all test targets: a real source of difference, in "
+    "either direction, but not −0.013 by itself.",
+    "*[KV23]'s Q/K/V init* (PyTorch's `nn.MultiheadAttention`: xavier, std 0.088 at d = 64, "
+    "against our N(0, 0.02); `model.qkv_init_std=0.0884`) and *position numbering* (from the "
+    "oldest item of its right-padded rows; `model.positions_from=start`): each learns a little "
+    "faster early (+0.004/+0.005 validation NDCG@10 over epochs 10-19) and plateaus where ours "
+    "does (+0.001 over epochs 20-40), so the row keeps our defaults.",
+    "Not yet measured: [KV23] does not train each window's first item (we predict it from a "
+    "padding slot); seed-to-seed spread (one seed so far; the published figures' seeds are not "
+    "stated).",
+]
