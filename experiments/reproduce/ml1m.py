@@ -141,8 +141,11 @@ REFERENCES = {
 
 FINDINGS = [
     "`sasrec_plus_ce` (seed 0, 2026-11-28) misses: test NDCG@10 0.1692 against 0.1821 (Δ −0.0129), "
-    "HR@10 0.2978 against 0.3152; validation peaked at 0.1725 (epoch 81, stopped at 91). Measured "
-    "so far (early_runs/README.md, seed 0 each), none explains it:",
+    "HR@10 0.2978 against 0.3152; validation peaked at 0.1725 (epoch 81, stopped at 91). "
+    "`sasrec_plus_ss3000` (seed 0) misses by more: 0.1668 against 0.1857 (validation 0.1715, epoch "
+    "50, stopped at 60). Both SASRec+ rows fall short by a similar amount, which points at something "
+    "shared by our SASRec+ runs rather than at the loss. Measured so far (early_runs/README.md, seed "
+    "0 each, on `sasrec_plus_ce`), none explains it:",
     "*Same-second tie order.* Our file orders ratings given in the same second arbitrarily; the "
     "published `ml-1m.txt` came from its own sort. For the 2,999 users with raw timestamps, 25.9% "
     "of test and 39.4% of validation targets differ from a stable time sort over the raw file "
