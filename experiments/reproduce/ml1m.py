@@ -144,8 +144,10 @@ FINDINGS = [
     "HR@10 0.2978 against 0.3152; validation peaked at 0.1725 (epoch 81, stopped at 91). "
     "`sasrec_plus_ss3000` (seed 0) misses by more: 0.1668 against 0.1857 (validation 0.1715, epoch "
     "50, stopped at 60). Both SASRec+ rows fall short by a similar amount, which points at something "
-    "shared by our SASRec+ runs rather than at the loss. Measured so far (early_runs/README.md, seed "
-    "0 each, on `sasrec_plus_ce`), none explains it:",
+    "shared by our SASRec+ runs rather than at the loss. Yet `sasrec_bce` -- the same model, "
+    "overrides and budget with BCE and one negative -- lands within noise (0.1307 against 0.1341, "
+    "seed 0): what differs acts on the softmax-trained rows. Measured so far (early_runs/README.md, "
+    "seed 0 each, on `sasrec_plus_ce`), none explains it:",
     "*Same-second tie order.* Our file orders ratings given in the same second arbitrarily; the "
     "published `ml-1m.txt` came from its own sort. For the 2,999 users with raw timestamps, 25.9% "
     "of test and 39.4% of validation targets differ from a stable time sort over the raw file "
