@@ -125,6 +125,8 @@ FAKE_MAIN = """
                      "ties": "pessimistic", "loss": "ce", "negatives": None},
     }
     with open(os.path.join(workdir, "results.json"), "w") as f:
+        if seed == 1:  # runs since hardware.host() went into results.json name their CPU there
+            results["device"].update(cpu="Fake CPU", cpu_cores=1)
         json.dump(results, f)
 """
 
@@ -158,7 +160,11 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert wide["test"]["ndcg@10"] == pytest.approx(0.1 + 0.007 + 0.016)
     assert wide["val"] == {"hr@10": 0.5, "ndcg@10": 0.3}  # the validation row of the best step
     assert wide["best_epoch"] == 1.0 and wide["epochs"] == 2.0 and wide["test_popularity"]["hr@10"] == 0.05
-    assert wide["hardware"]["cpu_cores"] >= 1 and wide["hardware"]["accelerator"] is None
+    assert wide["hardware"]["accelerator"] is None
+    # results.json's CPU wins; without it, the one the runner noted at launch (hardware.json)
+    assert (wide["hardware"]["cpu"], wide["hardware"]["cpu_cores"]) == ("Fake CPU", 1)
+    assert records["wide,seed=0"]["hardware"]["cpu_cores"] >= 1
+    assert records["wide,seed=0"]["hardware"].get("cpu") != "Fake CPU"
     assert "secret-host" not in json.dumps(doc)  # hostname-free
     assert records["small,seed=1"]["resumed"] and not records["small,seed=0"]["resumed"]
     assert doc["rows"][0]["published"] == {"hr@10": 0.25, "ndcg@10": 0.115}

@@ -24,7 +24,8 @@ AXES = {
     "head": ("model.head", ["tied", "linear"]),
     "target": [
         ("every", {"model.name": "sasrec"}),
-        ("last", {"model.name": "transformer_recommender"}),
+        # packed rows put several windows in a row; last-position training reads one per row
+        ("last", {"model.name": "transformer_recommender", "train.pack_rows": False}),
     ],
 }
 SEEDS = (0,)

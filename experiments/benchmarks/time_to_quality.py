@@ -15,6 +15,7 @@ which each validation row appears; the run stops at the first row reaching --tar
                configs/sasrec.py does: the same batches on ~1.7x fewer row slots)
   fast_cosine  fast with cosine decay to 0 over an 18-epoch budget
   fast_cosine_80  the same over 80 epochs
+  best         configs/sasrec_best.py: fast_cosine_80 with 4 blocks instead of 2
 
 Run (from the repository root; about --limit seconds per recipe):
   .venv/bin/python experiments/benchmarks/time_to_quality.py --recipes=fast,sasrec_plus --limit=1200
@@ -87,6 +88,8 @@ def recipes() -> dict[str, dict]:
             "train.schedule": "cosine",
             "train.num_epochs": 80,
         }},
+        # configs/sasrec_best.py as it is (fast_cosine_80 with 4 blocks; its own schedule).
+        "best": {"config": "configs/sasrec_best.py:ml-1m", "overrides": {}},
     }
 
 

@@ -269,8 +269,10 @@ def _finished(run: sweep_lib.Run) -> dict:
         r = json.load(f)
     val = next((row for row in read_metrics(run.workdir)
                 if row["kind"] == "val" and row["step"] == r["best_step"]), None)
-    host = {}
-    if os.path.exists(run.path("hardware.json")):
+    # The CPU the run saw: its own results.json (runs since hardware.host() was added there,
+    # however they were launched), else what this runner recorded at launch.
+    host = {k: r["device"][k] for k in ("cpu", "cpu_cores") if k in r["device"]}
+    if not host and os.path.exists(run.path("hardware.json")):
         with open(run.path("hardware.json")) as f:
             host = json.load(f)
     resumed = False
@@ -437,7 +439,11 @@ def _row_cells(row: dict, runs: list[dict]) -> list[str]:
 
 
 def _hardware(h: dict) -> str:
-    cpu = f"{h.get('cpu', 'CPU unknown')}, {h['cpu_cores']} cores" if "cpu_cores" in h else "CPU not recorded"
+    if "cpu_cores" not in h:
+        cpu = "CPU not recorded"
+    else:
+        cores = h["cpu_cores"]
+        cpu = f"{h.get('cpu', 'CPU unknown')}, {cores} core{'' if cores == 1 else 's'}"
     if h["accelerator"]:
         count = f"{h['accelerator_count']}× " if h["accelerator_count"] > 1 else ""
         return f"{count}{h['accelerator']} (host {cpu})"

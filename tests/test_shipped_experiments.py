@@ -1,0 +1,82 @@
+"""The sweep and table files we ship load, and the best preset is what its docstring says."""
+
+import glob
+import importlib.util
+import os
+import runpy
+import sys
+
+import pytest
+
+from transrec_jax import config as config_lib
+from transrec_jax import sweep as sweep_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SWEEPS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "ablations", "*.py"))
+                if not p.endswith("budget.py"))
+TABLES = sorted(glob.glob(os.path.join(REPO, "experiments", "reproduce", "*.py")))
+TABLES = [p for p in TABLES if os.path.basename(p) in ("ml1m.py", "beauty.py")]
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # config paths in sweep and table files are relative to the root
+
+
+def load_module(path):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", SWEEPS, ids=os.path.basename)
+def test_shipped_sweep_loads_and_every_run_validates(path):
+    sweep = sweep_lib.load(path)  # unknown keys and mistyped values are errors here
+    assert sweep.runs
+    for run in sweep.runs:
+        file, _, arg = run.config.partition(":")
+        config = load_module(file).get_config(arg)
+        for key, value in run.overrides.items():
+            sweep_lib._set(config, key, value)
+        config_lib.validate(config)
+
+
+@pytest.mark.parametrize("path", TABLES, ids=os.path.basename)
+def test_shipped_table_loads(path):
+    spec = importlib.util.spec_from_file_location(
+        "reproduce", os.path.join(REPO, "experiments", "reproduce", "reproduce.py"))
+    reproduce = sys.modules["reproduce"] = importlib.util.module_from_spec(spec)  # for dataclasses
+    spec.loader.exec_module(reproduce)
+    table = reproduce.load_table(path)
+    assert table.runs and all(run.seed in (0, 1, 2) for run in table.runs)
+
+
+def test_best_preset_is_sasrec_plus_with_its_documented_changes():
+    """configs/sasrec_best.py = the ML-1M table's sasrec_plus_ce row + 4 blocks + the schedule."""
+    best = load_module(os.path.join(REPO, "configs", "sasrec_best.py")).get_config("ml-1m")
+    table = runpy.run_path(os.path.join(REPO, "experiments", "reproduce", "ml1m.py"))
+    row = next(r for r in table["ROWS"] if r["name"] == "sasrec_plus_ce")
+    plus = load_module(os.path.join(REPO, "configs", "sasrec.py")).get_config(
+        "ml-1m," + ",".join(f"{k}={v}" for k, v in {**table["BUDGET"], **row["overrides"]}.items()))
+
+    def flat(c, prefix=""):
+        out = {}
+        for key, value in c.items():
+            if hasattr(value, "items"):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(plus), flat(best)
+    changed = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+    assert changed == {
+        "model.num_layers": (2, 4),
+        "train.learning_rate": (1e-3, 3e-3),
+        "train.warmup_steps": (0, 96),
+        "train.schedule": ("constant", "cosine"),
+        "train.num_epochs": (200, 80),
+        "train.patience": (10, 0),
+    }
+    config_lib.validate(best)
