@@ -6,7 +6,8 @@ blocks, 1 head, dropout 0.1, scaled embeddings; full cross-entropy) trained with
 96-step warm-up and cosine decay to 0 over 80 epochs (experiments/benchmarks/time_to_quality.py
 `fast_cosine_80`: validation NDCG@10 0.1771, test 0.1707, against 0.1725 / 0.1692 for the
 published constant lr 1e-3 with early stopping). Every run trains the full 80 epochs (a cosine
-schedule has no sensible early stop) and tests the best validation checkpoint.
+schedule has no sensible early stop) and tests the best validation checkpoint. The base run
+(blocks=2,d=64,dropout=0.1) is that time_to_quality run itself, copied in: the same config.
 
   blocks   model.num_layers ∈ {2, 4, 8}; 8 with pre-norm (x + f(LN(x)), a final LN), since
            8 blocks with SASRec's placement stayed at the popularity level (see AXES)
