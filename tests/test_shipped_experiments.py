@@ -14,8 +14,7 @@ from transrec_jax import sweep as sweep_lib
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEPS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "ablations", "*.py"))
                 if not p.endswith("budget.py"))
-TABLES = sorted(glob.glob(os.path.join(REPO, "experiments", "reproduce", "*.py")))
-TABLES = [p for p in TABLES if os.path.basename(p) in ("ml1m.py", "beauty.py")]
+TABLES = [os.path.join(REPO, "experiments", "reproduce", name) for name in ("ml1m.py", "beauty.py")]
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,9 @@ schedule has no sensible early stop) and tests the best validation checkpoint. T
   d        model.d_model = model.d_ff ∈ {64, 128}
   dropout  model.dropout = model.attention_dropout ∈ {0.1, 0.3}
 
-Run (one seed; on the 2-core Zen 5 box 13 min for the base run, 4 blocks ~2x, 8 blocks ~3.5x):
+Run (one seed). Measured on the 2-core Zen 5 box: the base run 13 min alone; with two runs at
+a time, each pinned to one core, 2 blocks 22 min, 4 blocks 33 min, 8 blocks ~60 min (75 min
+wall, ~15 of them paused for a benchmark):
   python -m transrec_jax.sweep --sweep=experiments/ablations/best_ml1m.py
   python -m transrec_jax.report --sweep=experiments/ablations/best_ml1m.py \
       --out=experiments/ablations/results/best_ml1m
