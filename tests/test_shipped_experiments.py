@@ -52,7 +52,7 @@ def test_shipped_table_loads(path):
 
 
 def test_best_preset_is_sasrec_plus_with_its_documented_changes():
-    """configs/sasrec_best.py = the ML-1M table's sasrec_plus_ce row + 4 blocks + the schedule."""
+    """configs/sasrec_best.py = the ML-1M table's sasrec_plus_ce row + 8 pre-norm blocks + the schedule."""
     best = load_module(os.path.join(REPO, "configs", "sasrec_best.py")).get_config("ml-1m")
     table = runpy.run_path(os.path.join(REPO, "experiments", "reproduce", "ml1m.py"))
     row = next(r for r in table["ROWS"] if r["name"] == "sasrec_plus_ce")
@@ -71,7 +71,8 @@ def test_best_preset_is_sasrec_plus_with_its_documented_changes():
     a, b = flat(plus), flat(best)
     changed = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
     assert changed == {
-        "model.num_layers": (2, 4),
+        "model.num_layers": (2, 8),
+        "model.norm_placement": ("sasrec", "pre"),
         "train.learning_rate": (1e-3, 3e-3),
         "train.warmup_steps": (0, 96),
         "train.schedule": ("constant", "cosine"),

@@ -20,6 +20,8 @@ wall, ~15 of them paused for a benchmark):
   python -m transrec_jax.sweep --sweep=experiments/ablations/best_ml1m.py
   python -m transrec_jax.report --sweep=experiments/ablations/best_ml1m.py \
       --out=experiments/ablations/results/best_ml1m
+The 8-block pre-norm run, the best, then ran with seeds 1 and 2 as well (`--seeds=1,2`, that
+run only); those three are the seeds of configs/sasrec_best.py, the ML-1M table's `best` row.
 """
 
 # [KV23]'s SASRec (experiments/reproduce/ml1m.py, _KV23_SASREC): the axes' base levels.
