@@ -136,10 +136,11 @@ FINDINGS = [
     "HR@10 0.0902 ± 0.0011, validation best at epochs 8-10 -- above the published sampled-softmax "
     "figure with a quarter of its parameters (0.83 M against 3.5 M). (Seed 2's wall time holds "
     "a 15-minute pause for a benchmark.)",
-    "`bert4rec` (seed 0): NDCG@10 0.0391, HR@10 0.0711 (validation best 0.0486 at epoch 39, "
-    "stopped at 59 by the patience of 20) -- well below both SASRec+ rows, the order [KV23] "
-    "report for SASRec+ against BERT4Rec. Its seeds 1 and 2 are the table's missing runs "
-    "(~16 minutes each on one core): compute went to the `best` rows first.",
+    "`bert4rec` (seeds 0 and 2): NDCG@10 0.0391 and 0.0374, HR@10 0.0711 and 0.0680 "
+    "(validation best ~0.048 near epoch 39, stopped near 59 by the patience of 20) -- well "
+    "below both SASRec+ rows, the order [KV23] report for SASRec+ against BERT4Rec. Seed 1 was "
+    "stopped unfinished at epoch 72 (still within its patience; resumable): compute went to "
+    "the `best` rows first.",
     "`best`: the ML-1M recipe carried over as it was (4 blocks, dropout 0.1, lr 3e-3, cosine) "
     "overfits Beauty too -- validation best at epoch 6 (0.0677), test 0.0539, below "
     "`sasrec_plus_ce`. Dropout 0.5 turns that around: validation climbs until epoch 33 (0.0719), "
