@@ -71,6 +71,26 @@ def test_random_windows_stay_inside_the_training_part():
     assert allowed <= seen  # every prefix window of every user is drawn eventually
 
 
+def test_shifted_windows_are_full_and_cover_every_training_item():
+    ds = _ds(SEQS)
+    sp = splits.leave_one_out(ds)
+    tb = TrainBatcher(ds, sp, 2, 5, seed=1, window="shifted")  # windows of 3 items
+    train_parts = [tuple(s[: sp.train_end[u]]) for u, s in enumerate(SEQS) if sp.train_end[u] >= 2]
+    # a history of up to 3 items trains whole; a longer one on any 3 consecutive items
+    allowed = {p[j - 3 : j] if len(p) > 3 else p for p in train_parts
+               for j in range(min(3, len(p)), len(p) + 1)}
+    seen = set()
+    for _ in range(40):
+        for row in next(tb)["seq"]:
+            real = tuple(row[row > 0].tolist())
+            assert real in allowed or real == ()
+            seen.add(real)
+    assert allowed <= seen
+    assert seen - {()} == allowed
+    first_user = train_parts[0]  # [1, 2, 3, 4, 5]: windows (1,2,3), (2,3,4), (3,4,5) all drawn
+    assert {first_user[j - 3 : j] for j in range(3, 6)} <= seen
+
+
 # user u's items are 100 u + 1, 100 u + 2, ...
 LONG_SEQS = [[100 * u + i for i in range(1, n + 1)]
              for u, n in enumerate((3, 12, 5, 9, 4, 15, 7, 3, 11, 6, 13, 8, 4))]

@@ -212,6 +212,48 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert sorted(os.listdir(os.path.join(out, "results"))) == ["second.json", "toy.json"]
 
 
+def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
+    """Run directories are never committed, results/<table>.json is: on a fresh checkout a run
+    recorded there as finished with today's settings is skipped and tabled as recorded; one
+    whose row changed since trains again."""
+    (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    path, out = write_table(tmp_path), str(tmp_path / "out")
+    first = [f"--table={path}", f"--workdir_root={tmp_path / 'runs'}", f"--out_dir={out}"]
+    reproduce.main(first + ["--rows=small,wide"])
+    with open(os.path.join(out, "results", "toy.json")) as f:
+        before = {r["run"]: r for r in json.load(f)["runs"]}
+
+    fresh = [f"--table={path}", f"--workdir_root={tmp_path / 'fresh'}", f"--out_dir={out}"]
+    capsys.readouterr()
+    reproduce.main(fresh + ["--dry_run"])  # only the rows never run are left to launch
+    assert [shlex.split(line)[3] for line in capsys.readouterr().out.splitlines()] == [
+        f"--workdir={tmp_path / 'fresh' / name}"
+        for name in ("broken,seed=0", "later,seed=0", "later,seed=1")]
+    reproduce.main(fresh + ["--rows=small,wide"])
+    assert "4 finished (skipped; 4 of them recorded in results/toy.json), 0 to run" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "fresh")  # nothing launched
+    with open(os.path.join(out, "results", "toy.json")) as f:
+        after = {r["run"]: r for r in json.load(f)["runs"]}
+    assert {n: after[n] for n in before if before[n]["status"] == "done"} == {
+        n: r for n, r in before.items() if r["status"] == "done"}
+    hr = np.array([before[f"small,seed={seed}"]["test"]["hr@10"] for seed in (0, 1)])
+    assert f"| `small` | {hr.mean():.4f} ± {hr.std(ddof=1):.4f} (2) |" in open(
+        os.path.join(out, "RESULTS.md")).read()
+
+    changed = write_table(tmp_path, TABLE.replace('"model.d_ff": 32', '"model.d_ff": 64'))
+    reproduce.main([f"--table={changed}", f"--workdir_root={tmp_path / 'fresh'}", f"--out_dir={out}",
+                    "--rows=small,wide"])
+    assert "2 finished (skipped; 2 of them recorded in results/toy.json), 2 to run" in capsys.readouterr().out
+    assert sorted(os.listdir(tmp_path / "fresh")) == ["wide,seed=0", "wide,seed=1"]
+
+    with open(os.path.join(out, "results", "toy.json"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(SystemExit, match=r"toy.json: not a results file written by reproduce.py"):
+        reproduce.main(fresh + ["--report_only"])
+
+
 def test_real_tiny_runs_end_to_end(tmp_path):
     """One real debug run and one that cannot build (3 heads for d=16): the failure is recorded
     and the table still written, with what the real run measured."""

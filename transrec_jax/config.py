@@ -115,7 +115,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.weight_decay = 0.0
     t.clip_norm = 0.0  # 0 disables
     t.adam_b2 = 0.98
-    t.window = "last"  # last | random: which max_len window of a long history trains
+    t.window = "last"  # last | random | shifted: which window of a history trains (TrainBatcher)
     t.pack_rows = False  # pack each batch's windows into fewer rows (same loss, less padding)
     t.bf16 = False
     t.log_every = 50
@@ -264,7 +264,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
         raise ConfigError("config.train.num_epochs and train.num_steps are both 0: nothing to train")
     choice("train.optimizer", t.optimizer, ("adam", "adamw"))
     choice("train.schedule", t.schedule, ("constant", "cosine"))
-    choice("train.window", t.window, ("last", "random"))
+    choice("train.window", t.window, ("last", "random", "shifted"))
     if t.pack_rows and m.name not in ("sasrec", "bert4rec"):
         raise ConfigError(
             f"config.train.pack_rows=True needs model.name 'sasrec' or 'bert4rec' (targets at every "

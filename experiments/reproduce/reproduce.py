@@ -29,6 +29,9 @@ Each run is a `transrec_jax.sweep.Run` named `<row>,seed=N`, workdir <workdir_ro
 (default experiments/reproduce/runs/<table>), launched with `sweep.launch` (`--parallel` at a
 time): a run with results.json is skipped, an interrupted one resumes from its checkpoint, a
 failed one is retried; a failure leaves <workdir>/error.txt and never stops the other runs.
+A run that <out_dir>/results/<table>.json records as finished, with the settings it would run
+with now, counts as finished too: a fresh checkout, whose run directories are gone, skips it
+and tables it as recorded (change a row's settings and its runs train again).
 Overrides are BUDGET, then the row's, then the seed; unknown keys and wrong types stop the
 table before anything runs, and a workdir launched with other settings is an error. Then (and
 alone with --report_only) every run of the table is written to <out_dir>/results/<table>.json,
@@ -209,17 +212,42 @@ def select(table: Table, rows: str) -> list[sweep_lib.Run]:
 # --- running --------------------------------------------------------------------------------
 
 
-def run_table(table: Table, runs: list[sweep_lib.Run], parallel: int) -> int:
+def recorded(table: Table, out_dir: str) -> dict[str, dict]:
+    """The finished runs that <out_dir>/results/<table>.json records with the settings each run
+    of `table` has now, by run name."""
+    path = os.path.join(out_dir, "results", f"{table.name}.json")
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            records = json.load(f)["runs"]
+        runs = {run.name: run for run in table.runs}
+        return {r["run"]: r for r in records if r["status"] == "done" and r["run"] in runs
+                and r["config_args"] == runs[r["run"]].config_args()}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ReproduceError(f"{path}: not a results file written by reproduce.py ({e!r}); "
+                             "move it away to start the table afresh") from None
+
+
+def todo(runs: list[sweep_lib.Run], done_before: dict[str, dict]) -> list[sweep_lib.Run]:
+    """The runs neither finished here nor recorded as finished."""
+    return [run for run in runs if run.status() != "done" and run.name not in done_before]
+
+
+def run_table(table: Table, runs: list[sweep_lib.Run], parallel: int,
+              done_before: dict[str, dict]) -> int:
     """Launch every unfinished run of `runs` (`parallel` at a time); the number that failed."""
     sweep_lib.check_workdirs(runs)
-    todo = [run for run in runs if run.status() != "done"]
+    todo_runs = todo(runs, done_before)
     paths = {row.name: row.dataset_path for row in table.rows}
-    for run in todo:
+    for run in todo_runs:
         if paths[run.point] and not os.path.exists(paths[run.point]):
             raise ReproduceError(f"row {run.point!r}: dataset file {paths[run.point]} not found "
                                  "(run from the repository root)")
-    print(f"table {table.name}: {len(runs)} runs in {table.root}: {len(runs) - len(todo)} finished "
-          f"(skipped), {len(todo)} to run", flush=True)
+    from_record = sum(run.name in done_before and run.status() != "done" for run in runs)
+    note = f"; {from_record} of them recorded in results/{table.name}.json" if from_record else ""
+    print(f"table {table.name}: {len(runs)} runs in {table.root}: {len(runs) - len(todo_runs)} "
+          f"finished (skipped{note}), {len(todo_runs)} to run", flush=True)
     env = dict(os.environ)
     if parallel > 1:  # several runs on one accelerator: no run may grab most of its memory
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -227,10 +255,10 @@ def run_table(table: Table, runs: list[sweep_lib.Run], parallel: int) -> int:
     failed = 0
     pool = concurrent.futures.ThreadPoolExecutor(max(parallel, 1))
     try:
-        futures = {pool.submit(_launch, run, env, host): run for run in todo}
+        futures = {pool.submit(_launch, run, env, host): run for run in todo_runs}
         for i, future in enumerate(concurrent.futures.as_completed(futures), 1):
             outcome, message = future.result()
-            print(f"[{i}/{len(todo)}] {futures[future].name}: {outcome} ({message})", flush=True)
+            print(f"[{i}/{len(todo_runs)}] {futures[future].name}: {outcome} ({message})", flush=True)
             failed += outcome == "failed"
     finally:  # on Ctrl-C, start nothing more (the running children get the SIGINT too)
         pool.shutdown(cancel_futures=True)
@@ -247,12 +275,16 @@ def _launch(run: sweep_lib.Run, env: dict, host: dict) -> tuple[str, str]:
 # --- results --------------------------------------------------------------------------------
 
 
-def collect(table: Table) -> list[dict]:
+def collect(table: Table, done_before: dict[str, dict]) -> list[dict]:
     """One record per run of the table: status, error line, and for finished runs what the
-    tables need (test and validation metrics, popularity, epochs, times, hardware)."""
+    tables need (test and validation metrics, popularity, epochs, times, hardware); a run not
+    finished here but in `done_before` keeps its recorded record."""
     records = []
     for run in table.runs:
         status = run.status()
+        if status != "done" and run.name in done_before:
+            records.append(done_before[run.name])
+            continue
         record = {"row": run.point, "seed": run.seed, "run": run.name, "status": status,
                   "workdir": run.workdir, "config": run.config, "config_args": run.config_args()}
         if status == "failed":
@@ -483,15 +515,16 @@ def main(argv: list[str] | None = None) -> None:
     try:
         table = load_table(args.table, args.seeds, args.workdir_root)
         runs = select(table, args.rows)
+        done_before = recorded(table, args.out_dir)
         if args.dry_run:
             sweep_lib.check_workdirs(runs)
-            todo = [run for run in runs if run.status() != "done"]
-            for run in todo:
+            todo_runs = todo(runs, done_before)
+            for run in todo_runs:
                 print(shlex.join(run.command()))
-            print(f"# {len(runs) - len(todo)} finished runs left out", file=sys.stderr)
+            print(f"# {len(runs) - len(todo_runs)} finished runs left out", file=sys.stderr)
             return
-        failed = 0 if args.report_only else run_table(table, runs, args.parallel)
-        results = write_results(table, collect(table), args.out_dir)
+        failed = 0 if args.report_only else run_table(table, runs, args.parallel, done_before)
+        results = write_results(table, collect(table, done_before), args.out_dir)
         print(f"wrote {results} and {write_markdown(args.out_dir)}")
     except (ReproduceError, sweep_lib.SweepError) as e:
         sys.exit(f"error: {e}")

@@ -90,10 +90,14 @@ class TrainBatcher:
     """Epochs of shuffled training users; the state (epoch, batch) restores the stream exactly.
 
     The user order of epoch e is a permutation drawn from (seed, e). A history trains on its
-    last window, or (`window='random'`) on the window ending at a uniformly random position
-    after its second item, drawn from (seed, epoch, batch) — every prefix is a training example
-    over the epochs, which one-target-per-window models need. The last batch of an epoch is
-    filled with all-padding rows, which carry no targets.
+    last window; or (`window='random'`) on the window ending at a uniformly random position
+    after its second item — every prefix is a training example over the epochs, which
+    one-target-per-window models need; or (`window='shifted'`) on a full-width window at a
+    uniformly random offset — a history no longer than a window trains whole as with 'last',
+    a longer one trains every item over the epochs (with 'last', a third of ML-1M's training
+    targets, those before each long history's last 200 items, never train). Random ends are
+    drawn from (seed, epoch, batch). The last batch of an epoch is filled with all-padding
+    rows, which carry no targets.
 
     `pack_row_multiple` > 0 packs each batch's windows into fewer rows (`pack_windows`, a
     multiple of that many rows): the same users, targets and loss, on less padding.
@@ -138,9 +142,10 @@ class TrainBatcher:
         starts = self.dataset.offsets[users]
         ends = starts + self.split.train_end[users]
         width = self.width
-        if self.window == "random":
+        if self.window != "last":
             rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
-            lo = starts + 2  # the shortest window that still has an input and a target
+            # random: the shortest window that still has an input and a target; shifted: a full one
+            lo = starts + 2 if self.window == "random" else np.minimum(starts + width, ends)
             ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
         seq = np.zeros((self.batch_size, width), dtype=np.int32)
         seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
