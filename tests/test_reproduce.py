@@ -119,6 +119,8 @@ FAKE_MAIN = """
         "best_validation": {"ndcg@10": 0.3}, "best_step": 2, "steps": 4, "epochs": 2.0,
         "steps_per_epoch": 2, "num_params": 1000, "wall_time_s": 30.0 + seed, "train_time_s": 20.0,
         "steps_per_s": 0.2, "versions": {"jax": "0"},
+        "config": {"seed": seed, "model": {k.split(".")[-1]: int(v) for k, v in args.items()
+                                           if k.startswith("config.model.")}},
         "device": {"kind": "cpu", "count": 1, "platform": "cpu", "host": "secret-host"},
         "dataset": {"name": "synthetic", "users": 200, "items": 50, "interactions": 8000},
         "protocol": {"split": "leave_one_out", "ranking": "full (all items)", "history_masked": True,
@@ -247,6 +249,22 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
                     "--rows=small,wide"])
     assert "2 finished (skipped; 2 of them recorded in results/toy.json), 2 to run" in capsys.readouterr().out
     assert sorted(os.listdir(tmp_path / "fresh")) == ["wide,seed=0", "wide,seed=1"]
+
+    with open(os.path.join(out, "results", "toy.json")) as f:
+        doc = json.load(f)
+    records = {r["run"]: r for r in doc["runs"]}
+    assert records["wide,seed=0"]["settings"] == {"model.d_model": 32, "model.d_ff": 64}
+    del records["small,seed=0"]["settings"]  # recorded before settings were: trusted on its arguments
+    records["small,seed=1"]["settings"]["train.num_steps"] = 5  # same arguments, other settings now
+    with open(os.path.join(out, "results", "toy.json"), "w") as f:
+        json.dump(doc, f)
+    reproduce.main([f"--table={changed}", f"--workdir_root={tmp_path / 'fresh'}", f"--out_dir={out}",
+                    "--rows=small"])
+    assert "1 finished (skipped; 1 of them recorded in results/toy.json), 1 to run" in capsys.readouterr().out
+    with open(os.path.join(out, "results", "toy.json")) as f:
+        records = {r["run"]: r for r in json.load(f)["runs"]}
+    assert records["small,seed=0"]["settings"]["train.num_steps"] == 4  # stamped from today's row
+    assert records["small,seed=1"]["workdir"] == str(tmp_path / "fresh" / "small,seed=1")  # trained again
 
     with open(os.path.join(out, "results", "toy.json"), "w") as f:
         f.write("{not json")

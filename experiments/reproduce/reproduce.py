@@ -29,9 +29,12 @@ Each run is a `transrec_jax.sweep.Run` named `<row>,seed=N`, workdir <workdir_ro
 (default experiments/reproduce/runs/<table>), launched with `sweep.launch` (`--parallel` at a
 time): a run with results.json is skipped, an interrupted one resumes from its checkpoint, a
 failed one is retried; a failure leaves <workdir>/error.txt and never stops the other runs.
-A run that <out_dir>/results/<table>.json records as finished, with the settings it would run
-with now, counts as finished too: a fresh checkout, whose run directories are gone, skips it
-and tables it as recorded (change a row's settings and its runs train again).
+A run that <out_dir>/results/<table>.json records as finished, with the arguments and the
+resolved settings it would run with now, counts as finished too: a fresh checkout, whose run
+directories are gone, skips it and tables it as recorded. Change a row's overrides, its config
+file or a default it relies on, and its runs train again (a config key added since a run was
+recorded is not compared; records from before settings were recorded are trusted on their
+arguments and get today's settings).
 Overrides are BUDGET, then the row's, then the seed; unknown keys and wrong types stop the
 table before anything runs, and a workdir launched with other settings is an error. Then (and
 alone with --report_only) every run of the table is written to <out_dir>/results/<table>.json,
@@ -88,6 +91,7 @@ class Row:
     source: str
     seeds: tuple[int, ...]
     dataset_path: str  # the local file its runs read, "" when none
+    settings: dict[str, Any]  # the resolved config of its runs, flat ("model.d_model": 64), no seed
 
 
 @dataclasses.dataclass
@@ -172,7 +176,7 @@ def _row(path: str, index: int, raw, budget: dict, seeds: tuple[int, ...], force
         if overrides or "seeds" in raw or published is None:
             raise ReproduceError(f"{where}: a row without config is a published reference: it "
                                  "needs published, and overrides or seeds mean nothing there")
-        return Row(name, "", {}, published, raw["source"], (), "")
+        return Row(name, "", {}, published, raw["source"], (), "", {})
     config_file, _, arg = config.partition(":")
     if not os.path.isfile(config_file):
         raise ReproduceError(f"{where}: config file {config_file!r} not found (run from the repository root)")
@@ -192,7 +196,19 @@ def _row(path: str, index: int, raw, budget: dict, seeds: tuple[int, ...], force
     except (TypeError, ValueError):
         raise ReproduceError(f"{where}: seeds={raw['seeds']!r}: expected integers") from None
     dataset_path = final.dataset.path if final.dataset.source == "local" else ""
-    return Row(name, config, overrides, published, raw["source"], row_seeds, dataset_path)
+    return Row(name, config, overrides, published, raw["source"], row_seeds, dataset_path,
+               flat_settings(final.to_dict()))
+
+
+def flat_settings(config: dict, prefix: str = "") -> dict[str, Any]:
+    """A config dict as {"a.b": value} in JSON types (tuples become lists), without the seed."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(flat_settings(value, f"{prefix}{key}."))
+        elif f"{prefix}{key}" != "seed":
+            flat[f"{prefix}{key}"] = json.loads(json.dumps(value))
+    return flat
 
 
 def select(table: Table, rows: str) -> list[sweep_lib.Run]:
@@ -218,13 +234,21 @@ def recorded(table: Table, out_dir: str) -> dict[str, dict]:
     path = os.path.join(out_dir, "results", f"{table.name}.json")
     if not os.path.exists(path):
         return {}
+    runs = {run.name: run for run in table.runs}
+    settings = {row.name: row.settings for row in table.rows}
     try:
         with open(path) as f:
             records = json.load(f)["runs"]
-        runs = {run.name: run for run in table.runs}
-        return {r["run"]: r for r in records if r["status"] == "done" and r["run"] in runs
+        same = {r["run"]: r for r in records if r["status"] == "done" and r["run"] in runs
                 and r["config_args"] == runs[r["run"]].config_args()}
-    except (ValueError, KeyError, TypeError) as e:
+        for name, r in list(same.items()):
+            now = settings[r["row"]]
+            if "settings" not in r:  # recorded before settings were: trusted on its arguments
+                same[name] = {**r, "settings": now}
+            elif any(key in now and now[key] != value for key, value in r["settings"].items()):
+                del same[name]  # the same arguments resolve to other settings now
+        return same
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ReproduceError(f"{path}: not a results file written by reproduce.py ({e!r}); "
                              "move it away to start the table afresh") from None
 
@@ -332,6 +356,7 @@ def _finished(run: sweep_lib.Run) -> dict:
         "versions": r["versions"],
         "dataset": {k: r["dataset"][k] for k in ("name", "users", "items", "interactions")},
         "protocol": r["protocol"],
+        "settings": flat_settings(r["config"]),  # what the run resolved its config to
     }
 
 
