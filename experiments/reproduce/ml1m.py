@@ -243,6 +243,15 @@ FINDINGS = [
     "at a time, each pinned to one core (`taskset`): 33 minutes for 4 blocks, ~58 for 8 (the "
     "wall times of 8-block seeds 0 and 2 also hold ~15-minute pauses for benchmarks); alone on "
     "both cores 4 blocks take ~15 s an epoch.",
+    "`transformer_recommender` (encoder + last position + linear head, seed 0, 2026-12-01): "
+    "test NDCG@10 0.0923, HR@10 0.1760 -- about half of the every-position SASRec rows. It "
+    "trains one target per user and epoch (the last position of a random prefix: 6,040 targets "
+    "an epoch against ~650,000 for SASRec's objective), and it was still learning when the "
+    "budget's patience of 10 stopped it at epoch 105: validation NDCG@10 0.024 at epoch 10, "
+    "0.064 at 45, 0.086 at 85, best 0.0964 at 95. The row measures that objective under the "
+    "table's budget, not its ceiling; the output-head ablation (experiments/ablations/"
+    "output_head.py) compares the two objectives at equal settings. Its 35-minute wall time "
+    "holds a 15-minute pause for a benchmark (one core, beside one other run).",
     "*Which window of a long history trains* (`best_4blocks_shifted`, `best_shifted`, seed 0 "
     "each, 2026-12-01). Every other row trains each user's last 201 items (`train.window=last`, "
     "as [KV23]); 26% of ML-1M's users have more, and 335,622 of the 987,531 training targets "
