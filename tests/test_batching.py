@@ -56,39 +56,30 @@ def test_restore_continues_the_stream_exactly():
         np.testing.assert_array_equal(next(resumed)["seq"], expected)
 
 
-def test_random_windows_stay_inside_the_training_part():
+def drawn_windows(batcher, steps: int = 40) -> set[tuple]:
+    """The items of every non-padding row the batcher yields in `steps` batches."""
+    rows = (row for _ in range(steps) for row in next(batcher)["seq"])
+    return {tuple(row[row > 0].tolist()) for row in rows} - {()}
+
+
+def test_random_windows_are_every_prefix_of_the_training_part():
     ds = _ds(SEQS)
     sp = splits.leave_one_out(ds)
-    tb = TrainBatcher(ds, sp, 2, 5, seed=1, window="random")
     train_parts = [tuple(s[: sp.train_end[u]]) for u, s in enumerate(SEQS)]
+    # windows of 3 items ending anywhere after a history's second item
     allowed = {p[max(0, j - 3) : j] for p in train_parts for j in range(2, len(p) + 1)}
-    seen = set()
-    for _ in range(40):
-        for row in next(tb)["seq"]:
-            real = tuple(row[row > 0].tolist())
-            assert real in allowed or real == ()
-            seen.add(real)
-    assert allowed <= seen  # every prefix window of every user is drawn eventually
+    assert drawn_windows(TrainBatcher(ds, sp, 2, 5, seed=1, window="random")) == allowed
 
 
 def test_shifted_windows_are_full_and_cover_every_training_item():
     ds = _ds(SEQS)
     sp = splits.leave_one_out(ds)
-    tb = TrainBatcher(ds, sp, 2, 5, seed=1, window="shifted")  # windows of 3 items
     train_parts = [tuple(s[: sp.train_end[u]]) for u, s in enumerate(SEQS) if sp.train_end[u] >= 2]
-    # a history of up to 3 items trains whole; a longer one on any 3 consecutive items
+    # a history of up to 3 items trains whole; a longer one on any 3 consecutive items, e.g.
+    # [1, 2, 3, 4, 5] on (1, 2, 3), (2, 3, 4) and (3, 4, 5)
     allowed = {p[j - 3 : j] if len(p) > 3 else p for p in train_parts
                for j in range(min(3, len(p)), len(p) + 1)}
-    seen = set()
-    for _ in range(40):
-        for row in next(tb)["seq"]:
-            real = tuple(row[row > 0].tolist())
-            assert real in allowed or real == ()
-            seen.add(real)
-    assert allowed <= seen
-    assert seen - {()} == allowed
-    first_user = train_parts[0]  # [1, 2, 3, 4, 5]: windows (1,2,3), (2,3,4), (3,4,5) all drawn
-    assert {first_user[j - 3 : j] for j in range(3, 6)} <= seen
+    assert drawn_windows(TrainBatcher(ds, sp, 2, 5, seed=1, window="shifted")) == allowed
 
 
 # user u's items are 100 u + 1, 100 u + 2, ...

@@ -266,6 +266,13 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
     assert records["small,seed=0"]["settings"]["train.num_steps"] == 4  # stamped from today's row
     assert records["small,seed=1"]["workdir"] == str(tmp_path / "fresh" / "small,seed=1")  # trained again
 
+    reproduce.main([f"--table={changed}", f"--workdir_root={tmp_path / 'fresh'}", f"--out_dir={out}", "--rows=small", "--seeds=0,5"])  # launches small,seed=5 only ...
+    with open(os.path.join(out, "results", "toy.json")) as f:
+        runs_now = {r["run"]: r["status"] for r in json.load(f)["runs"]}
+    assert runs_now["small,seed=5"] == "done"  # ... and keeps every other seed's record
+    assert all(runs_now[n] == "done" for n in before if before[n]["status"] == "done")
+    capsys.readouterr()
+
     with open(os.path.join(out, "results", "toy.json"), "w") as f:
         f.write("{not json")
     with pytest.raises(SystemExit, match=r"toy.json: not a results file written by reproduce.py"):

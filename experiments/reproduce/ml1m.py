@@ -43,6 +43,10 @@ _KV23_SASREC = {
     "model.attention_dropout": 0.1,  # nn.MultiheadAttention(hidden_units, num_heads, dropout_rate)
 }
 
+# configs/sasrec_best.py's own schedule again, over BUDGET's; and its 4-block version's model
+_BEST_SCHEDULE = {"train.num_epochs": 80, "train.learning_rate": 3e-3, "train.patience": 0}
+_FOUR_SASREC_BLOCKS = {"model.num_layers": 4, "model.norm_placement": "sasrec"}
+
 ROWS = [
     dict(
         name="sasrec_bce",
@@ -117,13 +121,7 @@ ROWS = [
     dict(
         name="best_4blocks",  # configs/sasrec_best.py before 8 pre-norm blocks measured better
         config="configs/sasrec_best.py:ml-1m",
-        overrides={
-            "model.num_layers": 4,
-            "model.norm_placement": "sasrec",
-            "train.num_epochs": 80,  # the preset's own schedule again, over BUDGET's
-            "train.learning_rate": 3e-3,
-            "train.patience": 0,
-        },
+        overrides={**_FOUR_SASREC_BLOCKS, **_BEST_SCHEDULE},
         published=None,
         source="this repository: configs/sasrec_best.py with 4 blocks in SASRec's placement "
         "(`sasrec_plus_ce` with 4 blocks; lr 3e-3, 96-step warm-up, cosine decay over 80 "
@@ -133,11 +131,8 @@ ROWS = [
         name="best_4blocks_shifted",
         config="configs/sasrec_best.py:ml-1m",
         overrides={
-            "model.num_layers": 4,
-            "model.norm_placement": "sasrec",
-            "train.num_epochs": 80,
-            "train.learning_rate": 3e-3,
-            "train.patience": 0,
+            **_FOUR_SASREC_BLOCKS,
+            **_BEST_SCHEDULE,
             # every training item of a long history trains: a full window at a random offset
             # each epoch, not the last one (with which 34% of ML-1M's training targets never do)
             "train.window": "shifted",
@@ -149,12 +144,7 @@ ROWS = [
     dict(
         name="best_shifted",
         config="configs/sasrec_best.py:ml-1m",
-        overrides={
-            "train.num_epochs": 80,
-            "train.learning_rate": 3e-3,
-            "train.patience": 0,
-            "train.window": "shifted",  # as in best_4blocks_shifted
-        },
+        overrides={**_BEST_SCHEDULE, "train.window": "shifted"},  # as in best_4blocks_shifted
         published=None,
         source="this repository: `best` with train.window=shifted",
         seeds=(0,),
@@ -162,11 +152,7 @@ ROWS = [
     dict(
         name="best",
         config="configs/sasrec_best.py:ml-1m",
-        overrides={  # the preset's own schedule again, over BUDGET's
-            "train.num_epochs": 80,
-            "train.learning_rate": 3e-3,
-            "train.patience": 0,
-        },
+        overrides=_BEST_SCHEDULE,
         published=None,
         source="this repository: configs/sasrec_best.py (SASRec+ as `sasrec_plus_ce` with 8 "
         "pre-norm blocks; lr 3e-3, 96-step warm-up, cosine decay over 80 epochs, best validation "

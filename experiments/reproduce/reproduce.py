@@ -211,6 +211,12 @@ def flat_settings(config: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def with_runs(table: Table, runs: list[sweep_lib.Run]) -> Table:
+    """`table` with those of `runs` it lacks (another --seeds) appended."""
+    names = {run.name for run in table.runs}
+    return dataclasses.replace(table, runs=table.runs + [r for r in runs if r.name not in names])
+
+
 def select(table: Table, rows: str) -> list[sweep_lib.Run]:
     """The runs of the rows named in `rows` ("a,b"); all of them when empty."""
     if not rows:
@@ -540,7 +546,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         table = load_table(args.table, args.seeds, args.workdir_root)
         runs = select(table, args.rows)
-        done_before = recorded(table, args.out_dir)
+        # What is written covers the file's seeds too, whatever --seeds launches: a run of
+        # the table that --seeds leaves out keeps its record.
+        written = with_runs(load_table(args.table, "", args.workdir_root), table.runs)
+        done_before = recorded(written, args.out_dir)
         if args.dry_run:
             sweep_lib.check_workdirs(runs)
             todo_runs = todo(runs, done_before)
@@ -549,7 +558,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"# {len(runs) - len(todo_runs)} finished runs left out", file=sys.stderr)
             return
         failed = 0 if args.report_only else run_table(table, runs, args.parallel, done_before)
-        results = write_results(table, collect(table, done_before), args.out_dir)
+        results = write_results(written, collect(written, done_before), args.out_dir)
         print(f"wrote {results} and {write_markdown(args.out_dir)}")
     except (ReproduceError, sweep_lib.SweepError) as e:
         sys.exit(f"error: {e}")
