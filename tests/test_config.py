@@ -72,6 +72,7 @@ def _base(**kv):
         ({"model.max_len": 1}, "model.max_len=1: expected at least 2"),
         ({"model.d_model": 30, "model.num_heads": 4}, "not divisible by model.num_heads"),
         ({"model.name": "gpt"}, "config.model.name='gpt': expected one of"),
+        ({"train.window": "all"}, "config.train.window='all': expected one of \\('last', 'random', 'shifted'\\)"),
         ({"model.name": "bert4rec", "loss.name": "bce"}, "cannot train model.name='bert4rec'"),
         ({"loss.num_negatives": 0}, "loss.num_negatives=0: expected a positive integer"),
         ({"eval.length_buckets": 0}, "eval.length_buckets=0: expected a positive integer"),
