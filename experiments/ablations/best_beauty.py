@@ -26,6 +26,9 @@ one core per run: ~16 s an epoch with 4 blocks (11 min a run). Run:
       --out=experiments/ablations/results/best_beauty
 """
 
+import os
+import runpy
+
 BASE = (
     "configs/sasrec_best.py:beauty,model.num_layers=4,model.norm_placement=sasrec,"
     "model.dropout=0.5,model.attention_dropout=0.5"
@@ -36,17 +39,4 @@ AXES = {
 }
 GRID = "one_at_a_time"
 SEEDS = (0,)
-BUDGET = {
-    # the reproduction tables' batch, Adam and validation settings ...
-    "train.batch_size": 128,
-    "train.adam_b2": 0.999,
-    "train.num_steps": 0,
-    "train.eval_every_epochs": 1,
-    "train.eval_every_steps": 0,
-    # ... with configs/sasrec_best.py's schedule over 40 epochs
-    "train.num_epochs": 40,
-    "train.learning_rate": 3e-3,
-    "train.warmup_steps": 96,
-    "train.schedule": "cosine",
-    "train.patience": 0,
-}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["cosine_budget"](40)

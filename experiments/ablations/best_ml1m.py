@@ -24,6 +24,9 @@ The 8-block pre-norm run, the best, then ran with seeds 1 and 2 as well (`--seed
 run only); those three are the seeds of configs/sasrec_best.py, the ML-1M table's `best` row.
 """
 
+import os
+import runpy
+
 # [KV23]'s SASRec (experiments/reproduce/ml1m.py, _KV23_SASREC): the axes' base levels.
 BASE = (
     "configs/sasrec.py:ml-1m,model.norm_placement=sasrec,model.activation=relu,"
@@ -42,17 +45,4 @@ AXES = {
 }
 GRID = "one_at_a_time"
 SEEDS = (0,)
-BUDGET = {
-    # the reproduction table's batch, Adam and validation settings ...
-    "train.batch_size": 128,
-    "train.adam_b2": 0.999,
-    "train.num_steps": 0,
-    "train.eval_every_epochs": 1,
-    "train.eval_every_steps": 0,
-    # ... trained by time_to_quality.py's fast_cosine_80 schedule, to its end
-    "train.num_epochs": 80,
-    "train.learning_rate": 3e-3,
-    "train.warmup_steps": 96,
-    "train.schedule": "cosine",
-    "train.patience": 0,
-}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["cosine_budget"](80)

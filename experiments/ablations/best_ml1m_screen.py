@@ -20,6 +20,9 @@ What it found (results/best_ml1m_screen/): only d_ff 256 moved test NDCG@10 by m
 and at 8 blocks it lifted validation only (the ML-1M table's `best_dff256` row and finding).
 """
 
+import os
+import runpy
+
 BASE = "configs/sasrec_best.py:ml-1m,model.num_layers=4"
 AXES = {
     "d_ff": [(str(f), {"model.d_ff": f}) for f in (64, 256)],
@@ -30,15 +33,4 @@ AXES = {
 }
 GRID = "one_at_a_time"
 SEEDS = (0,)
-BUDGET = {
-    "train.batch_size": 128,
-    "train.adam_b2": 0.999,
-    "train.num_steps": 0,
-    "train.eval_every_epochs": 1,
-    "train.eval_every_steps": 0,
-    "train.num_epochs": 40,  # configs/sasrec_best.py's schedule, squeezed from 80 epochs
-    "train.learning_rate": 3e-3,
-    "train.warmup_steps": 96,
-    "train.schedule": "cosine",
-    "train.patience": 0,
-}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["cosine_budget"](40)
