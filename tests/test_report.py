@@ -111,3 +111,14 @@ def test_report_before_any_run_finished(tmp_path, monkeypatch):
     md = report.write_report(sweep, sweep.root, ["hr@10"], "ndcg@10")
     assert "No run has finished yet." in md and row(md, "| a | 1 |")[2] == "not finished"
     assert not [f for f in os.listdir(sweep.root) if f.endswith(".png")]
+
+
+@pytest.mark.parametrize("values, std", [
+    ((0.019397597912921023, 0.019397599176065813), None),  # float32 noise: no ± 0.0000
+    ((0.0194, 0.0294), pytest.approx(0.0070711, abs=1e-6)),  # a real spread keeps its std
+])
+def test_popularity_std_only_when_it_shows(values, std):
+    records = [{"results": {"test_popularity": {"ndcg@10": v}}} for v in values]
+    pop = report.popularity(records, ["ndcg@10"])
+    assert pop["mean"]["ndcg@10"] == pytest.approx(sum(values) / 2)
+    assert pop["std"]["ndcg@10"] == std
