@@ -84,6 +84,8 @@ def _base(**kv):
         ({"model.dropout": 1.5}, r"model.dropout=1.5: expected a value in \[0, 1\)"),
         ({"model.attention_chunk": -1}, "model.attention_chunk=-1: expected a non-negative"),
         ({"model.qkv_init_std": -0.1}, "model.qkv_init_std=-0.1: expected a non-negative std"),
+        ({"model.embedding_init_std": -1.0},
+         "model.embedding_init_std=-1.0: expected a non-negative std"),
         ({"model.attention_chunk": 128, "model.fused_attention": True},
          "attention_chunk=128 chunks .*model.fused_attention=False"),
     ],

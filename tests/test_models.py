@@ -165,6 +165,25 @@ def test_packed_sasrec_rows_train_like_the_rows_they_came_from(positions, start,
         np.testing.assert_allclose(packed_loss, plain_loss, rtol=1e-5)
 
 
+@pytest.mark.parametrize("first_item_target", [True, False])
+def test_sasrec_targets_per_window_packed_or_not(first_item_target):
+    """A window of n items trains n - 1 targets, plus its first item with first_item_target
+    unless it fills max_len + 1 (no padding slot before it)."""
+    model = make("sasrec", first_item_target=first_item_target)
+    windows, packed = packed_pair()
+    n = np.asarray((windows != 0).sum(1))
+    expected = (n - 1 + ((n < MAX_LEN + 1) & (n > 0) if first_item_target else 0)).sum()
+    loss_cfg = base_config().loss
+    got = []
+    for seq, kw in [(windows, {}), (packed["seq"], {"segments": packed["segments"],
+                                                     "positions": packed["positions"]})]:
+        hidden, targets, weights = model.training_forward(seq, key=None, **kw)
+        assert float(weights.sum()) == expected
+        got.append(compute_loss(loss_cfg, hidden, targets, weights, *model.output_table(),
+                                jax.random.key(0))[0])
+    np.testing.assert_allclose(got[1], got[0], rtol=1e-5)
+
+
 @pytest.mark.parametrize("positions", ["learned", "rotary"])
 def test_packed_bert4rec_rows_encode_like_the_rows_they_came_from(positions):
     model = make("bert4rec", positions=positions)
@@ -196,12 +215,16 @@ def test_start_aligned_ids_count_real_items_from_the_oldest():
     assert not np.allclose(model.encode(short), make("sasrec").encode(short))
 
 
-def test_sasrec_training_forward():
-    model = make("sasrec")
+@pytest.mark.parametrize("first_item_target", [True, False])
+def test_sasrec_training_forward(first_item_target):
+    model = make("sasrec", first_item_target=first_item_target)
     seq = windows()
     hidden, targets, weights = model.training_forward(seq, key=jax.random.key(0))
     np.testing.assert_array_equal(targets, seq[:, 1:])
-    np.testing.assert_array_equal(weights, np.asarray(seq[:, 1:] != 0, np.float32))
+    expected = np.array(seq[:, 1:] != 0)
+    if not first_item_target:  # row 0 = 4 padding slots + 5 items: its first item is no target
+        expected[0, 3] = False
+    np.testing.assert_array_equal(weights, expected.astype(np.float32))
     np.testing.assert_allclose(hidden, model.encode(seq[:, :-1]), atol=1e-6)
     np.testing.assert_allclose(
         model.user_representation(seq[:, 1:]), model.encode(seq[:, 1:])[:, -1], atol=1e-6
@@ -281,6 +304,17 @@ def test_qkv_init_std_sets_only_the_qkv_projections():
     for proj, std in [(attention.query_proj, 0.088), (attention.key_proj, 0.088),
                       (attention.value_proj, 0.088), (attention.output_proj, 0.02)]:
         assert float(np.std(np.asarray(proj.kernel[...]))) == pytest.approx(std, rel=0.1)
+
+
+def test_embedding_init_std_sets_only_the_embedding_tables():
+    model = make("sasrec", d_model=64, d_ff=64, init_std=0.02, embedding_init_std=1.0,
+                 head="linear")
+    tables = [model.item_embedding.embedding, model.positions.embedding.embedding,
+              model.output_weight]
+    for table in tables:
+        assert float(np.std(np.asarray(table[...]))) == pytest.approx(1.0, rel=0.1)
+    kernel = model.layers[0].attention.query_proj.kernel[...]
+    assert float(np.std(np.asarray(kernel))) == pytest.approx(0.02, rel=0.1)
 
 
 def test_dropout_comes_from_the_key():

@@ -75,6 +75,9 @@ def base_config() -> ml_collections.ConfigDict:
     # window is 0, as SASRec's original code numbers its right-padded rows
     m.positions_from = "end"
     m.scale_embeddings = False  # multiply item embeddings by sqrt(d_model)
+    # sasrec: also train each window's first item, predicted from the padding slot before it.
+    # SASRec's and [KV23]'s code do not (their targets start at the second item).
+    m.first_item_target = True
     m.head = "tied"  # tied | linear
     m.head_bias = False
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
@@ -91,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
     # > 0: std of the Q/K/V projection weights alone. PyTorch's nn.MultiheadAttention starts
     # them from xavier_uniform over its [3d, d] in_proj, std sqrt(1 / (2 d)): 0.088 at d = 64.
     m.qkv_init_std = 0.0
+    # > 0: std of the embedding tables alone (items, learned positions, a linear head's output
+    # embeddings). PyTorch's nn.Embedding starts from N(0, 1), which gSASRec's code keeps.
+    m.embedding_init_std = 0.0
 
     # --- loss -------------------------------------------------------------
     c.loss = lo = ml_collections.ConfigDict()
@@ -221,7 +227,7 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
-    for key in ("init_std", "qkv_init_std"):
+    for key in ("init_std", "qkv_init_std", "embedding_init_std"):
         if not m[key] >= 0.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a non-negative std")
     positive("model.attention_chunk", m.attention_chunk, allow_zero=True)

@@ -39,7 +39,7 @@ class DecoderPositions(nnx.Module):
         m = model_cfg
         self.d_model, self.dtype = m.d_model, dtype
         learned = m.positions == "learned"
-        init = nnx.initializers.normal(m.init_std)
+        init = nnx.initializers.normal(m.embedding_init_std or m.init_std)
         self.embedding = (
             nnx.Embed(m.next_k, m.d_model, dtype=dtype, embedding_init=init, rngs=rngs)
             if learned else None

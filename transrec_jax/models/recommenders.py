@@ -45,14 +45,14 @@ class Recommender(nnx.Module):
             raise ValueError(f"config.model.head={model_cfg.head!r}: expected tied | linear")
         m = model_cfg
         d_model = m.d_model
-        init = nnx.initializers.normal(m.init_std)
+        table_init = nnx.initializers.normal(m.embedding_init_std or m.init_std)
         self.num_items = num_items
         self.max_len = m.max_len
         self.dropout_rate = m.dropout
         self.embedding_scale = d_model**0.5 if m.scale_embeddings else 1.0
         vocab_size = num_items + (2 if self.has_mask_token else 1)
         self.item_embedding = nnx.Embed(
-            vocab_size, d_model, dtype=dtype, embedding_init=init, rngs=rngs
+            vocab_size, d_model, dtype=dtype, embedding_init=table_init, rngs=rngs
         )
         self.positions = make_positions(m, dtype=dtype, rngs=rngs)
         self.positions_from = m.positions_from
@@ -63,7 +63,9 @@ class Recommender(nnx.Module):
         # Each attribute is assigned once: NNX fixes data vs static at the first assignment.
         rows = num_items + 1
         linear = m.head == "linear"
-        self.output_weight = nnx.Param(init(rngs.params(), (rows, d_model))) if linear else None
+        self.output_weight = (
+            nnx.Param(table_init(rngs.params(), (rows, d_model))) if linear else None
+        )
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
@@ -133,20 +135,29 @@ class Recommender(nnx.Module):
 class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
-        """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weight = target != 0.
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs)
+        self.first_item_target = bool(model_cfg.first_item_target)
 
-        Every non-padding target trains, including the first item (predicted from a padding
-        position), as in SASRec. A packed row (segments, positions: see
-        data/batching.pack_windows) holds several windows; an input's position id is then one
-        less than in its window (the window's last item is only a target), and a segment's
-        last item, an input with no target, gets id 0.
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
+        """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weights.
+
+        Every non-padding target trains. A window shorter than max_len + 1 has a padding input
+        before its first item; with model.first_item_target that slot predicts the first item
+        (weight 1), without it the weight is 0, as in SASRec's and [KV23]'s code, whose targets
+        start at the second item. A packed row (segments, positions: see
+        data/batching.pack_windows) holds several windows, each with that padding slot; an
+        input's position id is then one less than in its window (the window's last item is
+        only a target), and a segment's last item, an input with no target, gets id 0.
         """
-        targets = seq[:, 1:]
+        inputs, targets = seq[:, :-1], seq[:, 1:]
         if segments is not None:
             segments, positions = segments[:, :-1], jnp.maximum(positions[:, :-1] - 1, 0)
-        hidden = self.encode(seq[:, :-1], key=key, segments=segments, positions=positions)
-        return hidden, targets, (targets != 0).astype(jnp.float32)
+        hidden = self.encode(inputs, key=key, segments=segments, positions=positions)
+        trained = targets != 0
+        if not self.first_item_target:
+            trained = trained & (inputs != 0)
+        return hidden, targets, trained.astype(jnp.float32)
 
 
 class TransformerRecommender(Recommender):
