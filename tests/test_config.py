@@ -1,6 +1,7 @@
 """Config files, arg strings and validation: every bad value is one line naming its key."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -94,6 +95,22 @@ def test_validation_names_the_key(kv, match):
     with pytest.raises(config_lib.ConfigError, match=match) as err:
         config_lib.validate(_base(**kv))
     assert "\n" not in str(err.value)
+
+
+def test_recorded_config_fills_keys_added_since_with_their_defaults(tmp_path):
+    c = load("sasrec.py:ml-1m,model.d_model=32,eval.ks=5+10")
+    recorded = json.loads(c.to_json())
+    del recorded["model"]["first_item_target"]  # a key the code gained after this run
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(recorded))
+    got = config_lib.recorded_config(str(path))
+    assert got.model.first_item_target is True and got.model.d_model == 32
+    assert got.eval.ks == (5, 10) and got.dataset.name == "ml-1m"
+    assert got.to_dict() == c.to_dict()
+    recorded["model"]["d_model"] = "wide"
+    path.write_text(json.dumps(recorded))
+    with pytest.raises(config_lib.ConfigError, match=r"config.json: model.d_model='wide'"):
+        config_lib.recorded_config(str(path))
 
 
 def test_batch_must_divide_over_devices():

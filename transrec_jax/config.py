@@ -8,6 +8,8 @@ one-line message naming the offending key.
 
 from __future__ import annotations
 
+import json
+
 import ml_collections
 
 DATASETS = ("synthetic", "ml-1m", "ml-100k", "beauty", "local", "tfds")
@@ -313,6 +315,34 @@ def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collecti
         if value == "True" and "." not in key:
             raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS} or 'debug'")
         set_by_path(c, key, value)
+    c.lock()
+    return c
+
+
+def recorded_config(path: str) -> ml_collections.ConfigDict:
+    """A run's config.json laid over base_config(), locked.
+
+    A key added to the code since the run was written keeps its default, and defaults of new
+    keys keep what the code did before them, so an old workdir still loads as it trained.
+    """
+    with open(path) as f:
+        recorded = json.load(f)
+    c = base_config()
+
+    def merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(node.get(key), ml_collections.ConfigDict):
+                merge(node[key], value, f"{prefix}{key}.")
+            elif isinstance(value, list):
+                node[key] = tuple(value)
+            else:
+                try:
+                    node[key] = value
+                except TypeError:
+                    raise ConfigError(f"{path}: {prefix}{key}={value!r} does not fit the "
+                                      f"default {node[key]!r}") from None
+
+    merge(c, recorded, "")
     c.lock()
     return c
 

@@ -12,13 +12,11 @@ scores are the log-probabilities of each list prefix.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv
@@ -26,6 +24,7 @@ import pyarrow.parquet
 from absl import app, flags
 from flax import nnx
 
+from transrec_jax import config as config_lib
 from transrec_jax import ranking
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.config import ConfigError
@@ -50,8 +49,7 @@ class Recommender:
         path = os.path.join(workdir, "config.json")
         if not os.path.exists(path):
             raise ConfigError(f"{path} not found: --workdir must be a directory written by transrec_jax.main")
-        with open(path) as f:
-            self.config = ml_collections.ConfigDict(json.load(f))
+        self.config = config_lib.recorded_config(path)
         self.dataset = load.load_dataset(self.config.dataset, self.config.seed, log=lambda *_: None)
         graphdef, _, state = init_state(self.config, self.dataset.num_items, 1, jax.random.key(0))
         checkpoints = Checkpoints(workdir, 1)
