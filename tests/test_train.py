@@ -73,6 +73,25 @@ def test_packed_rows_train_the_same_run(tmp_path, trained, model):
     assert packed["test"]["ndcg@10"] > packed["test_popularity"]["ndcg@10"]
 
 
+def test_last_vs_best_reevaluates_both_kept_checkpoints(trained):
+    """experiments/reproduce/last_vs_best.py: the best checkpoint's test metrics are the run's
+    reported ones, its validation the best logged; the last checkpoint is the final step."""
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "reproduce", "last_vs_best.py")
+    spec = importlib.util.spec_from_file_location("last_vs_best", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    workdir, results = trained
+    got = module.checkpoint_metrics(workdir)
+    val = {r["step"]: r["ndcg@10"] for r in read_metrics(workdir) if r["kind"] == "val"}
+    assert got["best"]["step"] == results["best_step"] and got["last"]["step"] == 80
+    assert got["best"]["test_ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
+    assert got["best"]["test_hr@10"] == pytest.approx(results["test"]["hr@10"], abs=1e-6)
+    for ckpt in ("best", "last"):
+        assert got[ckpt]["val_ndcg@10"] == pytest.approx(val[got[ckpt]["step"]], abs=1e-6)
+
+
 def test_recommend_excludes_history_and_maps_ids(trained):
     from transrec_jax.data.errors import DataError
     from transrec_jax.recommend import Recommender
