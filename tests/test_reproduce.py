@@ -30,7 +30,7 @@ TABLE = '''
     """Toy table of the reproduce tests."""
     _WIDE = {"model.d_model": 32, "model.d_ff": 32}
     ROWS = [
-        dict(name="small", config="configs/sasrec.py:debug", published=(0.25, 0.115), source="toy paper"),
+        dict(name="small", config="configs/sasrec.py:debug", published=(0.25, 0.095), source="toy paper"),
         dict(name="wide", config="configs/sasrec.py:debug", overrides=_WIDE, published=(0.3, 0.2),
              source="toy paper, wide"),
         dict(name="broken", config="configs/sasrec.py:debug", overrides={"model.num_heads": 3},
@@ -82,7 +82,7 @@ def test_table_expands_to_named_runs(tmp_path):
     (TABLE.replace("SEEDS = (0, 1)", "SEED = 1"), [], "unknown name SEED"),
     (TABLE.replace('FINDINGS = ["', 'FINDINGS = [1, "'), [], "FINDINGS: expected a list of Markdown"),
     (TABLE.replace('source="toy paper")', 'source="")'), [], "row 'small': no source"),
-    (TABLE.replace("(0.25, 0.115)", "0.25"), [], "published=0.25: expected (hr@10, ndcg@10)"),
+    (TABLE.replace("(0.25, 0.095)", "0.25"), [], "published=0.25: expected (hr@10, ndcg@10)"),
     (TABLE.replace('name="wide"', 'name="small"'), [], "row 'small' appears twice"),
     (TABLE.replace("configs/bert4rec.py", "configs/nope.py"), [], "config file 'configs/nope.py' not found"),
     (TABLE.replace('"train.num_steps": 4', '"seed": 4'), [], "config.seed is set by SEEDS"),
@@ -169,18 +169,18 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert records["wide,seed=0"]["hardware"].get("cpu") != "Fake CPU"
     assert "secret-host" not in json.dumps(doc)  # hostname-free
     assert records["small,seed=1"]["resumed"] and not records["small,seed=0"]["resumed"]
-    assert doc["rows"][0]["published"] == {"hr@10": 0.25, "ndcg@10": 0.115}
+    assert doc["rows"][0]["published"] == {"hr@10": 0.25, "ndcg@10": 0.095}
 
     md = open(os.path.join(out, "RESULTS.md")).read()
     assert "**Protocol (every table):** leave-one-out" in md and "## Toy table of the reproduce tests\n" in md
     assert "- **Goal:** toy goal: NDCG@10 ≥ 0.3." in md
     assert "- **Seeds:** 0, 1; fewer for `broken` (0)." in md
-    for row, published in (("small", (0.25, 0.115)), ("wide", (0.3, 0.2))):  # golden: numpy over the JSON
+    for row, published in (("small", (0.25, 0.095)), ("wide", (0.3, 0.2))):  # golden: numpy over the JSON
         done = [r for r in doc["runs"] if r["row"] == row]
         hr, ndcg = (np.array([r["test"][m] for r in done]) for m in ("hr@10", "ndcg@10"))
         delta = ndcg.mean() - published[1]
-        mark = " ✓" if abs(delta) <= 0.006 else ""
-        assert bool(mark) == (row == "small")  # small is within noise of its published NDCG@10
+        mark = " ✓" if delta >= -0.006 else ""  # within noise of the published figure, or above
+        assert bool(mark) == (row == "small")  # small lands above its published NDCG@10
         assert (f"| `{row}` | {hr.mean():.4f} ± {hr.std(ddof=1):.4f} (2) | {published[0]:.4f} | "
                 f"{hr.mean() - published[0]:+.4f} | {ndcg.mean():.4f} ± {ndcg.std(ddof=1):.4f} | "
                 f"{published[1]:.4f} | {delta:+.4f}{mark} | 1/2 |") in md

@@ -66,7 +66,8 @@ from transrec_jax.metric_log import read_metrics
 TABLE_NAMES = ("ROWS", "SEEDS", "BUDGET", "GOAL", "REFERENCES", "FINDINGS")
 ROW_KEYS = ("name", "config", "overrides", "published", "source", "seeds")
 METRICS = ("hr@10", "ndcg@10")  # the published pair every row is compared on
-NOISE = 0.006  # |Δ NDCG@10| at most this: within seed-to-seed noise
+# A row passes with Δ NDCG@10 ≥ -NOISE: within seed-to-seed noise of its published figure, or above
+NOISE = 0.006
 RUNS_ROOT = os.path.join("experiments", "reproduce", "runs")
 OUT_DIR = os.path.join("experiments", "reproduce")
 PROTOCOL = (
@@ -406,7 +407,7 @@ def markdown(tables: list[dict]) -> str:
         "`experiments/reproduce/README.md`.", "",
         f"**Protocol (every table):** {PROTOCOL}", "",
         "**Cells:** ours = test metric, mean ± sample std over the finished seeds (n); "
-        f"Δ = ours − published; ✓ = |Δ NDCG@10| ≤ {NOISE} (within seed noise); epochs = best / "
+        f"Δ = ours − published; ✓ = Δ NDCG@10 ≥ −{NOISE} (within seed noise, or above); epochs = best / "
         "trained, mean over seeds; wall time = mean per run, * = resumed (last attempt only).", "",
     ]
     for table in tables:
@@ -490,7 +491,7 @@ def _row_cells(row: dict, runs: list[dict]) -> list[str]:
         cells.append(p)
         if m in published:
             delta = mean - published[m]
-            within = m == "ndcg@10" and abs(delta) <= NOISE + 1e-12
+            within = m == "ndcg@10" and delta >= -NOISE - 1e-12
             cells.append(f"{delta:+.4f}" + (" ✓" if within else ""))
         else:
             cells.append("")
