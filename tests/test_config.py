@@ -111,6 +111,11 @@ def test_recorded_config_fills_keys_added_since_with_their_defaults(tmp_path):
     path.write_text(json.dumps(recorded))
     with pytest.raises(config_lib.ConfigError, match=r"config.json: model.d_model='wide'"):
         config_lib.recorded_config(str(path))
+    path.write_text('{"model": ')
+    with pytest.raises(config_lib.ConfigError, match=r"config.json: not JSON .* at line 1\)"):
+        config_lib.recorded_config(str(path))
+    with pytest.raises(config_lib.ConfigError, match=r"missing.json not found"):
+        config_lib.recorded_config(str(tmp_path / "missing.json"))
 
 
 def test_batch_must_divide_over_devices():

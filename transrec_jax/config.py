@@ -325,8 +325,15 @@ def recorded_config(path: str) -> ml_collections.ConfigDict:
     A key added to the code since the run was written keeps its default, and defaults of new
     keys keep what the code did before them, so an old workdir still loads as it trained.
     """
-    with open(path) as f:
-        recorded = json.load(f)
+    try:
+        with open(path) as f:
+            recorded = json.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: expected a workdir written by transrec_jax.main") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(recorded, dict):
+        raise ConfigError(f"{path}: expected a JSON object of config keys")
     c = base_config()
 
     def merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:

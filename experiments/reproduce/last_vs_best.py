@@ -63,7 +63,10 @@ def main() -> None:
     print(header)
     for workdir in args.workdirs:
         name = os.path.basename(workdir.rstrip("/"))
-        results[name] = checkpoint_metrics(workdir)
+        try:
+            results[name] = checkpoint_metrics(workdir)
+        except config_lib.ConfigError as e:
+            raise SystemExit(f"error: {e}") from None
         for ckpt, m in results[name].items():
             print(f"{name:32s} {ckpt:4s} {m['step']:5d} {m['val_ndcg@10']:9.4f} "
                   f"{m['test_ndcg@10']:9.4f} {m['test_hr@10']:8.4f}")
