@@ -1,5 +1,7 @@
 """The three recommenders: masks, padding, objectives, output table, randomness, sizes."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -296,6 +298,64 @@ def test_linear_head_with_bias_scores_all_items():
     hidden = jax.random.normal(jax.random.key(0), (2, MAX_LEN, 8))
     expected = np.asarray(hidden) @ np.asarray(weight).T + np.asarray(bias)
     np.testing.assert_allclose(model.score_all(hidden), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("head", ["tied", "linear"])
+def test_score_temperature_scores_by_scaled_cosine(name, head):
+    temperature = 0.05
+    plain = make(name, head=head)
+    cosine = make(name, head=head, score_temperature=temperature)  # same seed: same weights
+    history = windows()[:, 1:]
+    u = np.asarray(plain.user_representation(history))
+    w = np.asarray(plain.output_table()[0])
+    expected = (u / np.linalg.norm(u, axis=1, keepdims=True)) @ (
+        w / np.linalg.norm(w, axis=1, keepdims=True)).T / temperature
+    np.testing.assert_allclose(cosine.score_all(cosine.user_representation(history)), expected,
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_ensemble_scores_are_the_sum_of_member_scores(name):
+    ensemble = make(name, ensemble_size=3, head_bias=True)
+    members = list(ensemble.members)
+    assert len({float(m.item_embedding.embedding[...][1, 0]) for m in members}) == 3  # own inits
+    history = windows()[:, 1:]
+    expected = 0.0
+    for m in members:
+        w, b = (np.asarray(x) for x in m.output_table())
+        expected = expected + np.asarray(m.user_representation(history)) @ w.T + b
+    weight, bias = ensemble.output_table()
+    got = np.asarray(ensemble.user_representation(history)) @ np.asarray(weight).T + np.asarray(bias)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_ensemble_members_train_independently():
+    """One train step: a member's update depends on its own parameters only."""
+    import optax
+
+    from transrec_jax.train import train_step
+
+    cfg = base_config()
+    cfg.model = model_cfg("sasrec", ensemble_size=2)
+    graphdef, params = nnx.split(build_model(cfg.model, NUM_ITEMS, rngs=nnx.Rngs(0)))
+    tx = optax.sgd(0.1)
+    step = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx, loss_cfg=cfg.loss,
+                                     item_log_probs=None))
+
+    def run(params):
+        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+        new_state, _ = step(state, {"seq": windows(batch=4)}, jax.random.key(0))
+        return nnx.merge(graphdef, new_state["params"]).members
+
+    other = nnx.merge(graphdef, params)  # member 1 re-drawn, member 0 unchanged
+    nnx.update(other.members[1], nnx.state(make("sasrec", seed=7)))
+    a, b = run(params), run(nnx.state(other))
+    for x, y in zip(jax.tree.leaves(nnx.state(a[0])), jax.tree.leaves(nnx.state(b[0]))):
+        np.testing.assert_array_equal(x, y)
+    before = nnx.merge(graphdef, params).members[0]
+    assert any(not np.array_equal(x, y) for x, y in
+               zip(jax.tree.leaves(nnx.state(a[0])), jax.tree.leaves(nnx.state(before))))
 
 
 def test_qkv_init_std_sets_only_the_qkv_projections():

@@ -92,6 +92,39 @@ def test_last_vs_best_reevaluates_both_kept_checkpoints(trained):
         assert got[ckpt]["val_ndcg@10"] == pytest.approx(val[got[ckpt]["step"]], abs=1e-6)
 
 
+def test_ensemble_run_trains_and_serves(tmp_path, trained):
+    """model.ensemble_size: one run trains K members, checkpoints them and serves their sum."""
+    from transrec_jax.recommend import Recommender
+
+    cache_parent = type(tmp_path)(os.path.dirname(trained[0]))
+    workdir = str(tmp_path / "ensemble")
+    config = tiny_config(cache_parent, **{"model.ensemble_size": 2, "train.num_steps": 40})
+    results = train.train_and_evaluate(config, workdir)
+    assert results["test"]["ndcg@10"] > results["test_popularity"]["ndcg@10"] + 0.03
+    rec = Recommender(workdir)
+    history = rec.dataset.item_ids[rec.dataset.sequence(0)][-5:]
+    items, scores = rec.top_k(np.array([0]), np.array([5]), rec.item_index(history), 10)
+    assert not set(items[0]) & set(history) and np.all(np.diff(scores[0]) <= 0)
+
+
+def test_ensemble_script_of_a_run_with_itself_equals_the_run(trained):
+    """experiments/reproduce/ensemble.py: twice the same scores rank as the scores do."""
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "reproduce", "ensemble.py")
+    spec = importlib.util.spec_from_file_location("ensemble_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    workdir, results = trained
+    config, dataset, model = module.restore_member(workdir)
+    alone = module.evaluate_model(config, dataset, model)
+    copy = module.restore_member(workdir)[2]  # a second instance: members share no modules
+    twice = module.evaluate_model(config, dataset, module.Ensemble([model, copy]))
+    assert alone["test_ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
+    for key, value in alone.items():
+        assert twice[key] == pytest.approx(value, abs=1e-6)
+
+
 def test_recommend_excludes_history_and_maps_ids(trained):
     from transrec_jax.data.errors import DataError
     from transrec_jax.recommend import Recommender

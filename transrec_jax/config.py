@@ -82,6 +82,12 @@ def base_config() -> ml_collections.ConfigDict:
     m.first_item_target = True
     m.head = "tied"  # tied | linear
     m.head_bias = False
+    # > 0: score items by cosine(user vector, output row) / score_temperature: both are
+    # L2-normalised before the dot product (HSTU's generative-recommenders, 0.05 there). 0: dot.
+    m.score_temperature = 0.0
+    # > 1: a deep ensemble of this many independently initialised copies, each trained on its
+    # own loss over the same batches, scores summed (models/ensemble.py). Costs K x compute.
+    m.ensemble_size = 1
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
     # > 0: explicit attention in query chunks of this many rows (e.g. 128), so training holds
     # no [B, H, L, L] float tensors: for long max_len. The loss then grows with B·L·num_items
@@ -229,6 +235,16 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
+    if not m.score_temperature >= 0.0:
+        raise ConfigError(f"config.model.score_temperature={m.score_temperature}: expected 0 (dot "
+                          "product) or a positive temperature")
+    positive("model.ensemble_size", m.ensemble_size)
+    if m.ensemble_size > 1 and m.name == "encdec":
+        raise ConfigError("config.model.ensemble_size > 1: not supported for model.name='encdec' "
+                          "(it generates its lists; an ensemble only sums scores)")
+    if m.score_temperature and m.name == "encdec":
+        raise ConfigError("config.model.score_temperature: not supported for model.name='encdec' "
+                          "(its encoder output feeds the decoder, not the scores)")
     for key in ("init_std", "qkv_init_std", "embedding_init_std"):
         if not m[key] >= 0.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a non-negative std")

@@ -31,7 +31,7 @@ from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
 from transrec_jax.data.dataset import format_stats
 from transrec_jax.metric_log import MetricLog
-from transrec_jax.models import build_model, training_window
+from transrec_jax.models import Ensemble, build_model, training_window
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -74,15 +74,23 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
     step_key = jax.random.fold_in(key, state["step"])
     dropout_key, loss_key = jax.random.split(step_key)
 
+    def member_loss(member, dropout_key, loss_key):
+        packed = {k: batch[k] for k in ("segments", "positions") if k in batch}
+        hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **packed)
+        W, b = member.output_table()
+        return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
+                                   item_log_probs=item_log_probs)[0]
+
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
-        packed = {k: batch[k] for k in ("segments", "positions") if k in batch}
-        hidden, targets, weights = model.training_forward(batch["seq"], key=dropout_key, **packed)
-        W, b = model.output_table()
-        return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
-                                   item_log_probs=item_log_probs)
+        if not isinstance(model, Ensemble):
+            return member_loss(model, dropout_key, loss_key)
+        # Each member its own loss, dropout and negatives: independent training, one step.
+        k = len(model.members)
+        member_keys = zip(jax.random.split(dropout_key, k), jax.random.split(loss_key, k))
+        return sum(member_loss(m, *keys) for m, keys in zip(model.members, member_keys)) / k
 
-    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
+    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new_state = {
         "step": state["step"] + 1,

@@ -1,4 +1,4 @@
-"""Transformer sequential recommenders: attention, blocks, positions and the four models."""
+"""Transformer sequential recommenders: attention, blocks, positions, the four models, ensembles."""
 
 from transrec_jax.models.attention import (
     KVCache,
@@ -12,6 +12,7 @@ from transrec_jax.models.attention import (
 from transrec_jax.models.layers import DecoderLayer, EncoderLayer, FeedForward, make_norm
 from transrec_jax.models import recommenders
 from transrec_jax.models.encdec import EncoderDecoder, generate
+from transrec_jax.models.ensemble import Ensemble
 from transrec_jax.models.recommenders import (
     BERT4Rec,
     Recommender,
@@ -28,6 +29,7 @@ __all__ = [
     "DecoderLayer",
     "EncoderDecoder",
     "EncoderLayer",
+    "Ensemble",
     "FeedForward",
     "KVCache",
     "MultiHeadAttention",

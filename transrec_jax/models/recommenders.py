@@ -25,8 +25,14 @@ from transrec_jax.models.attention import (
     same_segment_mask,
     split_key,
 )
+from transrec_jax.models.ensemble import Ensemble
 from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
 from transrec_jax.models.positions import make_positions, right_aligned_ids, start_aligned_ids
+
+
+def l2_normalize(x: jax.Array) -> jax.Array:
+    """x / ||x|| over the last axis (a zero vector stays zero)."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
 
 
 class Recommender(nnx.Module):
@@ -67,6 +73,7 @@ class Recommender(nnx.Module):
             nnx.Param(table_init(rngs.params(), (rows, d_model))) if linear else None
         )
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
+        self.score_temperature = float(m.score_temperature)
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
@@ -96,19 +103,26 @@ class Recommender(nnx.Module):
             x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top)
         if last_only:
             x = x[:, -1:]  # a no-op unless there are no layers
-        return self.final_norm(x) if self.final_norm is not None else x
+        x = self.final_norm(x) if self.final_norm is not None else x
+        if self.score_temperature:  # cosine scores: unit user vectors, divided by temperature
+            x = l2_normalize(x) / self.score_temperature
+        return x
 
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:
         """(W [num_items + 1, D], b [num_items + 1] or None): row i scores item id i.
 
         Row 0 is padding (callers mask it). tied: the item-embedding rows 0..num_items
         (BERT4Rec's [MASK] row excluded); linear: a separate weight. b exists when
-        model.head_bias, for either head (BERT4Rec's tied head has an output bias).
+        model.head_bias, for either head (BERT4Rec's tied head has an output bias). With
+        model.score_temperature the rows are unit vectors (and `encode` returns user vectors of
+        norm 1 / temperature), so every consumer of (hidden, W) scores by scaled cosine.
         """
         if self.output_weight is not None:
             weight = self.output_weight[...]
         else:
             weight = self.item_embedding.embedding[...][: self.num_items + 1]
+        if self.score_temperature:
+            weight = l2_normalize(weight)
         bias = self.output_bias[...] if self.output_bias is not None else None
         return weight, bias
 
@@ -230,11 +244,19 @@ class BERT4Rec(Recommender):
 MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
 
 
-def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs) -> Recommender:
-    """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32."""
+def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+    """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32.
+
+    model.ensemble_size > 1: an Ensemble of that many members, drawn one after another from
+    `rngs` (so each starts from its own initialisation).
+    """
     if model_cfg.name not in MODELS:
         raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
-    return MODELS[model_cfg.name](model_cfg, num_items, dtype=dtype, rngs=rngs)
+    make = MODELS[model_cfg.name]
+    if model_cfg.ensemble_size > 1:
+        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs)
+                         for _ in range(model_cfg.ensemble_size)])
+    return make(model_cfg, num_items, dtype=dtype, rngs=rngs)
 
 
 def training_window(model_cfg) -> int:

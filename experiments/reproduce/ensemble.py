@@ -1,0 +1,97 @@
+"""How far does averaging finished runs' scores go? Test the sum-of-logits ensemble of K runs.
+
+Separately trained runs, each at its best-validation checkpoint, become the members of one
+transrec_jax.models.Ensemble (item i scored by the sum of the members' scores), which the
+unchanged evaluator ranks under the table's protocol (full ranking, history masked,
+pessimistic ties). Members must share a dataset and model.max_len; they may differ in
+anything else. (model.ensemble_size trains such an ensemble in one run instead.)
+
+Run (from the repository root, on run directories that still hold their checkpoints):
+  python experiments/reproduce/ensemble.py --json=/tmp/ensemble.json \
+      experiments/reproduce/runs/ml1m/best_dff256,seed=0 experiments/reproduce/runs/ml1m/best_dff256,seed=1
+Output: validation and test metrics of every member alone and of the ensemble (with
+--all_subsets, of every ensemble of two or more of them too); --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+
+import jax
+from flax import nnx
+
+from transrec_jax import config as config_lib
+from transrec_jax import evaluate
+from transrec_jax.checkpoint import Checkpoints
+from transrec_jax.data import load, splits
+from transrec_jax.models import Ensemble
+from transrec_jax.train import init_state
+
+METRICS = ("ndcg@10", "hr@10", "mrr@10")
+
+
+def restore_member(workdir: str):
+    """(config, dataset, model at its best-validation checkpoint) of one finished run."""
+    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
+    dataset = load.load_dataset(config.dataset, config.seed)
+    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed))
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
+    restored, _ = checkpoints.restore(state, best=True)
+    checkpoints.close()
+    if restored is None:
+        raise SystemExit(f"error: {workdir}: no best checkpoint")
+    return config, dataset, nnx.merge(graphdef, restored["params"])
+
+
+def evaluate_model(config, dataset, model) -> dict:
+    split = splits.make_split(dataset, config.dataset)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    graphdef, params = nnx.split(model)
+    out = {}
+    for part in ("val", "test"):
+        values = evaluate.Evaluator(config, dataset, split, part, graphdef, mesh)(params)
+        out.update({f"{part}_{m}": float(values[m]) for m in METRICS})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("workdirs", nargs="+", help="finished run directories (two or more)")
+    parser.add_argument("--all_subsets", action="store_true",
+                        help="also test every smaller ensemble of two or more of the runs")
+    parser.add_argument("--json", default="", help="also write the results here")
+    args = parser.parse_args()
+    members, results = [], {}
+    for workdir in args.workdirs:
+        try:
+            config, dataset, model = restore_member(workdir)
+        except config_lib.ConfigError as e:
+            raise SystemExit(f"error: {e}") from None
+        if members and (config.dataset.path, config.model.max_len) != (
+                members[0][0].dataset.path, members[0][0].model.max_len):
+            raise SystemExit(f"error: {workdir}: dataset.path / model.max_len differ from "
+                             f"{args.workdirs[0]}'s; members must share them")
+        members.append((config, model))
+        results[os.path.basename(workdir.rstrip("/"))] = evaluate_model(config, dataset, model)
+    names = list(results)
+    sizes = range(2, len(members) + 1) if args.all_subsets else [len(members)]
+    for size in sizes:
+        for subset in itertools.combinations(range(len(members)), size):
+            name = "ensemble" if size == len(members) else "ensemble of " + " + ".join(
+                names[i] for i in subset)
+            results[name] = evaluate_model(members[0][0], dataset,
+                                           Ensemble([members[i][1] for i in subset]))
+    width = max(len(name) for name in results)
+    print(f"{'model':{width}s} {'val ndcg':>9s} {'test ndcg':>9s} {'test hr':>8s}")
+    for name, m in results.items():
+        print(f"{name:{width}s} {m['val_ndcg@10']:9.4f} {m['test_ndcg@10']:9.4f} {m['test_hr@10']:8.4f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"members": args.workdirs, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
