@@ -315,7 +315,10 @@ FINDINGS = [
     "trains the 5 items after one random window per user and epoch (30,200 targets an epoch), "
     "between the last-position model (6,040) and SASRec's every position (~650,000), and lands "
     "between them. The run was resumed once from its step-1500 checkpoint: epochs 1-31 on one "
-    "core, the rest on both (13 + 15 minutes; the table's wall time is the last attempt's).",
+    "core, the rest on both (13 + 15 minutes; the table's wall time is the last attempt's). "
+    "Seeds 1 and 2 (2026-12-01, one core each, beside one other run): 0.1351 and 0.1372, "
+    "validation best at epochs 103 and 85 -- 0.1345 ± 0.0031 over three seeds, HR@10 0.2440 ± "
+    "0.0003.",
     "*Which window of a long history trains* (`best_4blocks_shifted`, `best_shifted`, seed 0 "
     "each, 2026-12-01). Every other row trains each user's last 201 items (`train.window=last`, "
     "as [KV23]); 26% of ML-1M's users have more, and 335,622 of the 987,531 training targets "
@@ -355,7 +358,7 @@ FINDINGS = [
     "best_ml1m_screen base, 2 heads, label smoothing 0.1; 0.1730-0.1762 alone) give 0.1783. "
     "`best_x3` is that recipe as one configuration: three `best` models trained in one run "
     "(model.ensemble_size=3: each member its own initialisation, dropout and loss on the same "
-    "batches, which the post-hoc members did not share), scores summed. Its runs are not finished "
+    "batches, which the post-hoc members did not share), scores summed. Its runs have not completed "
     "on this box -- each is three 70-minute `best` runs on one core; seeds 0 and 1 started "
     "2026-12-01 and resume from their checkpoints -- so the goal is not yet met by a 3-seed row, "
     "and one ensemble of mixed 8-block variants is the evidence that it can be.",
@@ -365,7 +368,7 @@ FINDINGS = [
     "at HSTU's 0.05, against 0.1730 for the dot product (validation averaged over the last 10 "
     "epochs: 0.1752, 0.1675, 0.1744). Within noise at best: not a lever with full CE here.",
     "`sasrec_plus_ss3000` over three seeds (seeds 1 and 2, 2026-12-01, one core each): 0.1668, "
-    "0.1710, 0.1694 -- 0.1691 ± 0.0021 against 0.1857 (Δ −0.0166), HR@10 0.2994 ± 0.0046. The "
+    "0.1710, 0.1694 -- 0.1691 ± 0.0022 against 0.1857 (Δ −0.0166), HR@10 0.2994 ± 0.0046. The "
     "miss is not seed noise; with 3000 negatives it is wider than full CE's −0.012, the gap the "
     "findings above trace without finding its cause.",
 ]
