@@ -367,6 +367,18 @@ FINDINGS = [
     "screened on the 4-block, 40-epoch proxy: test NDCG@10 0.1743 at temperature 0.1 and 0.1680 "
     "at HSTU's 0.05, against 0.1730 for the dot product (validation averaged over the last 10 "
     "epochs: 0.1752, 0.1675, 0.1744). Within noise at best: not a lever with full CE here.",
+    "*SASRec's own tie order, checked* (experiments/reproduce/sasrec_tie_check.py, "
+    "early_runs/sasrec_tie_order_2026-12-01.json, 2026-12-01). The last 64,000 characters of a "
+    "public copy of SASRec's file (GitEricLin/SID4SRec data/ml-1m.txt, one user per line; its "
+    "opening users agree with yues-zhao/sasrec_mental's data/ml-1m.txt, which has the original's "
+    "9,053,831 characters) hold 86 SASRec users, 40 of whom the script matches to raw users 1-2999 "
+    "(they come out in runs of consecutive raw ids: 110-119, 1290-1299, 1560-1569, 1740-1749). In "
+    "all 992 same-second groups whose items it could identify, SASRec's order is the raw file's "
+    "line order -- a stable sort by timestamp -- against 261 for our file (290 for ascending movie "
+    "ids). So tie_order.py's re-ordered file gives users 1-2999 exactly the published data's "
+    "order, and on it `sasrec_plus_ce` tested lower (0.1657 against 0.1692, seed 0), not higher: "
+    "the published tie order does not explain the −0.012, and on identical data the gap would "
+    "likely be wider. The data is not in the repository (licence); the script reads any copy.",
     "`sasrec_plus_ss3000` over three seeds (seeds 1 and 2, 2026-12-01, one core each): 0.1668, "
     "0.1710, 0.1694 -- 0.1691 ± 0.0022 against 0.1857 (Δ −0.0166), HR@10 0.2994 ± 0.0046. The "
     "miss is not seed noise; with 3000 negatives it is wider than full CE's −0.012, the gap the "
