@@ -39,3 +39,11 @@ def test_a_stable_sorted_renumbered_copy_matches_the_raw_file_order(tmp_path):
     assert result["same_second_groups_compared"] == 2
     assert result["groups_in_the_same_order_as"] == {
         "raw_file_stable_sort": 2, "our_file": 0, "movie_id_ascending": 1, "movie_id_descending": 1}
+
+
+def test_a_malformed_line_is_a_one_line_error_naming_it(tmp_path):
+    bad = tmp_path / "sasrec.txt"
+    bad.write_text("1 5 6 7\n2 x 9\n")
+    proc = subprocess.run([sys.executable, SCRIPT, f"--sasrec={bad}"], capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert proc.stderr.strip() == f"error: {bad}:2: expected `user item ...` (integers), got '2 x 9'"

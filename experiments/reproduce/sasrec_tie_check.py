@@ -35,13 +35,18 @@ ORDERS = ("raw_file_stable_sort", "our_file", "movie_id_ascending", "movie_id_de
 def read_sasrec(path: str, skip_first_line: bool) -> dict[int, list[int]]:
     """SASRec user -> SASRec item ids, from either text layout (plain or .gz)."""
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        lines = f.read().split("\n")[1 if skip_first_line else 0:]
+    try:
+        with opener(path, "rt") as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path} not found: expected a copy of SASRec's ml-1m.txt") from None
+    first = 1 if skip_first_line else 0
     users = collections.defaultdict(list)
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(lines[first:], first + 1):
         fields = line.split()
-        if len(fields) == 1:
-            raise SystemExit(f"{path}:{number}: expected `user item ...`, got one field")
+        if fields and (len(fields) == 1 or not all(x.isdigit() for x in fields)):
+            raise SystemExit(f"error: {path}:{number}: expected `user item ...` (integers), "
+                             f"got {line[:60]!r}")
         if fields:
             users[int(fields[0])].extend(int(x) for x in fields[1:])
     return users
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--json", default="", help="also write the counts here")
     args = parser.parse_args()
 
+    sasrec = read_sasrec(args.sasrec, args.skip_first_line)
     with open(args.item_map) as f:
         movie_of = {int(item): int(movie) for item, movie in (l.split() for l in f if l[0].isdigit())}
     movies = set(movie_of.values())
@@ -76,7 +82,6 @@ def main() -> None:
     ours = {u: [movie_of[i] for i in items] for u, items in read_sequences(args.sequences).items()
             if u in raw}
     groups = {u: tie_groups(raw[u], ours[u]) for u in ours}
-    sasrec = read_sasrec(args.sasrec, args.skip_first_line)
     by_length = collections.defaultdict(list)
     for u, order in ours.items():
         by_length[len(order)].append(u)
