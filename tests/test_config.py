@@ -96,6 +96,10 @@ def _base(**kv):
          "ensemble_size > 1: not supported for model.name='encdec'"),
         ({"model.attention_chunk": 128, "model.fused_attention": True},
          "attention_chunk=128 chunks .*model.fused_attention=False"),
+        ({"loss.name": "bce", "loss.sampler": "unseen"},
+         "loss.sampler='unseen' .* expected loss.name='sampled_softmax', got 'bce'"),
+        ({"loss.name": "sampled_softmax", "loss.sampler": "unseen", "train.pack_rows": True},
+         "loss.sampler='unseen' .* expected train.pack_rows=False"),
     ],
 )
 def test_validation_names_the_key(kv, match):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from transrec_jax import negatives
-from transrec_jax.config import base_config
+from transrec_jax.config import ConfigError, base_config
 from transrec_jax.losses import binary_cross_entropy, compute_loss
 
 NUM_ITEMS, D, K = 12, 8, 3
@@ -205,6 +205,7 @@ def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
         ("popularity", True, True),
         ("popularity", False, True),
         ("in_batch", True, True),
+        ("unseen", True, True),  # equally likely candidates: the correction is skipped
     ],
 )
 def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
@@ -212,34 +213,40 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
     flat = np.where(TARGETS == 0, 4, TARGETS).reshape(
         -1
     )  # in-batch draws depend on the batch: all real here
+    # The rows' training windows: a first input item, then the targets (width 9 of 12 items).
+    window = jnp.asarray(np.concatenate([[[1], [10]], flat.reshape(TARGETS.shape)], axis=1))
+    k = 3 if sampler == "unseen" else 6
     key = jax.random.key(7)
     cfg = loss_cfg(
         "sampled_softmax",
         sampler=sampler,
         logq_correction=logq,
         remove_accidental_hits=remove_hits,
-        num_negatives=6,
+        num_negatives=k,
     )
     item_log_probs = jnp.asarray(LOG_PROBS, jnp.float32)
     targets = jnp.asarray(flat.reshape(TARGETS.shape))
     loss, _ = compute_loss(
-        cfg, hidden, targets, jnp.ones(TARGETS.shape), W, b, key, item_log_probs=item_log_probs
+        cfg, hidden, targets, jnp.ones(TARGETS.shape), W, b, key, item_log_probs=item_log_probs,
+        window=window,
     )
     negs = np.asarray(
         negatives.sample(
             sampler,
             key,
-            (TARGETS.shape[0], 6),  # one draw per sequence
+            (TARGETS.shape[0], k),  # one draw per sequence
             num_items=NUM_ITEMS,
             item_log_probs=item_log_probs,
             targets=jnp.asarray(flat),
             weights=jnp.ones(flat.shape),
+            window=window,
         )
     )
     log_q = {
         "uniform": lambda ids: np.full(np.shape(ids), -np.log(NUM_ITEMS)),
         "popularity": lambda ids: LOG_PROBS[ids],
         "in_batch": lambda ids: np.log((np.asarray(ids)[..., None] == flat).sum(-1) / flat.size),
+        "unseen": lambda ids: np.zeros(np.shape(ids)),
     }[sampler]
     s = np_scores(hidden, W, b)
     positive = s[np.arange(flat.size), flat] - (log_q(flat) if logq else 0.0)
@@ -252,6 +259,26 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
         np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - positive
     ).mean()
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
+
+
+def test_unseen_sampler_draws_distinct_items_outside_the_row_uniformly():
+    window = np.array([[0, 0, 3, 5, 5, 1], [2, 9, 9, 4, 11, 6], [0, 0, 0, 0, 0, 0]])
+    draws = np.asarray(jax.vmap(
+        lambda key: negatives.unseen(key, (3, 4), NUM_ITEMS, jnp.asarray(window))
+    )(jax.random.split(jax.random.key(0), 4000)))  # [draw, row, K]
+    for row, items in enumerate(window):
+        candidates = np.setdiff1d(np.arange(1, NUM_ITEMS + 1), items)
+        got = draws[:, row]
+        assert all(len(set(d)) == 4 for d in got[:50])  # without replacement
+        assert np.isin(got, candidates).all()  # never the row's own items, never padding
+        # Each candidate is in a draw with probability K / len(candidates).
+        freq = np.array([(got == c).any(axis=1).mean() for c in candidates])
+        np.testing.assert_allclose(freq, 4 / len(candidates), atol=0.03)
+
+
+def test_unseen_sampler_needs_room_outside_the_row():
+    with pytest.raises(ConfigError, match=r"loss.num_negatives=7 .* at most 6"):
+        negatives.unseen(jax.random.key(0), (1, 7), NUM_ITEMS, jnp.zeros((1, 6), jnp.int32))
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss = lo = ml_collections.ConfigDict()
     lo.name = "ce"  # one of LOSSES
     lo.num_negatives = 1
-    lo.sampler = "uniform"  # uniform | popularity | in_batch
+    lo.sampler = "uniform"  # uniform | popularity | in_batch | unseen (sampled_softmax only)
     lo.logq_correction = True
     lo.remove_accidental_hits = True
     lo.gbce_t = 0.75
@@ -263,7 +263,13 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
     choice("loss.name", lo.name, LOSSES)
-    choice("loss.sampler", lo.sampler, ("uniform", "popularity", "in_batch"))
+    choice("loss.sampler", lo.sampler, ("uniform", "popularity", "in_batch", "unseen"))
+    if lo.sampler == "unseen" and lo.name != "sampled_softmax":
+        raise ConfigError(f"config.loss.sampler='unseen' draws K distinct items per sequence: "
+                          f"expected loss.name='sampled_softmax', got {lo.name!r}")
+    if lo.sampler == "unseen" and t.pack_rows:
+        raise ConfigError("config.loss.sampler='unseen' draws outside each training row's items, "
+                          "and a packed row holds several users: expected train.pack_rows=False")
     positive("loss.num_negatives", lo.num_negatives)
     positive("loss.ce_chunk_size", lo.ce_chunk_size, allow_zero=True)
     if not 0.0 <= lo.gbce_t <= 1.0:

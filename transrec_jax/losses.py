@@ -22,7 +22,9 @@ the compute dtype of `hidden`.
                    at once (on ML-1M, 16 or 128 batch-shared negatives stayed below the
                    popularity baseline after 10 epochs). logq_correction subtracts log q(item)
                    from the positive's and the negatives' logits (as TensorFlow's
-                   sampled_softmax_loss does); with the uniform sampler that is a no-op.
+                   sampled_softmax_loss does); with the uniform sampler that is a no-op,
+                   and the 'unseen' sampler (K distinct items outside the row's window,
+                   SASRec+'s draw), equally likely over a row's candidates, skips it.
 remove_accidental_hits drops a negative equal to the position's positive: -inf logit in the
 softmax, a zero term in bce / gbce.
 """
@@ -35,12 +37,14 @@ import jax.numpy as jnp
 from transrec_jax import negatives as samplers
 
 
-def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_probs=None):
+def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_probs=None,
+                 window=None):
     """(scalar loss, {'loss', 'num_targets'}) for the loss named by loss_cfg.name.
 
     hidden [..., D], targets / weights [...]; W [num_items + 1, D], b [num_items + 1] or None;
     key draws the negatives (unused by 'ce'); item_log_probs [num_items + 1] feeds the
-    popularity sampler and its log q.
+    popularity sampler and its log q; window [R, W] (the batch's training rows) feeds the
+    'unseen' sampler.
     """
     lo = loss_cfg
     h = hidden.reshape(-1, hidden.shape[-1])
@@ -50,15 +54,16 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_prob
     t = jnp.where(real, targets, 1).astype(jnp.int32)  # a harmless stand-in id at padding
     num_items = W.shape[0] - 1
     batch = dict(num_items=num_items, item_log_probs=item_log_probs, targets=t, weights=w)
+    draws = dict(batch, window=window)
     if lo.name == "ce":
         per_position = cross_entropy(
             h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size
         )
     elif lo.name == "sampled_softmax":
         rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
-        negatives = samplers.sample(lo.sampler, key, (rows, lo.num_negatives), **batch)
+        negatives = samplers.sample(lo.sampler, key, (rows, lo.num_negatives), **draws)
         log_q = None
-        if lo.logq_correction:
+        if lo.logq_correction and lo.sampler != "unseen":
             # The stand-in id at padding may be one the sampler never draws (log q = -inf).
             target_log_q = jnp.where(real, samplers.log_q(lo.sampler, t, **batch), 0.0)
             log_q = (target_log_q.reshape(rows, -1), samplers.log_q(lo.sampler, negatives, **batch))

@@ -4,7 +4,11 @@ uniform:    items 1..num_items, each with q = 1 / num_items.
 popularity: q = exp(item_log_probs) (entry 0, padding, is -inf and never drawn).
 in_batch:   the batch's own real targets, a position drawn ∝ its weight (uniformly for 0/1
             weights), so q(item) = (its weight among the targets) / (total target weight).
-Draws are with replacement.
+unseen:     for each row of the training window, K distinct items that row does not hold,
+            uniformly (without replacement): SASRec+'s draw (Klenitskiy & Vasilev 2023,
+            datasets.py `sample_negatives`: `np.random.choice` over the items outside the
+            user's sequence, `replace=False`), one per sequence, so sampled_softmax only.
+The first three draw with replacement.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-SAMPLERS = ("uniform", "popularity", "in_batch")
+from transrec_jax.config import ConfigError
+
+SAMPLERS = ("uniform", "popularity", "in_batch", "unseen")
 
 
 def uniform(key: jax.Array, shape: tuple[int, ...], num_items: int) -> jax.Array:
@@ -29,6 +35,29 @@ def in_batch(key: jax.Array, shape: tuple[int, ...], targets: jax.Array, weights
     return targets[positions].astype(jnp.int32)
 
 
+def unseen(key: jax.Array, shape: tuple[int, int], num_items: int, window: jax.Array) -> jax.Array:
+    """[R, K] ids: for row r of window [R, W], K distinct items outside window[r], uniformly.
+
+    Uniform noise over the catalogue, pushed below every draw at the row's own items and at
+    padding, then its top K: every K-subset of the row's other items is equally likely.
+    """
+    rows, k = shape
+    check_unseen(k, num_items, window.shape[1])
+    seen = jnp.zeros((rows, num_items + 1), bool).at[jnp.arange(rows)[:, None], window].set(True)
+    noise = jnp.where(seen.at[:, 0].set(True), -1.0, jax.random.uniform(key, seen.shape))
+    return jax.lax.top_k(noise, k)[1].astype(jnp.int32)
+
+
+def check_unseen(num_negatives: int, num_items: int, width: int) -> None:
+    """A row of `width` items leaves at least num_items - width others to draw from."""
+    if num_negatives > num_items - width:
+        raise ConfigError(
+            f"config.loss.num_negatives={num_negatives} with loss.sampler='unseen': a training "
+            f"row of {width} items may leave only {num_items - width} of the {num_items} items "
+            f"to draw from; expected at most {num_items - width}"
+        )
+
+
 def _draw(key: jax.Array, shape: tuple[int, ...], probs: jax.Array) -> jax.Array:
     """Indices drawn ∝ probs (zero-probability entries never).
 
@@ -38,13 +67,15 @@ def _draw(key: jax.Array, shape: tuple[int, ...], probs: jax.Array) -> jax.Array
     return jax.random.choice(key, probs.shape[0], shape, replace=True, p=probs).astype(jnp.int32)
 
 
-def _check(sampler: str, item_log_probs, targets) -> None:
+def _check(sampler: str, item_log_probs, targets, window=None) -> None:
     if sampler not in SAMPLERS:
         raise ValueError(f"config.loss.sampler={sampler!r}: expected one of {SAMPLERS}")
     if sampler == "popularity" and item_log_probs is None:
         raise ValueError("config.loss.sampler='popularity' needs item_log_probs")
     if sampler == "in_batch" and targets is None:
         raise ValueError("config.loss.sampler='in_batch' needs the batch targets")
+    if sampler == "unseen" and window is None:
+        raise ValueError("config.loss.sampler='unseen' needs the training window")
 
 
 def sample(
@@ -56,13 +87,17 @@ def sample(
     item_log_probs=None,
     targets=None,
     weights=None,
+    window=None,
 ) -> jax.Array:
-    """int32 item ids of the given shape from the named sampler (targets/weights flat [N])."""
-    _check(sampler, item_log_probs, targets)
+    """int32 item ids of the given shape from the named sampler (targets/weights flat [N];
+    window [R, W], the rows' training items, for 'unseen', whose shape is [R, K])."""
+    _check(sampler, item_log_probs, targets, window)
     if sampler == "uniform":
         return uniform(key, shape, num_items)
     if sampler == "popularity":
         return popularity(key, shape, item_log_probs)
+    if sampler == "unseen":
+        return unseen(key, shape, num_items, window)
     return in_batch(key, shape, targets, weights)
 
 
@@ -75,8 +110,11 @@ def log_q(
     targets=None,
     weights=None,
 ) -> jax.Array:
-    """float32 log-probability that one draw of the named sampler returns each of `ids`."""
+    """float32 log-probability that one draw of the named sampler returns each of `ids`
+    (not 'unseen': its K draws are not independent, and a row's candidates are equally likely)."""
     _check(sampler, item_log_probs, targets)
+    if sampler == "unseen":
+        raise ValueError("loss.sampler='unseen' has no per-draw log q")
     if sampler == "uniform":
         return jnp.full(ids.shape, -jnp.log(float(num_items)), dtype=jnp.float32)
     if sampler == "popularity":

@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, hardware, losses
+from transrec_jax import evaluate, hardware, losses, negatives
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
@@ -79,7 +79,7 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
         hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **packed)
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
-                                   item_log_probs=item_log_probs)[0]
+                                   item_log_probs=item_log_probs, window=batch["seq"])[0]
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
@@ -117,6 +117,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model),
                            pack_row_multiple=pack_rows if config.train.pack_rows else 0)
+    if config.loss.name == "sampled_softmax" and config.loss.sampler == "unseen":
+        negatives.check_unseen(config.loss.num_negatives, dataset.num_items, batcher.width)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
     eval_every = config.train.eval_every_steps or config.train.eval_every_epochs * batcher.steps_per_epoch
     item_counts = evaluate.train_item_counts(dataset, split)

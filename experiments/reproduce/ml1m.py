@@ -16,8 +16,8 @@ most 100 epochs with patience 10 and BERT4Rec for 200 with patience 20 (its row 
 
 Each row starts from a config file and changes only what the cited code (REFERENCES) sets
 differently; the comment beside each change names where it comes from. Known differences that
-remain: negatives are uniform over all items ([KV23] draws them from items outside the user's
-sequence);
+remain: negatives are uniform over all items, with replacement ([KV23] draws them from items
+outside the user's sequence, without replacement: the `sasrec_plus_ss3000_unseen` row does);
 BERT4Rec has no LayerNorm on the embeddings (HF BERT has); weights start from N(0, 0.02)
 everywhere but gSASRec's embedding tables (N(0, 1), as torch.nn.Embedding; [PM23]'s linear
 layers keep PyTorch's uniform init, std 0.051 at d = 128); [PM23] trains on the second-to-last
@@ -101,6 +101,23 @@ ROWS = [
         },
         published=(0.3159, 0.1857),
         source="[KV23] ML-1M, SASRec+ 3000 (softmax over the positive and 3000 uniform negatives)",
+    ),
+    dict(
+        name="sasrec_plus_ss3000_unseen",
+        config="configs/sasrec.py:ml-1m",
+        overrides={
+            **_KV23_SASREC,
+            "loss.name": "sampled_softmax",
+            "loss.num_negatives": 3000,
+            # datasets.py sample_negatives: np.random.choice(items outside the user's sequence,
+            # size=num_negatives, replace=False), one draw per user and epoch
+            "loss.sampler": "unseen",
+            "train.pack_rows": False,  # one user per row: 'unseen' excludes a row's items
+        },
+        published=(0.3159, 0.1857),
+        source="[KV23] ML-1M, SASRec+ 3000, negatives drawn as [KV23] draws them: 3000 distinct "
+        "items outside the user's window (src/datasets.py LMDataset.sample_negatives)",
+        seeds=(0,),
     ),
     dict(
         name="gsasrec",
