@@ -400,4 +400,13 @@ FINDINGS = [
     "0.1710, 0.1694 -- 0.1691 ± 0.0022 against 0.1857 (Δ −0.0166), HR@10 0.2994 ± 0.0046. The "
     "miss is not seed noise; with 3000 negatives it is wider than full CE's −0.012, the gap the "
     "findings above trace without finding its cause.",
+    "*How [KV23] draws the 3000 negatives* (src/datasets.py `LMDataset.sample_negatives`, "
+    "read 2026-12-01): for each user and epoch, `np.random.choice` over the items outside the "
+    "user's 201-item window, `replace=False` -- 3000 of the 3,215 or more items the user has not "
+    "rated in it, so close to a full softmax without the user's own items. Ours draws 3000 "
+    "uniformly from all 3,416 with replacement (about 2,030 distinct, some of them the user's "
+    "own). That is a plausible cause of the row's extra −0.005 beyond full CE's miss -- [KV23]'s "
+    "3000-negative row tests above its full-CE row (+0.0036), ours below it (−0.0010). The new "
+    "`loss.sampler=unseen` draws as [KV23] does (K distinct items outside the row; unpacked rows, "
+    "one user each) and the row `sasrec_plus_ss3000_unseen` measures it; not run yet.",
 ]
