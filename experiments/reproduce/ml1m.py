@@ -404,7 +404,7 @@ FINDINGS = [
     "read 2026-12-01): for each user and epoch, `np.random.choice` over the items outside the "
     "user's 201-item window, `replace=False` -- 3000 of the 3,215 or more items the user has not "
     "rated in it, so close to a full softmax without the user's own items. Ours draws 3000 "
-    "uniformly from all 3,416 with replacement (about 2,030 distinct, some of them the user's "
+    "uniformly from all 3,416 with replacement (about 2,000 distinct, some of them the user's "
     "own). That is a plausible cause of the row's extra −0.005 beyond full CE's miss -- [KV23]'s "
     "3000-negative row tests above its full-CE row (+0.0036), ours below it (−0.0010). The new "
     "`loss.sampler=unseen` draws as [KV23] does (K distinct items outside the row; unpacked rows, "
