@@ -269,3 +269,27 @@ def test_keep_freed_memory_reuses_freed_blocks_without_page_faults():
     }
     assert faults["default"] > 8000  # 16,384 4-KiB pages per fresh mmap
     assert faults["keep"] < 100
+
+
+def test_release_free_memory_returns_a_kept_block_inside_the_heap():
+    """A freed 64 MiB block below a live one stays resident under the keep policy until
+    release_free_memory hands its pages back."""
+    script = textwrap.dedent("""
+        import ctypes
+        from transrec_jax import host_memory
+        assert host_memory.keep_freed_memory()
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype = ctypes.c_void_p
+        def rss_kib():
+            return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1])
+        block = libc.malloc(64 << 20)
+        ctypes.memset(block, 1, 64 << 20)
+        guard = libc.malloc(1024)  # keeps the freed block off the top of the heap
+        libc.free(ctypes.c_void_p(block))
+        kept = rss_kib()
+        assert host_memory.release_free_memory()
+        print(kept - rss_kib())
+    """)
+    released_kib = int(subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True,
+                                      capture_output=True, text=True).stdout)
+    assert released_kib > 60 * 1024

@@ -5,7 +5,11 @@ after the step. glibc returns such blocks to the kernel (mmap'd chunks, per-thre
 heaps unmapped when empty), so each step page-faults them back in and the kernel zeroes
 them: measured, a third of the BCE and CE steps' wall time was system time. With one arena,
 no mmap'd chunks and no trimming, the memory is reused and resident memory stays at its
-peak instead (ML-1M CE: ~2.9 GiB instead of ~1.5 GiB).
+peak instead (ML-1M CE: ~2.9 GiB instead of ~1.5 GiB). That peak also holds the heap's
+fragments: steps of several shapes (packed rows, evaluation buckets) leave free pages that
+nothing hands back, and a `best_x3` run (three 8-block models; its step's XLA temporaries are
+5.1 GiB) grew to 10-14 GiB, two such runs overflowing 24 GiB. `release_free_memory` returns
+the free pages; the training loop calls it after each validation.
 """
 
 from __future__ import annotations
@@ -15,6 +19,20 @@ import sys
 
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+
+
+def release_free_memory() -> bool:
+    """Return the heap's free pages to the kernel (glibc malloc_trim); False without glibc.
+
+    The next step page-faults back in only what it uses: one step's worth of system time.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def keep_freed_memory() -> bool:

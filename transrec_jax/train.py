@@ -25,7 +25,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, hardware, losses, negatives
+from transrec_jax import evaluate, hardware, host_memory, losses, negatives
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
@@ -174,6 +174,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if step % eval_every == 0 or step == total_steps:
             _check_finite(*pending, checkpoints)
             values = validate(state["params"])
+            host_memory.release_free_memory()  # the heap's fragments (see host_memory.py)
             log.write(step, "val", values)
             say(f"step {step} validation: {_fmt(values, config.eval.ks)}")
             if progress["best_value"] is None or values[metric] > progress["best_value"]:
