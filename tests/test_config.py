@@ -96,6 +96,8 @@ def _base(**kv):
          "ensemble_size > 1: not supported for model.name='encdec'"),
         ({"model.attention_chunk": 128, "model.fused_attention": True},
          "attention_chunk=128 chunks .*model.fused_attention=False"),
+        ({"loss.exclude_window": True, "loss.label_smoothing": 0.1},
+         "loss.exclude_window=True: expected loss.name='ce', .*train.pack_rows=False"),
         ({"loss.name": "bce", "loss.sampler": "unseen"},
          "loss.sampler='unseen' .* expected loss.name='sampled_softmax', got 'bce'"),
         ({"loss.name": "sampled_softmax", "loss.sampler": "unseen", "train.pack_rows": True},

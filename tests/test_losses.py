@@ -359,3 +359,18 @@ def test_in_batch_sampler_draws_real_targets_by_frequency():
         "in_batch", jnp.array([5, 2]), num_items=NUM_ITEMS, targets=targets, weights=weights
     )
     np.testing.assert_allclose(log_q, np.log([0.75, 0.25]), rtol=1e-6)
+
+
+def test_exclude_window_leaves_each_rows_other_items_out_of_the_softmax():
+    hidden, targets, weights, W, b = case()
+    window = np.concatenate([[[4], [1]], TARGETS], axis=1)  # a first input item, then the targets
+    loss, _ = compute_loss(loss_cfg("ce", exclude_window=True), hidden, targets, weights, W, b,
+                           None, window=jnp.asarray(window))
+    s = np_scores(hidden, W, b)
+    expected = np.zeros(TARGETS.size)
+    for n, (row, t) in enumerate(zip(np.repeat([0, 1], TARGETS.shape[1]), TARGETS.reshape(-1))):
+        kept = [j for j in range(1, NUM_ITEMS + 1) if j == t or j not in window[row]]
+        expected[n] = np.log(np.exp(s[n, kept]).sum()) - s[n, max(t, 1)]
+    np.testing.assert_allclose(loss, np_average(expected), rtol=1e-5)
+    plain, _ = compute_loss(loss_cfg("ce"), hidden, targets, weights, W, b, None)
+    assert loss < plain  # fewer competitors for every target

@@ -7,7 +7,9 @@ the weighted sum over positions divided by the sum of weights. Scores are float3
 the compute dtype of `hidden`.
 
   ce:              softmax over items 1..num_items (row 0 excluded), optional label smoothing
-                   (ε spread uniformly over those items). ce_chunk_size > 0 streams the
+                   (ε spread uniformly over those items). exclude_window leaves the other
+                   items of each training row out of its positions' softmax: evaluation ranks
+                   only items outside the history, so training stops pushing those down. ce_chunk_size > 0 streams the
                    log-sum-exp over item chunks under jax.checkpoint, so neither pass holds
                    the [N, num_items] logits.
   bce:             -log σ(s⁺) - Σ_k log(1 - σ(s⁻_k)), num_negatives drawn PER POSITION [N, K]
@@ -56,8 +58,13 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_prob
     batch = dict(num_items=num_items, item_log_probs=item_log_probs, targets=t, weights=w)
     draws = dict(batch, window=window)
     if lo.name == "ce":
+        row_seen = None
+        if lo.exclude_window:  # [R, num_items]: each row's items, left out of its softmax
+            rows = jnp.arange(window.shape[0])[:, None]
+            row_seen = jnp.zeros((window.shape[0], num_items + 1), bool).at[rows, window].set(True)[:, 1:]
         per_position = cross_entropy(
-            h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size
+            h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size,
+            row_seen=row_seen,
         )
     elif lo.name == "sampled_softmax":
         rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
@@ -111,9 +118,19 @@ def _target_scores(h, t, W, b):
     return scores if b is None else scores + b[t]
 
 
-def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int):
-    """Per-position softmax cross-entropy over items 1..num_items."""
+def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int, row_seen=None):
+    """Per-position softmax cross-entropy over items 1..num_items.
+
+    row_seen [R, num_items] (the N positions are R rows of N / R): items each row's positions
+    leave out of their softmax, their own target excepted (`loss.exclude_window`).
+    """
     items, item_bias = W[1:], (None if b is None else b[1:])
+    if row_seen is not None:
+        scores = _scores(h, items, item_bias)
+        scores = jnp.where(row_seen[:, None, :], -jnp.inf,
+                           scores.reshape(row_seen.shape[0], -1, scores.shape[-1]))
+        target = _target_scores(h, t, W, b)
+        return jnp.logaddexp(jax.nn.logsumexp(scores.reshape(h.shape[0], -1), axis=-1), target) - target
     if chunk_size > 0:
         lse = chunked_logsumexp(h, items, item_bias, chunk_size)
     else:
