@@ -9,6 +9,12 @@ cosine decay, seed 0), one run against that screen's base run (test NDCG@10 0.17
 validation 0.1752; results/best_ml1m_screen/). The exclusion works per row, so rows are not
 packed (the same losses, ~1.7x the time).
 
+What it found (2026-12-01, one core beside one other run, 32 min; results/exclude_window/):
+test NDCG@10 0.1785 against the base's 0.1730 (+0.0055, seed noise ±0.002), HR@10 0.3123
+against 0.3040, validation best 0.1819 against 0.1752; the validation curve leads from epoch
+~8 (epoch 14: 0.1685 against 0.1595). The largest gain of any lever on this proxy, but d_ff 256
+(+0.0076 here) did not carry to 8 blocks, so the 8-block preset must show it.
+
 Run (one core, ~30 min):
   python -m transrec_jax.sweep --sweep=experiments/ablations/exclude_window.py
   python -m transrec_jax.report --sweep=experiments/ablations/exclude_window.py \
