@@ -375,10 +375,13 @@ FINDINGS = [
     "best_ml1m_screen base, 2 heads, label smoothing 0.1; 0.1730-0.1762 alone) give 0.1783. "
     "`best_x3` is that recipe as one configuration: three `best` models trained in one run "
     "(model.ensemble_size=3: each member its own initialisation, dropout and loss on the same "
-    "batches, which the post-hoc members did not share), scores summed. Its runs have not completed "
-    "on this box -- each is three 70-minute `best` runs on one core; seeds 0 and 1 started "
-    "2026-12-01 and resume from their checkpoints -- so the goal is not yet met by a 3-seed row, "
-    "and one ensemble of mixed 8-block variants is the evidence that it can be.",
+    "batches, which the post-hoc members did not share), scores summed. Seed 1 (2026-12-01, one "
+    "core, 2.5 h with one resume from step 500) tests at **0.1872** (HR@10 0.3263; validation "
+    "best 0.1900 at epoch 67 of 80): +0.0054 over `best`'s seed 1 alone (0.1818), about half of "
+    "what the post-hoc trio gained. Members that share every batch are more alike than separate "
+    "runs, so one run's ensemble is unlikely to reach 0.190 on three seeds by itself. Seed 0 was "
+    "killed by the kernel's out-of-memory killer at step 1,350 (13.8 GB beside seed 1's 10 GB; "
+    "it resumes from its step-1000 checkpoint); seed 2 has not started.",
     "*Cosine scores* (experiments/ablations/scores.py, results/scores/, 2026-12-01): HSTU's "
     "L2-normalised user and item vectors with a temperature (`model.score_temperature`), "
     "screened on the 4-block, 40-epoch proxy: test NDCG@10 0.1743 at temperature 0.1 and 0.1680 "
