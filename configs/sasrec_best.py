@@ -16,8 +16,9 @@ mean ± std) are in experiments/reproduce/RESULTS.md, row `best`. On Amazon Beau
 `ensemble`: a deep ensemble of three such models in one run (model.ensemble_size=3: each
 member its own initialisation, dropout and loss over the same batches; scores summed), at
 three times the compute. Summing the scores of three separately trained 8-block runs lifted
-test NDCG@10 from 0.1812-0.1838 alone to 0.1927 (experiments/reproduce/ensemble.py; the ML-1M
-table's `best_x3` row and findings).
+test NDCG@10 from 0.1812-0.1838 alone to 0.1927 (experiments/reproduce/ensemble.py); this
+one-run form gains less (seed 1: 0.1872 against 0.1818 alone; the ML-1M table's `best_x3`
+row and findings).
 
 Run (about an hour on one core of the 2-core Zen 5 dev box; 4 blocks take 33 minutes):
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m --workdir=/tmp/sasrec_best
