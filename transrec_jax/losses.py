@@ -7,11 +7,11 @@ the weighted sum over positions divided by the sum of weights. Scores are float3
 the compute dtype of `hidden`.
 
   ce:              softmax over items 1..num_items (row 0 excluded), optional label smoothing
-                   (ε spread uniformly over those items). exclude_window leaves the other
-                   items of each training row out of its positions' softmax: evaluation ranks
-                   only items outside the history, so training stops pushing those down. ce_chunk_size > 0 streams the
+                   (ε spread uniformly over those items). ce_chunk_size > 0 streams the
                    log-sum-exp over item chunks under jax.checkpoint, so neither pass holds
-                   the [N, num_items] logits.
+                   the [N, num_items] logits. exclude_window leaves the other items of each
+                   training row out of its positions' softmax: evaluation ranks only items
+                   outside the history, so training stops pushing those down.
   bce:             -log σ(s⁺) - Σ_k log(1 - σ(s⁻_k)), num_negatives drawn PER POSITION [N, K]
                    (SASRec draws one per position).
   gbce:            gSASRec (Petrov & Macdonald, RecSys 2023):
@@ -60,8 +60,7 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_prob
     if lo.name == "ce":
         row_seen = None
         if lo.exclude_window:  # [R, num_items]: each row's items, left out of its softmax
-            rows = jnp.arange(window.shape[0])[:, None]
-            row_seen = jnp.zeros((window.shape[0], num_items + 1), bool).at[rows, window].set(True)[:, 1:]
+            row_seen = samplers.row_items(window, num_items)[:, 1:]
         per_position = cross_entropy(
             h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size,
             row_seen=row_seen,
@@ -130,7 +129,8 @@ def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int, row_se
         scores = jnp.where(row_seen[:, None, :], -jnp.inf,
                            scores.reshape(row_seen.shape[0], -1, scores.shape[-1]))
         target = _target_scores(h, t, W, b)
-        return jnp.logaddexp(jax.nn.logsumexp(scores.reshape(h.shape[0], -1), axis=-1), target) - target
+        lse = jax.nn.logsumexp(scores.reshape(h.shape[0], -1), axis=-1)
+        return jnp.logaddexp(lse, target) - target  # the target back among its competitors
     if chunk_size > 0:
         lse = chunked_logsumexp(h, items, item_bias, chunk_size)
     else:

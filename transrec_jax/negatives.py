@@ -41,11 +41,16 @@ def unseen(key: jax.Array, shape: tuple[int, int], num_items: int, window: jax.A
     Uniform noise over the catalogue, pushed below every draw at the row's own items and at
     padding, then its top K: every K-subset of the row's other items is equally likely.
     """
-    rows, k = shape
-    check_unseen(k, num_items, window.shape[1])
-    seen = jnp.zeros((rows, num_items + 1), bool).at[jnp.arange(rows)[:, None], window].set(True)
-    noise = jnp.where(seen.at[:, 0].set(True), -1.0, jax.random.uniform(key, seen.shape))
-    return jax.lax.top_k(noise, k)[1].astype(jnp.int32)
+    check_unseen(shape[1], num_items, window.shape[1])
+    seen = row_items(window, num_items).at[:, 0].set(True)
+    noise = jnp.where(seen, -1.0, jax.random.uniform(key, seen.shape))
+    return jax.lax.top_k(noise, shape[1])[1].astype(jnp.int32)
+
+
+def row_items(window: jax.Array, num_items: int) -> jax.Array:
+    """bool [R, num_items + 1]: which ids each row of window [R, W] holds (column 0: padding)."""
+    rows = jnp.arange(window.shape[0])[:, None]
+    return jnp.zeros((window.shape[0], num_items + 1), bool).at[rows, window].set(True)
 
 
 def check_unseen(num_negatives: int, num_items: int, width: int) -> None:
