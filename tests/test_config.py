@@ -97,7 +97,7 @@ def _base(**kv):
         ({"model.attention_chunk": 128, "model.fused_attention": True},
          "attention_chunk=128 chunks .*model.fused_attention=False"),
         ({"loss.exclude_window": True, "loss.label_smoothing": 0.1},
-         "loss.exclude_window=True: expected loss.name='ce', .*train.pack_rows=False"),
+         "loss.exclude_window=True: expected loss.name='ce', .*loss.label_smoothing=0"),
         ({"loss.name": "bce", "loss.sampler": "unseen"},
          "loss.sampler='unseen' .* expected loss.name='sampled_softmax', got 'bce'"),
         ({"loss.name": "sampled_softmax", "loss.sampler": "unseen", "train.pack_rows": True},

@@ -146,25 +146,31 @@ def packed_places(windows, packed, drop_first: bool):
 
 @pytest.mark.parametrize("positions,start", [("learned", False), ("sinusoidal", False),
                                              ("rotary", False), ("learned", True)])
-@pytest.mark.parametrize("loss", ["ce", "bce"])
+@pytest.mark.parametrize("loss", ["ce", "ce_exclude_window", "bce"])
 def test_packed_sasrec_rows_train_like_the_rows_they_came_from(positions, start, loss):
     model = make("sasrec", positions=positions, positions_from="start" if start else "end")
     windows, packed = packed_pair()
     loss_cfg = base_config().loss
-    loss_cfg.name = loss
+    loss_cfg.name = loss.removesuffix("_exclude_window")
+    loss_cfg.exclude_window = loss.endswith("_exclude_window")  # per segment when packed
 
     def forward(seq, **kw):
         hidden, targets, weights = model.training_forward(seq, key=None, **kw)
         return hidden, compute_loss(loss_cfg, hidden, targets, weights, *model.output_table(),
-                                    jax.random.key(0))[0]
+                                    jax.random.key(0), window=seq,
+                                    segments=kw.get("segments"))[0]
 
     plain_hidden, plain_loss = forward(windows)
     packed_hidden, packed_loss = forward(packed["seq"], segments=packed["segments"],
                                          positions=packed["positions"])
     plain_idx, packed_idx = packed_places(windows, packed, drop_first=False)
     np.testing.assert_allclose(packed_hidden[packed_idx], plain_hidden[plain_idx], atol=1e-5)
-    if loss == "ce":  # bce draws its negatives per position: same law, other draws
+    if loss != "bce":  # bce draws its negatives per position: same law, other draws
         np.testing.assert_allclose(packed_loss, plain_loss, rtol=1e-5)
+    if loss == "ce_exclude_window":  # each window's own items left out, not its row-mates'
+        loss_cfg.exclude_window = False
+        assert packed_loss < forward(packed["seq"], segments=packed["segments"],
+                                     positions=packed["positions"])[1]
 
 
 @pytest.mark.parametrize("first_item_target", [True, False])

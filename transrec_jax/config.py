@@ -117,7 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
     lo.ce_chunk_size = 0  # 0 = unchunked; else items per chunk
     lo.label_smoothing = 0.0
     # ce: each position's softmax leaves out its row's other items, as evaluation leaves out
-    # the history (needs unpacked rows, no chunking, no label smoothing)
+    # the history (per window when rows are packed; no chunking, no label smoothing)
     lo.exclude_window = False
 
     # --- training ---------------------------------------------------------
@@ -270,10 +270,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if lo.sampler == "unseen" and lo.name != "sampled_softmax":
         raise ConfigError(f"config.loss.sampler='unseen' draws K distinct items per sequence: "
                           f"expected loss.name='sampled_softmax', got {lo.name!r}")
-    if lo.exclude_window and (lo.name != "ce" or lo.ce_chunk_size or lo.label_smoothing
-                              or t.pack_rows):
+    if lo.exclude_window and (lo.name != "ce" or lo.ce_chunk_size or lo.label_smoothing):
         raise ConfigError("config.loss.exclude_window=True: expected loss.name='ce', "
-                          "loss.ce_chunk_size=0, loss.label_smoothing=0 and train.pack_rows=False")
+                          "loss.ce_chunk_size=0 and loss.label_smoothing=0")
     if lo.sampler == "unseen" and t.pack_rows:
         raise ConfigError("config.loss.sampler='unseen' draws outside each training row's items, "
                           "and a packed row holds several users: expected train.pack_rows=False")

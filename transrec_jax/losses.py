@@ -10,8 +10,9 @@ the compute dtype of `hidden`.
                    (ε spread uniformly over those items). ce_chunk_size > 0 streams the
                    log-sum-exp over item chunks under jax.checkpoint, so neither pass holds
                    the [N, num_items] logits. exclude_window leaves the other items of each
-                   training row out of its positions' softmax: evaluation ranks only items
-                   outside the history, so training stops pushing those down.
+                   training window (a packed row's segment) out of its positions' softmax:
+                   evaluation ranks only items outside the history, so training stops
+                   pushing those down.
   bce:             -log σ(s⁺) - Σ_k log(1 - σ(s⁻_k)), num_negatives drawn PER POSITION [N, K]
                    (SASRec draws one per position).
   gbce:            gSASRec (Petrov & Macdonald, RecSys 2023):
@@ -40,13 +41,16 @@ from transrec_jax import negatives as samplers
 
 
 def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_probs=None,
-                 window=None):
+                 window=None, segments=None):
     """(scalar loss, {'loss', 'num_targets'}) for the loss named by loss_cfg.name.
 
     hidden [..., D], targets / weights [...]; W [num_items + 1, D], b [num_items + 1] or None;
     key draws the negatives (unused by 'ce'); item_log_probs [num_items + 1] feeds the
     popularity sampler and its log q; window [R, W] (the batch's training rows) feeds the
-    'unseen' sampler.
+    'unseen' sampler and exclude_window, with segments [R, W] when the rows are packed. The P
+    positions of a row score the targets in its window's last P columns (SASRec's inputs
+    predict seq[:, 1:], BERT4Rec's tokens are seq[:, 1:]), so a position belongs to the
+    segment of its window column.
     """
     lo = loss_cfg
     h = hidden.reshape(-1, hidden.shape[-1])
@@ -58,12 +62,15 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_prob
     batch = dict(num_items=num_items, item_log_probs=item_log_probs, targets=t, weights=w)
     draws = dict(batch, window=window)
     if lo.name == "ce":
-        row_seen = None
-        if lo.exclude_window:  # [R, num_items]: each row's items, left out of its softmax
-            row_seen = samplers.row_items(window, num_items)[:, 1:]
+        seen = None
+        if lo.exclude_window:  # each segment's items, left out of its positions' softmax
+            seen = samplers.row_items(window, num_items, segments)[..., 1:]  # [R, S, num_items]
+            if segments is not None:  # [R, P, num_items]: each position's own segment's
+                columns = segments[:, -(h.shape[0] // window.shape[0]):]
+                seen = seen[jnp.arange(window.shape[0])[:, None], columns]
         per_position = cross_entropy(
             h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size,
-            row_seen=row_seen,
+            seen=seen,
         )
     elif lo.name == "sampled_softmax":
         rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
@@ -117,17 +124,17 @@ def _target_scores(h, t, W, b):
     return scores if b is None else scores + b[t]
 
 
-def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int, row_seen=None):
+def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int, seen=None):
     """Per-position softmax cross-entropy over items 1..num_items.
 
-    row_seen [R, num_items] (the N positions are R rows of N / R): items each row's positions
-    leave out of their softmax, their own target excepted (`loss.exclude_window`).
+    seen [R, P or 1, num_items] (the N positions are R rows of P): items each position (or
+    each row's positions) leaves out of its softmax, its own target excepted
+    (`loss.exclude_window`).
     """
     items, item_bias = W[1:], (None if b is None else b[1:])
-    if row_seen is not None:
+    if seen is not None:
         scores = _scores(h, items, item_bias)
-        scores = jnp.where(row_seen[:, None, :], -jnp.inf,
-                           scores.reshape(row_seen.shape[0], -1, scores.shape[-1]))
+        scores = jnp.where(seen, -jnp.inf, scores.reshape(seen.shape[0], -1, scores.shape[-1]))
         target = _target_scores(h, t, W, b)
         lse = jax.nn.logsumexp(scores.reshape(h.shape[0], -1), axis=-1)
         return jnp.logaddexp(lse, target) - target  # the target back among its competitors

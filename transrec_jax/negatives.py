@@ -42,15 +42,24 @@ def unseen(key: jax.Array, shape: tuple[int, int], num_items: int, window: jax.A
     padding, then its top K: every K-subset of the row's other items is equally likely.
     """
     check_unseen(shape[1], num_items, window.shape[1])
-    seen = row_items(window, num_items).at[:, 0].set(True)
+    seen = row_items(window, num_items)[:, 0].at[:, 0].set(True)
     noise = jnp.where(seen, -1.0, jax.random.uniform(key, seen.shape))
     return jax.lax.top_k(noise, shape[1])[1].astype(jnp.int32)
 
 
-def row_items(window: jax.Array, num_items: int) -> jax.Array:
-    """bool [R, num_items + 1]: which ids each row of window [R, W] holds (column 0: padding)."""
+def row_items(window: jax.Array, num_items: int, segments: jax.Array | None = None) -> jax.Array:
+    """bool [R, S, num_items + 1]: which ids each segment of each row of window [R, W] holds.
+
+    Column 0 is padding. An unpacked row is one segment (S = 1). A packed row's segments are
+    numbered 1, 2, ... with 0 for row padding (data/batching.pack_windows); each spans at least
+    two columns (an item and the padding slot before it), so S = W // 2 + 1 slots hold them.
+    """
     rows = jnp.arange(window.shape[0])[:, None]
-    return jnp.zeros((window.shape[0], num_items + 1), bool).at[rows, window].set(True)
+    if segments is None:
+        seen = jnp.zeros((window.shape[0], 1, num_items + 1), bool)
+        return seen.at[rows, 0, window].set(True)
+    seen = jnp.zeros((window.shape[0], window.shape[1] // 2 + 1, num_items + 1), bool)
+    return seen.at[rows, segments, window].set(True)
 
 
 def check_unseen(num_negatives: int, num_items: int, width: int) -> None:

@@ -79,7 +79,8 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
         hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **packed)
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
-                                   item_log_probs=item_log_probs, window=batch["seq"])[0]
+                                   item_log_probs=item_log_probs, window=batch["seq"],
+                                   segments=packed.get("segments"))[0]
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)

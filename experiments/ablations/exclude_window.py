@@ -6,8 +6,9 @@ user's own other items at every position. SASRec+'s 3000-negative code never sam
 row, drawn that way, learned faster than the uniform draw. This screens the same exclusion for
 full CE on best_ml1m_screen.py's proxy (configs/sasrec_best.py with 4 blocks, 40 epochs of
 cosine decay, seed 0), one run against that screen's base run (test NDCG@10 0.1730,
-validation 0.1752; results/best_ml1m_screen/). The exclusion works per row, so rows are not
-packed (the same losses, ~1.7x the time).
+validation 0.1752; results/best_ml1m_screen/). Its run trained unpacked rows (~1.7x the
+time; the same losses): it predates the exclusion per segment of a packed row, and its
+recorded settings keep it that way.
 
 What it found (2026-12-01, one core beside one other run, 32 min; results/exclude_window/):
 test NDCG@10 0.1785 against the base's 0.1730 (+0.0055, seed noise ±0.002), HR@10 0.3123

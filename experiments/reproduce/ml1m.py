@@ -208,6 +208,15 @@ ROWS = [
         "checkpoint), chosen by experiments/ablations/best_ml1m.py",
     ),
     dict(
+        name="best_exclude_window",
+        config="configs/sasrec_best.py:ml-1m",
+        overrides={**_BEST_SCHEDULE, "loss.exclude_window": True},
+        published=None,
+        source="this repository: `best` with loss.exclude_window (each training window's other "
+        "items left out of its softmax, as evaluation leaves out the history; chosen by "
+        "experiments/ablations/exclude_window.py)",
+    ),
+    dict(
         name="best_x3",
         config="configs/sasrec_best.py:ml-1m,ensemble",  # model.ensemble_size=3
         overrides=_BEST_SCHEDULE,
