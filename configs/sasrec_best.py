@@ -20,6 +20,10 @@ test NDCG@10 from 0.1812-0.1838 alone to 0.1927 (experiments/reproduce/ensemble.
 one-run form gains less (seed 1: 0.1872 against 0.1818 alone; the ML-1M table's `best_x3`
 row and findings).
 
+With `loss.exclude_window=True` (each training window's other items left out of its
+softmax) the same model tested at 0.1858 and 0.1900 (seeds 0 and 1; the table's
+`best_exclude_window` row): our strongest single model so far, seed 2 not yet run.
+
 Run (about an hour on one core of the 2-core Zen 5 dev box; 4 blocks take 33 minutes):
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m --workdir=/tmp/sasrec_best
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m,ensemble --workdir=/tmp/sasrec_best_x3
