@@ -336,13 +336,15 @@ def test_ensemble_scores_are_the_sum_of_member_scores(name):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_ensemble_members_train_independently():
+@pytest.mark.parametrize("exclude_window", [False, True])
+def test_ensemble_members_train_independently(exclude_window):
     """One train step: a member's update depends on its own parameters only."""
     import optax
 
     from transrec_jax.train import train_step
 
     cfg = base_config()
+    cfg.loss.exclude_window = exclude_window
     cfg.model = model_cfg("sasrec", ensemble_size=2)
     graphdef, params = nnx.split(build_model(cfg.model, NUM_ITEMS, rngs=nnx.Rngs(0)))
     tx = optax.sgd(0.1)

@@ -4,8 +4,10 @@
 #
 #   bash experiments/reproduce/gpu.sh                 # from anywhere; OUT defaults to /tmp/reproduce
 #   OUT=/data/out PARALLEL=8 TIME_LIMIT_S=540 bash experiments/reproduce/gpu.sh
+#   ROWS=best_exclude_window,best_exclude_window_x3 bash experiments/reproduce/gpu.sh
 #
-# Environment: OUT (results; default /tmp/reproduce), PARALLEL (runs at once, default 6),
+# Environment: OUT (results; default /tmp/reproduce), ROWS (reproduce.py --rows: only these
+# rows, all three seeds; default every row), PARALLEL (runs at once, default 6),
 # TIME_LIMIT_S (default 540: runs still going then are stopped, reported as not finished,
 # and resume when the script runs again on the same machine), WORKDIR_ROOT (default
 # /tmp/reproduce/runs/<table>: run directories hold checkpoints, so they stay out of $OUT),
@@ -48,9 +50,10 @@ export XLA_PYTHON_CLIENT_PREALLOCATE=false
 XLA_PYTHON_CLIENT_MEM_FRACTION=$("$PYTHON" -c "print(f'{0.9 / $PARALLEL:.2f}')")
 export XLA_PYTHON_CLIENT_MEM_FRACTION
 args=(experiments/reproduce/reproduce.py --table="$TABLE" --workdir_root="$WORKDIR_ROOT" --out_dir="$OUT")
+rows=(${ROWS:+--rows="$ROWS"})
 # At the limit SIGTERM ends the whole process group: the runs then in flight stay unfinished
 # (no error.txt, they resume on a rerun), and the tables below are written all the same.
-timeout --kill-after=30 "$TIME_LIMIT_S" "$PYTHON" "${args[@]}" --parallel="$PARALLEL" \
+timeout --kill-after=30 "$TIME_LIMIT_S" "$PYTHON" "${args[@]}" "${rows[@]}" --parallel="$PARALLEL" \
   2>&1 | tee "$OUT/gpu_log.txt" || true
 "$PYTHON" "${args[@]}" --report_only 2>&1 | tee -a "$OUT/gpu_log.txt"
 echo "finished in $(( $(date +%s) - start )) s: $OUT/RESULTS.md, $OUT/results/" | tee -a "$OUT/gpu_log.txt"

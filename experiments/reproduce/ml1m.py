@@ -31,7 +31,8 @@ in one run as a deep ensemble, scores summed; each of its runs costs three of `b
 `best_shifted` (one seed each) train every item of the long histories instead of their last
 window (`train.window=shifted`); `best_dff256` (two seeds) widens its feed-forward to 4d;
 `best_exclude_window` trains without each window's other items in its softmax
-(`loss.exclude_window`). GOAL states its target.
+(`loss.exclude_window`), and `best_exclude_window_x3` is `best_x3` trained that way. GOAL
+states its target.
 
 Run (resumable: finished runs are skipped; RESULTS.md is rewritten at the end):
   python experiments/reproduce/reproduce.py --table=experiments/reproduce/ml1m.py
@@ -225,6 +226,14 @@ ROWS = [
         source="this repository: configs/sasrec_best.py:ml-1m,ensemble (`best` as a deep "
         "ensemble: 3 members, each its own initialisation, dropout and loss over the same "
         "batches, trained in one run; item scores summed)",
+    ),
+    dict(
+        name="best_exclude_window_x3",
+        config="configs/sasrec_best.py:ml-1m,ensemble",  # model.ensemble_size=3
+        overrides={**_BEST_SCHEDULE, "loss.exclude_window": True},
+        published=None,
+        source="this repository: `best_x3` with loss.exclude_window (each member trained as "
+        "`best_exclude_window`; item scores summed)",
     ),
 ]
 
