@@ -136,11 +136,12 @@ FINDINGS = [
     "HR@10 0.0902 ± 0.0011, validation best at epochs 8-10 -- above the published sampled-softmax "
     "figure with a quarter of its parameters (0.83 M against 3.5 M). (Seed 2's wall time holds "
     "a 15-minute pause for a benchmark.)",
-    "`bert4rec` (seeds 0 and 2): NDCG@10 0.0391 and 0.0374, HR@10 0.0711 and 0.0680 "
-    "(validation best ~0.048 near epoch 39, stopped near 59 by the patience of 20) -- well "
-    "below both SASRec+ rows, the order [KV23] report for SASRec+ against BERT4Rec. Seed 1 was "
-    "stopped unfinished at epoch 72 (still within its patience; resumable): compute went to "
-    "the `best` rows first.",
+    "`bert4rec` (3 seeds): NDCG@10 0.0391, 0.0378 and 0.0374 -- 0.0381 ± 0.0009, HR@10 "
+    "0.0693 ± 0.0016 (validation best ~0.048 at epochs 38-54, stopped 20 epochs later by the "
+    "patience of 20) -- well below both SASRec+ rows, the order [KV23] report for SASRec+ "
+    "against BERT4Rec. Seed 1 (2026-12-02, one core of the 2-core AMD EPYC family 25 box, "
+    "beside one other run) resumed from its epoch-9 checkpoint; the table's wall time is that "
+    "last attempt's.",
     "`best`: the ML-1M recipe carried over as it was (4 blocks, dropout 0.1, lr 3e-3, cosine) "
     "overfits Beauty too -- validation best at epoch 6 (0.0677), test 0.0539, below "
     "`sasrec_plus_ce`. Dropout 0.5 turns that around: validation climbs until epoch 33 (0.0719), "
