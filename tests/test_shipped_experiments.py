@@ -80,3 +80,7 @@ def test_best_preset_is_sasrec_plus_with_its_documented_changes():
         "train.patience": (10, 0),
     }
     config_lib.validate(best)
+    words = load_module(os.path.join(REPO, "configs", "sasrec_best.py")).get_config(
+        "ml-1m,ensemble,exclude_window")
+    changed = {k: (b[k], v) for k, v in flat(words).items() if b[k] != v}
+    assert changed == {"model.ensemble_size": (1, 3), "loss.exclude_window": (False, True)}
