@@ -31,7 +31,8 @@ Run (about an hour on one core of the 2-core Zen 5 dev box; 4 blocks take 33 min
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m,ensemble --workdir=/tmp/sasrec_best_x3
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m,exclude_window --workdir=/tmp/sasrec_best_ex
 Arg words: as configs/sasrec.py (a dataset, `debug`, any `a.b=value` override), `ensemble`
-and `exclude_window` (loss.exclude_window=True). Its warm-up and schedule length were chosen for ML-1M (48 steps per epoch).
+and `exclude_window`. Its warm-up and schedule length were chosen for ML-1M (48 steps per
+epoch).
 """
 
 from transrec_jax import config as config_lib
