@@ -51,6 +51,17 @@ def test_shipped_table_loads(path):
     assert table.runs and all(run.seed in (0, 1, 2) for run in table.runs)
 
 
+def flat(c, prefix=""):
+    """{'model.d_model': 64, ...} from a nested ConfigDict."""
+    out = {}
+    for key, value in c.items():
+        if hasattr(value, "items"):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def test_best_preset_is_sasrec_plus_with_its_documented_changes():
     """configs/sasrec_best.py = the ML-1M table's sasrec_plus_ce row + 8 pre-norm blocks + the schedule."""
     best = load_module(os.path.join(REPO, "configs", "sasrec_best.py")).get_config("ml-1m")
@@ -58,15 +69,6 @@ def test_best_preset_is_sasrec_plus_with_its_documented_changes():
     row = next(r for r in table["ROWS"] if r["name"] == "sasrec_plus_ce")
     plus = load_module(os.path.join(REPO, "configs", "sasrec.py")).get_config(
         "ml-1m," + ",".join(f"{k}={v}" for k, v in {**table["BUDGET"], **row["overrides"]}.items()))
-
-    def flat(c, prefix=""):
-        out = {}
-        for key, value in c.items():
-            if hasattr(value, "items"):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
 
     a, b = flat(plus), flat(best)
     changed = {k: (a[k], b[k]) for k in a if a[k] != b[k]}
@@ -81,6 +83,26 @@ def test_best_preset_is_sasrec_plus_with_its_documented_changes():
     }
     config_lib.validate(best)
     words = load_module(os.path.join(REPO, "configs", "sasrec_best.py")).get_config(
-        "ml-1m,ensemble,exclude_window")
+        "ml-1m,ensemble,exclude_window,rotary,two_heads")
     changed = {k: (b[k], v) for k, v in flat(words).items() if b[k] != v}
-    assert changed == {"model.ensemble_size": (1, 3), "loss.exclude_window": (False, True)}
+    assert changed == {"model.ensemble_size": (1, 3), "loss.exclude_window": (False, True),
+                       "model.positions": ("learned", "rotary"), "model.num_heads": (1, 2)}
+
+
+@pytest.mark.parametrize("row_name, words", [
+    ("best_exclude_window", "exclude_window"),
+    ("best_exclude_window_rotary_2heads", "exclude_window,rotary,two_heads"),
+])
+def test_best_preset_words_train_what_their_ml1m_rows_train(row_name, words):
+    """The documented `configs/sasrec_best.py:ml-1m,<words>` command runs its row's model."""
+    best = load_module(os.path.join(REPO, "configs", "sasrec_best.py"))
+    table = runpy.run_path(os.path.join(REPO, "experiments", "reproduce", "ml1m.py"))
+    row = next(r for r in table["ROWS"] if r["name"] == row_name)
+
+    def kv(overrides):
+        return ",".join(f"{k}={v}" for k, v in overrides.items())
+
+    from_row = best.get_config("ml-1m," + kv({**table["BUDGET"], **row["overrides"]}))
+    from_words = best.get_config(
+        f"ml-1m,{words}," + kv({**table["BUDGET"], **table["_BEST_SCHEDULE"]}))
+    assert flat(from_words) == flat(from_row)

@@ -26,14 +26,15 @@ item of all but 512 validation users (our protocol holds it out).
 `best` (configs/sasrec_best.py, 3 seeds) is SASRec+ made deeper and trained on a cosine
 schedule; the one-factor ablation that chose it is experiments/ablations/best_ml1m.py;
 `best_4blocks` is its previous version (4 blocks in SASRec's placement), kept with its 3 seeds.
-`best_exclude_window` (configs/sasrec_best.py:ml-1m,exclude_window, 3 seeds) is our best
-measured configuration: `best` trained without each window's other items in its softmax
+`best_exclude_window` (configs/sasrec_best.py:ml-1m,exclude_window, 3 seeds) is
+`best` trained without each window's other items in its softmax
 (`loss.exclude_window`). `best_x3` (configs/sasrec_best.py:ml-1m,ensemble) trains three `best`
 models in one run as a deep ensemble, scores summed, and `best_exclude_window_x3` three
 `best_exclude_window` ones; each of their runs costs three single runs.
-`best_exclude_window_rotary_2heads` changes two things more at once: two heads, as
-HSTU-large's 8-block ML-1M recipe has, and rotary positions (relative, as HSTU's added bias
-is). `best_4blocks_shifted` and `best_shifted` (one seed each) train every item of the long
+`best_exclude_window_rotary_2heads` (configs/sasrec_best.py:ml-1m,exclude_window,rotary,
+two_heads, 3 seeds), our best configuration and the one that meets GOAL, changes two things
+more at once: two heads, as HSTU-large's 8-block ML-1M recipe has, and rotary positions
+(relative, as HSTU's added bias is). `best_4blocks_shifted` and `best_shifted` (one seed each) train every item of the long
 histories instead of their last window (`train.window=shifted`); `best_dff256` (two seeds)
 widens its feed-forward to 4d.
 GOAL states its target.
@@ -492,4 +493,23 @@ FINDINGS = [
     "--frameworks=jax_packed --losses=ce --config-overrides=model.num_layers=8,"
     "loss.exclude_window=False|True; train_step_8blocks*_2026-12-02.json; 20 steps each, one "
     "after the other, not interleaved, so ±10%): this box is about half as fast as the Zen 5 one.",
+    "*Two heads and rotary positions on top* (`best_exclude_window_rotary_2heads`: "
+    "`best_exclude_window` with model.num_heads=2 and model.positions=rotary, 3 seeds, "
+    "2026-12-02, a 2-core AMD EPYC family 26 (Zen 5) box; the three runs shared its two cores, "
+    "two at a time, paused and resumed in turn, so their 2.3-2.4 h wall times hold pauses). "
+    "Test NDCG@10 **0.1973, 0.1920 and 0.1945** against `best_exclude_window`'s 0.1858, 0.1900 "
+    "and 0.1902 for the same seeds (+0.0115, +0.0020, +0.0043): **0.1946 ± 0.0027** against "
+    "0.1886 ± 0.0025, HR@10 0.3349 ± 0.0042 against 0.3278 ± 0.0016. **The goal (NDCG@10 ≥ "
+    "0.190, mean of 3 seeds) is met**, and every seed passes it alone. Validation best 0.1967, "
+    "0.1961 and 0.1965 at epochs 61, 71 and 66 (`best_exclude_window`: 0.1910 in every seed); "
+    "the model also learns sooner, validation 0.1909 at epoch 23 in seed 0 where "
+    "`best_exclude_window` reached 0.184. The two changes were taken together from HSTU-large's "
+    "8-block ML-1M recipe (2 heads, relative positions) and from the 4-block screen, where each "
+    "measured +0.003 alone; which of the two carries the gain is not separated (one run each "
+    "of `model.num_heads=2` or `model.positions=rotary` alone would say). Rotary positions "
+    "replace the learned table (12,800 fewer parameters: 420,544 against 433,344). Run: "
+    "`python experiments/reproduce/reproduce.py --table=experiments/reproduce/ml1m.py "
+    "--rows=best_exclude_window_rotary_2heads`; the preset is "
+    "configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads (a test checks it trains "
+    "what the row trains).",
 ]
