@@ -21,9 +21,8 @@ one-run form gains less (seed 1: 0.1872 against 0.1818 alone; the ML-1M table's 
 row and findings).
 
 `exclude_window` (loss.exclude_window=True: each training window's other items left out of
-its softmax, as evaluation leaves out the history): test
-NDCG@10 0.1886 ± 0.0025 over 3 seeds against 0.1821 ± 0.0011 without (the table's
-`best_exclude_window` row). Its three runs summed after training test at 0.1972;
+its softmax, as evaluation leaves out the history): test NDCG@10 0.1886 ± 0.0025 over 3
+seeds against 0.1821 ± 0.0011 without (the table's `best_exclude_window` row). Its three runs summed after training test at 0.1972;
 `ensemble,exclude_window` trains such an ensemble in one run (row `best_exclude_window_x3`).
 
 `exclude_window,rotary,two_heads` (rotary positions instead of learned ones, 2 heads; the
@@ -36,8 +35,8 @@ Run (about an hour on one core of the 2-core Zen 5 dev box; 4 blocks take 33 min
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m,exclude_window --workdir=/tmp/sasrec_best_ex
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads --workdir=/tmp/sasrec_best_rot
 Arg words: as configs/sasrec.py (a dataset, `debug`, any `a.b=value` override), `ensemble`,
-`exclude_window`, `rotary` and `two_heads`. Its warm-up and schedule length were chosen for ML-1M (48 steps per
-epoch).
+`exclude_window`, `rotary` and `two_heads`. Its warm-up and schedule length were chosen for
+ML-1M (48 steps per epoch).
 """
 
 from transrec_jax import config as config_lib
