@@ -22,8 +22,9 @@ row and findings).
 
 `exclude_window` (loss.exclude_window=True: each training window's other items left out of
 its softmax, as evaluation leaves out the history): test NDCG@10 0.1886 ± 0.0025 over 3
-seeds against 0.1821 ± 0.0011 without (the table's `best_exclude_window` row). Its three runs summed after training test at 0.1972;
-`ensemble,exclude_window` trains such an ensemble in one run (row `best_exclude_window_x3`).
+seeds against 0.1821 ± 0.0011 without (the table's `best_exclude_window` row). Its three
+runs summed after training test at 0.1972; `ensemble,exclude_window` trains such an ensemble
+in one run (row `best_exclude_window_x3`).
 
 `exclude_window,rotary,two_heads` (rotary positions instead of learned ones, 2 heads; the
 table's `best_exclude_window_rotary_2heads` row): **our best configuration**, test NDCG@10
