@@ -1,5 +1,6 @@
 """The processed-dataset cache: written once, atomically, keyed by source and options."""
 
+import json
 import os
 
 import numpy as np
@@ -59,3 +60,12 @@ def test_missing_local_file_is_one_line_error(tmp_path):
     cfg = _cfg(tmp_path, source="local", path=str(tmp_path / "nope.txt"), name="local")
     with pytest.raises(DataError, match="config.dataset.path=.*no such file"):
         load.load_dataset(cfg, 0)
+
+
+def test_cache_meta_records_version_and_shapes(tmp_path):
+    cfg = _cfg(tmp_path)
+    ds = load.load_dataset(cfg, 0, log=lambda *_: None)
+    with np.load(load.cache_path(cfg, 0), allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["version"] == load.CACHE_VERSION
+    assert meta["shapes"]["items"] == [len(ds.items)] and "timestamps" not in meta["shapes"]

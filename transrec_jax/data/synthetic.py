@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from transrec_jax.data.errors import DataError
 from transrec_jax.data.interactions import Interactions
 
 _USERS_PER_CHUNK = 200_000
@@ -23,7 +24,7 @@ _USERS_PER_CHUNK = 200_000
 def generate(synthetic_cfg, seed: int) -> Interactions:
     s = synthetic_cfg
     if not (1 <= s.num_topics <= s.num_items and 1 <= s.min_len <= s.max_len and s.successors >= 1):
-        raise ValueError(
+        raise DataError(
             "config.dataset.synthetic: expected 1 <= num_topics <= num_items, "
             "1 <= min_len <= max_len and successors >= 1"
         )
