@@ -72,9 +72,13 @@ def main() -> None:
                      "ndcg@10": values[v]["ndcg@10"]})
         print(f"| {v} | {cold[v]:.2f} | {median:.2f} | {base / median:.2f}x | "
               f"{values[v]['hr@10']:.6f} | {values[v]['ndcg@10']:.6f} |")
+    from transrec_jax import hardware
+
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join([".venv/bin/python", "experiments/benchmarks/evaluate_ab.py",
+                                   *sys.argv[1:]]),
               "users": evaluators[variants[0]].batcher.num_users, "load_average": os.getloadavg(),
-              "cpus": os.cpu_count(), "rows": rows}
+              "cpus": os.cpu_count(), **hardware.host(), "rows": rows}
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2)
     print(f"load average {os.getloadavg()[0]:.1f}; wrote {args.out}")

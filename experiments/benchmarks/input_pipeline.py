@@ -109,10 +109,14 @@ def main() -> None:
 
     inline_ms = 1000 * statistics.median(timings["inline"])
     prebuilt_ms = 1000 * statistics.median(timings["prebuilt"])
+    from transrec_jax import hardware
+
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([".venv/bin/python", "experiments/benchmarks/input_pipeline.py",
+                             *sys.argv[1:]]),
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
-                   f"{os.cpu_count()} CPUs", "load_average": os.getloadavg(),
+                   f"{os.cpu_count()} CPUs", **hardware.host(), "load_average": os.getloadavg(),
         "loss": args.loss, "config": f"configs/sasrec.py:{LOSSES[args.loss]}",
         "data": dataset.name, "batch_size": config.train.batch_size,
         "max_len": config.model.max_len, "rounds": args.rounds, "block": args.block,

@@ -13,10 +13,12 @@ import json
 import os
 import platform
 import resource
+import sys
 import tempfile
 import time
 
 from transrec_jax import config as config_lib
+from transrec_jax import hardware
 from transrec_jax.data import load, preprocess, synthetic
 
 
@@ -29,6 +31,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "preprocess_memory.json"))
     args = parser.parse_args()
 
+    load_before = os.getloadavg()
     c = config_lib.base_config()
     c.dataset.synthetic.update(num_users=args.users, num_items=args.items, num_topics=50,
                                min_len=args.min_len, max_len=args.max_len)
@@ -48,6 +51,8 @@ def main():
         "generate_s": t1 - t0, "preprocess_s": t2 - t1, "cache_write_s": t3 - t2,
         "peak_rss_mb": peak_mb, "machine": f"{platform.machine()} {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python", "experiments/benchmarks/preprocess_memory.py", *sys.argv[1:]]),
+        **hardware.host(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
     }
     print("| users | items | interactions | generate s | preprocess s | cache s | peak RSS MB |")
     print("|---|---|---|---|---|---|---|")

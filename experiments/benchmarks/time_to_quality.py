@@ -203,6 +203,8 @@ def main() -> None:
         print(f"| {r['recipe']} | {reached} | {best} | {r['validations']} | {r['stopped_by']} | "
               f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |")
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join([".venv/bin/python", "experiments/benchmarks/time_to_quality.py",
+                                 *sys.argv[1:]]),
             "machine": f"{platform.machine()} {platform.system()} {platform.release()}, "
                        f"{os.cpu_count()} CPUs", **hardware.host(), "python": platform.python_version(),
             "target": args.target, "metric": args.metric, "limit_s": args.limit,
