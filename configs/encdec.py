@@ -6,6 +6,8 @@ token, from random windows inside each training sequence. Validation and the sta
 (the reproduction table) read the decoder's first step, i.e. the next-item protocol;
 generation is greedy (`model.beam_width=1`) or beam search. Loss: full softmax (ce);
 bce/gbce are rejected because generation sums softmax log-probabilities.
+Results: experiments/reproduce/RESULTS.md, ML-1M row `encdec` (next item); the next-K lists
+beside SASRec's: experiments/next_k/README.md.
 
 Run:
   python -m transrec_jax.main --config=configs/encdec.py --workdir=/tmp/encdec

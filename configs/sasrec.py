@@ -3,7 +3,10 @@
 Defaults train "SASRec+" (full softmax cross-entropy, Klenitskiy & Vasilev 2023); the `bce`
 variant is the original recipe: binary cross-entropy with one sampled negative, post-attention
 LayerNorm placement, one head. Each batch's windows are packed into fewer rows
-(`train.pack_rows`: the same users, targets and loss; ~1.7x faster on ML-1M).
+(`train.pack_rows`: the same users, targets and loss, less padding; its speed-up is measured in
+experiments/benchmarks/RESULTS.md, "packed training rows").
+Results: experiments/reproduce/RESULTS.md, ML-1M rows `sasrec_plus_ce` (this config with [KV23]'s
+model details) and `sasrec_bce` (`bce`); Amazon Beauty row `sasrec_plus_ce`.
 
 Run:
   python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec

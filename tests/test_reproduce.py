@@ -1,6 +1,7 @@
 """experiments/reproduce/reproduce.py: table files → named runs, dry-run commands, the runner
 (finished runs skipped, failures recorded, the tables written anyway), the results JSON and
-RESULTS.md (protocol, published vs ours, mean ± std, Δ), and one real tiny run end to end."""
+RESULTS.md (protocol, published vs ours, mean ± std, Δ, the findings of the table's Markdown
+file), --markdown_only, and one real tiny run end to end."""
 
 import importlib.util
 import json
@@ -42,13 +43,33 @@ TABLE = '''
     BUDGET = {"train.num_steps": 4}
     GOAL = "toy goal: NDCG@10 ≥ 0.3"
     REFERENCES = {"T24": "Toy & Paper, 2024"}
-    FINDINGS = ["`wide` misses: the toy paper counts ties in its favour."]
 '''
 
+# The table's words, beside it: RESULTS.md quotes the `## Findings` section, and only that
+WORDS = """# Toy table
 
-def write_table(tmp_path, body: str = TABLE, name: str = "toy") -> str:
+The protocol in full, not quoted.
+
+## Findings
+
+- `wide` misses: the toy paper counts ties in its favour,
+  measured twice.
+- `small` lands above.
+
+## Later
+
+Not quoted either.
+"""
+FINDINGS = """- `wide` misses: the toy paper counts ties in its favour,
+  measured twice.
+- `small` lands above."""
+
+
+def write_table(tmp_path, body: str = TABLE, name: str = "toy", words: str | None = WORDS) -> str:
     path = tmp_path / f"{name}.py"
     path.write_text(textwrap.dedent(body))
+    if words is not None:
+        (tmp_path / f"{name}.md").write_text(words)
     return str(path)
 
 
@@ -80,7 +101,8 @@ def test_table_expands_to_named_runs(tmp_path):
     (TABLE.replace('"model.num_heads": 3', '"model.nope": 3'), [],
      "row 'broken': config key 'model.nope' unknown"),
     (TABLE.replace("SEEDS = (0, 1)", "SEED = 1"), [], "unknown name SEED"),
-    (TABLE.replace('FINDINGS = ["', 'FINDINGS = [1, "'), [], "FINDINGS: expected a list of Markdown"),
+    (TABLE.replace("    SEEDS = (0, 1)", '    FINDINGS = ["x"]\n    SEEDS = (0, 1)'), [],
+     "FINDINGS: findings are Markdown, not Python: write them under '## Findings' in"),
     (TABLE.replace('source="toy paper")', 'source="")'), [], "row 'small': no source"),
     (TABLE.replace("(0.25, 0.095)", "0.25"), [], "published=0.25: expected (hr@10, ndcg@10)"),
     (TABLE.replace('name="wide"', 'name="small"'), [], "row 'small' appears twice"),
@@ -170,6 +192,7 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert "secret-host" not in json.dumps(doc)  # hostname-free
     assert records["small,seed=1"]["resumed"] and not records["small,seed=0"]["resumed"]
     assert doc["rows"][0]["published"] == {"hr@10": 0.25, "ndcg@10": 0.095}
+    assert "findings" not in doc  # words live in toy.md, not in the data
 
     md = open(os.path.join(out, "RESULTS.md")).read()
     assert "**Protocol (every table):** leave-one-out" in md and "## Toy table of the reproduce tests\n" in md
@@ -189,7 +212,7 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert "| `later` | not run yet | — |" in md
     assert "| `paper_only` | reference, not run | 0.4000 |" in md
     assert "| *popularity* | 0.0500 | | | 0.0200 |" in md and "- [T24] Toy & Paper, 2024" in md
-    assert "**Findings:**\n\n- `wide` misses: the toy paper counts ties in its favour." in md
+    assert f"**Findings:**\n\n{FINDINGS}\n\n**Rows**" in md and "not quoted" not in md.lower()
     assert ("- `wide`: `configs/sasrec.py:debug` + `model.d_model=32` `model.d_ff=32`. "
             "Source: toy paper, wide.") in md
 
@@ -205,13 +228,45 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     assert capsys.readouterr().out.splitlines() == [
         shlex.join(runs[n].command()) for n in ("broken,seed=0", "later,seed=0", "later,seed=1")]
 
-    other = write_table(tmp_path, TABLE.replace("Toy table", "Second toy table"), "second")
+    other = write_table(tmp_path, TABLE.replace("Toy table", "Second toy table"), "second", words=None)
     reproduce.main([f"--table={other}", f"--workdir_root={tmp_path / 'runs2'}", f"--out_dir={out}",
                     "--report_only"])
     md = open(os.path.join(out, "RESULTS.md")).read()
     assert md.count("**Protocol (every table):**") == 1  # both tables, one protocol on top
     assert md.index("## Second toy table") < md.index("## Toy table")  # results/second.json, toy.json
     assert sorted(os.listdir(os.path.join(out, "results"))) == ["second.json", "toy.json"]
+    assert md.count("**Findings:**") == 1  # second.py has no second.md
+
+
+def test_markdown_only_rewrites_results_md_from_the_json_and_the_words(tmp_path, monkeypatch):
+    """--markdown_only: RESULTS.md from results/*.json and each table's <table>.md as they are
+    now; nothing runs and no JSON is written."""
+    (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    path, out = write_table(tmp_path), str(tmp_path / "out")
+    reproduce.main([f"--table={path}", f"--workdir_root={tmp_path / 'runs'}", f"--out_dir={out}",
+                    "--rows=small"])
+    json_path, md_path = (os.path.join(out, *p) for p in (("results", "toy.json"), ("RESULTS.md",)))
+    with open(json_path) as f:
+        data = f.read()
+    before = open(md_path).read()
+    assert reproduce.results_markdown(out) == before
+
+    (tmp_path / "toy.md").write_text(WORDS.replace("measured twice", "measured three times"))
+    os.remove(md_path)
+    reproduce.main(["--markdown_only", f"--out_dir={out}"])
+    after = open(md_path).read()
+    assert after == before.replace("measured twice", "measured three times") != before
+    assert open(json_path).read() == data
+
+    (tmp_path / "toy.md").unlink()  # no words: no findings block, the rest as it was
+    reproduce.main(["--markdown_only", f"--out_dir={out}"])
+    assert open(md_path).read() == before.replace(f"\n**Findings:**\n\n{FINDINGS}\n", "")
+
+    for flags in (["--markdown_only", f"--table={path}"], []):
+        with pytest.raises(SystemExit):
+            reproduce.main(flags)
 
 
 def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):

@@ -1,8 +1,11 @@
-"""The sweep and table files we ship load, and the best preset is what its docstring says."""
+"""The sweep and table files we ship load, the best preset is what its docstring says, and the
+table rows config docstrings link to exist and train what the docstrings say."""
 
+import ast
 import glob
 import importlib.util
 import os
+import re
 import runpy
 import sys
 
@@ -89,20 +92,45 @@ def test_best_preset_is_sasrec_plus_with_its_documented_changes():
                        "model.positions": ("learned", "rotary"), "model.num_heads": (1, 2)}
 
 
-@pytest.mark.parametrize("row_name, words", [
-    ("best_exclude_window", "exclude_window"),
-    ("best_exclude_window_rotary_2heads", "exclude_window,rotary,two_heads"),
-])
-def test_best_preset_words_train_what_their_ml1m_rows_train(row_name, words):
+def docstring(path):
+    with open(path) as f:
+        return ast.get_docstring(ast.parse(f.read()))
+
+
+# The docstring's table of results: "configs/sasrec_best.py:ml-1m,<words>   row `<name>`"
+BEST_ROWS = re.findall(r"^  configs/sasrec_best\.py:(ml-1m[a-z_,]*) +row `([a-z0-9_]+)`$",
+                       docstring(os.path.join(REPO, "configs", "sasrec_best.py")), re.M)
+
+
+def test_best_preset_docstring_lists_its_rows():
+    assert ("ml-1m", "best") in BEST_ROWS
+    assert ("ml-1m,exclude_window,rotary,two_heads", "best_exclude_window_rotary_2heads") in BEST_ROWS
+
+
+@pytest.mark.parametrize("arg, row_name", BEST_ROWS, ids=[name for _, name in BEST_ROWS])
+def test_best_preset_words_train_what_their_ml1m_rows_train(arg, row_name):
     """The documented `configs/sasrec_best.py:ml-1m,<words>` command runs its row's model."""
     best = load_module(os.path.join(REPO, "configs", "sasrec_best.py"))
     table = runpy.run_path(os.path.join(REPO, "experiments", "reproduce", "ml1m.py"))
     row = next(r for r in table["ROWS"] if r["name"] == row_name)
+    row_file, _, row_arg = row["config"].partition(":")
+    assert row_file == "configs/sasrec_best.py"
 
     def kv(overrides):
         return ",".join(f"{k}={v}" for k, v in overrides.items())
 
-    from_row = best.get_config("ml-1m," + kv({**table["BUDGET"], **row["overrides"]}))
-    from_words = best.get_config(
-        f"ml-1m,{words}," + kv({**table["BUDGET"], **table["_BEST_SCHEDULE"]}))
+    from_row = best.get_config(f"{row_arg}," + kv({**table["BUDGET"], **row["overrides"]}))
+    from_words = best.get_config(f"{arg}," + kv({**table["BUDGET"], **table["_BEST_SCHEDULE"]}))
     assert flat(from_words) == flat(from_row)
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))),
+                         ids=os.path.basename)
+def test_config_docstring_links_to_rows_that_exist(path):
+    """A config's docstring links to its results by table row: every row it names is one."""
+    rows = {row["name"] for table in TABLES for row in runpy.run_path(table)["ROWS"]}
+    named = re.findall(r"\brows? `([a-z0-9_]+)`(?: \([^)]*\))?(?: and `([a-z0-9_]+)`)?",
+                       docstring(path))
+    named = {name for pair in named for name in pair if name}
+    assert named, f"{os.path.basename(path)}: its docstring links to no table row"
+    assert named <= rows, f"no such table row: {sorted(named - rows)}"

@@ -1,7 +1,7 @@
 """The machine a figure was measured on, without its name: CPU model and usable cores.
 
-Speeds differ several-fold between CPU generations (ML-1M epochs took 43 s on one 2-core
-machine here and ~15 s on another), so every timing written to disk carries this.
+Speeds differ several-fold between CPU generations (experiments/benchmarks/RESULTS.md), so
+every timing written to disk carries this.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """Keep freed host memory in the process, so XLA:CPU reuses it from one step to the next.
 
-XLA:CPU mallocs every step's temporaries (400-750 MiB for SASRec on ML-1M) and frees them
-after the step. glibc returns such blocks to the kernel (mmap'd chunks, per-thread arena
+XLA:CPU mallocs every step's temporaries (hundreds of MiB for SASRec on ML-1M) and frees
+them after the step. glibc returns such blocks to the kernel (mmap'd chunks, per-thread arena
 heaps unmapped when empty), so each step page-faults them back in and the kernel zeroes
-them: measured, a third of the BCE and CE steps' wall time was system time. With one arena,
-no mmap'd chunks and no trimming, the memory is reused and resident memory stays at its
-peak instead (ML-1M CE: ~2.9 GiB instead of ~1.5 GiB). That peak also holds the heap's
-fragments: steps of several shapes (packed rows, evaluation buckets) leave free pages that
-nothing hands back, and a `best_x3` run (three 8-block models; its step's XLA temporaries are
-5.1 GiB) grew to 10-14 GiB, two such runs overflowing 24 GiB. `release_free_memory` returns
-the free pages; the training loop calls it after each validation.
+them: much of a CPU step's wall time was system time (experiments/benchmarks/ARCHIVE.md).
+With one arena, no mmap'd chunks and no trimming, the memory is reused and resident memory
+stays at its peak instead. That peak also holds the heap's fragments: steps of several shapes
+(packed rows, evaluation buckets) leave free pages that nothing hands back, so a large run
+(a `best_x3` ensemble) grew to several times its step's temporaries. `release_free_memory`
+returns the free pages; the training loop calls it after each validation.
 """
 
 from __future__ import annotations

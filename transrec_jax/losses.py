@@ -22,12 +22,12 @@ the compute dtype of `hidden`.
                    hidden), shared by its positions, as SASRec+ (Klenitskiy & Vasilev 2023)
                    draws them. One draw for the whole batch costs no less and learns far
                    worse: each drawn item is then pushed down at every position of the batch
-                   at once (on ML-1M, 16 or 128 batch-shared negatives stayed below the
-                   popularity baseline after 10 epochs). logq_correction subtracts log q(item)
-                   from the positive's and the negatives' logits (as TensorFlow's
-                   sampled_softmax_loss does); with the uniform sampler that is a no-op,
-                   and the 'unseen' sampler (K distinct items outside the row's window,
-                   SASRec+'s draw), equally likely over a row's candidates, skips it.
+                   at once (measured: experiments/ablations/README.md, the loss ablation's
+                   last finding). logq_correction subtracts log q(item) from the positive's
+                   and the negatives' logits (as TensorFlow's sampled_softmax_loss does);
+                   with the uniform sampler that is a no-op, and the 'unseen' sampler (K
+                   distinct items outside the row's window, SASRec+'s draw), equally likely
+                   over a row's candidates, skips it.
 remove_accidental_hits drops a negative equal to the position's positive: -inf logit in the
 softmax, a zero term in bce / gbce.
 """

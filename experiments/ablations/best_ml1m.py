@@ -4,9 +4,9 @@ One factor at a time around the strongest recipe measured so far on ML-1M: the r
 table's `sasrec_plus_ce` row ([KV23]'s SASRec: SASRec norm placement, ReLU, d = d_ff = 64, 2
 blocks, 1 head, dropout 0.1, scaled embeddings; full cross-entropy) trained with lr 3e-3, a
 96-step warm-up and cosine decay to 0 over 80 epochs (experiments/benchmarks/time_to_quality.py
-`fast_cosine_80`: validation NDCG@10 0.1771, test 0.1707, against 0.1725 / 0.1692 for the
-published constant lr 1e-3 with early stopping). Every run trains the full 80 epochs (a cosine
-schedule has no sensible early stop) and tests the best validation checkpoint. The base run
+`fast_cosine_80`, which beat the published constant lr 1e-3 with early stopping; figures in
+experiments/benchmarks/RESULTS.md). Every run trains the full 80 epochs (a cosine schedule has
+no sensible early stop) and tests the best validation checkpoint. The base run
 (blocks=2,d=64,dropout=0.1) is that time_to_quality run itself, copied in: the same config.
 
   blocks   model.num_layers ∈ {2, 4, 8}; 8 with pre-norm (x + f(LN(x)), a final LN), since
@@ -14,9 +14,8 @@ schedule has no sensible early stop) and tests the best validation checkpoint. T
   d        model.d_model = model.d_ff ∈ {64, 128}
   dropout  model.dropout = model.attention_dropout ∈ {0.1, 0.3}
 
-Run (one seed). Measured on the 2-core Zen 5 box: the base run 13 min alone; with two runs at
-a time, each pinned to one core, 2 blocks 22 min, 4 blocks 33 min, 8 blocks ~60 min (75 min
-wall, ~15 of them paused for a benchmark):
+Run (one seed; what the runs found and cost: experiments/ablations/README.md, section
+best_ml1m.py; the table: results/best_ml1m/report.md):
   python -m transrec_jax.sweep --sweep=experiments/ablations/best_ml1m.py
   python -m transrec_jax.report --sweep=experiments/ablations/best_ml1m.py \
       --out=experiments/ablations/results/best_ml1m
@@ -36,8 +35,8 @@ AXES = {
     "blocks": [
         ("2", {"model.num_layers": 2}),
         ("4", {"model.num_layers": 4}),
-        # 8 blocks with SASRec's norm placement did not train at this lr: the loss stayed at
-        # 7.45 and validation NDCG@10 at the popularity level (0.02) for 15 epochs.
+        # 8 blocks with SASRec's norm placement did not train at this lr: validation NDCG@10
+        # stayed at the popularity level (experiments/ablations/README.md, best_ml1m.py).
         ("8_prenorm", {"model.num_layers": 8, "model.norm_placement": "pre"}),
     ],
     "d": [(str(d), {"model.d_model": d, "model.d_ff": d}) for d in (64, 128)],

@@ -5,18 +5,14 @@ user's own other items at every position. SASRec+'s 3000-negative code never sam
 (its negatives come from outside the user's sequence), and our `sasrec_plus_ss3000_unseen`
 row, drawn that way, learned faster than the uniform draw. This screens the same exclusion for
 full CE on best_ml1m_screen.py's proxy (configs/sasrec_best.py with 4 blocks, 40 epochs of
-cosine decay, seed 0), one run against that screen's base run (test NDCG@10 0.1730,
-validation 0.1752; results/best_ml1m_screen/). Its run trained unpacked rows (~1.7x the
-time; the same losses): it predates the exclusion per segment of a packed row, and its
-recorded settings keep it that way.
+cosine decay, seed 0), one run against that screen's base run (results/best_ml1m_screen/).
+Its run trained unpacked rows (slower; the same losses): it predates the exclusion per
+segment of a packed row, and its recorded settings keep it that way.
 
-What it found (2026-12-01, one core beside one other run, 32 min; results/exclude_window/):
-test NDCG@10 0.1785 against the base's 0.1730 (+0.0055, seed noise ±0.002), HR@10 0.3123
-against 0.3040, validation best 0.1819 against 0.1752; the validation curve leads from epoch
-~8 (epoch 14: 0.1685 against 0.1595). The largest gain of any lever on this proxy, but d_ff 256
-(+0.0076 here) did not carry to 8 blocks, so the 8-block preset must show it.
+What it found: experiments/ablations/README.md (section exclude_window.py); the table:
+results/exclude_window/report.md.
 
-Run (one core, ~30 min):
+Run (one seed):
   python -m transrec_jax.sweep --sweep=experiments/ablations/exclude_window.py
   python -m transrec_jax.report --sweep=experiments/ablations/exclude_window.py \
       --out=experiments/ablations/results/exclude_window

@@ -8,14 +8,12 @@ sweep's temperature=0 level (the same config, copied in from that sweep's runs).
 
   temperature  model.score_temperature ∈ {0 (dot product), 0.05, 0.1}
 
-Run (one seed; ~17 min per run on one core of the 2-core Zen 5 box):
+Run (one seed):
   python -m transrec_jax.sweep --sweep=experiments/ablations/scores.py
   python -m transrec_jax.report --sweep=experiments/ablations/scores.py \
       --out=experiments/ablations/results/scores
-What it found (results/scores/, 2026-12-01, one core each): not a lever on ML-1M with full
-CE. Test NDCG@10 (validation averaged over the last 10 epochs in brackets): dot product 0.1730
-(0.1744); temperature 0.1 0.1743 (0.1752), within seed noise (±0.0015-0.002); 0.05, HSTU's
-value, 0.1680 (0.1675): it learns slower from the first epoch and never catches up.
+What it found: experiments/ablations/README.md (section scores.py); the table:
+results/scores/report.md.
 """
 
 import os

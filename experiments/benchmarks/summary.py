@@ -520,7 +520,7 @@ def claims() -> list[tuple[str, bool]]:
          all("train.window=shifted" in c for c in shifted)),
         ("time to quality: the last-window run did not reach the target",
          record("time_to_quality_best_2026-11-28.json")["results"][0]["time_to_target_s"] is None),
-        ("time to quality: the 0.177 recipe is lr 3e-3 with a cosine over 80 epochs",
+        ("time to quality: the cosine-80 recipe is lr 3e-3 with a cosine over 80 epochs",
          all(s in cosine for s in ("train.learning_rate=0.003", "train.num_epochs=80",
                                    "train.schedule=cosine"))),
         ("scale: peak RSS under the target", record("scale.json")["results"]["pass"] is True),

@@ -75,8 +75,8 @@ def recipes() -> dict[str, dict]:
         }},
         "fast_cosine": {"config": published["config"], "overrides": {
             **published["overrides"], **common,
-            # `fast` with a budget: cosine decay to 0 over 18 epochs (864 steps, ~14 minutes
-            # here). `fast` gained only ~0.001 per epoch after epoch 10 at a constant 3e-3.
+            # `fast` with a budget: cosine decay to 0 over 18 epochs (864 steps), since `fast`
+            # gained little per epoch after epoch 10 at a constant 3e-3 (RESULTS.md).
             "train.learning_rate": 3e-3,
             "train.warmup_steps": 96,
             "train.schedule": "cosine",
@@ -84,8 +84,7 @@ def recipes() -> dict[str, dict]:
         }},
         "fast_cosine_80": {"config": published["config"], "overrides": {
             **published["overrides"], **common,
-            # The same decay over 80 epochs (3,840 steps, ~13 minutes on the Zen 5 box with
-            # packed rows): there `fast` plateaus at 0.17-0.175 from epoch ~35, noisily.
+            # The same decay over 80 epochs (3,840 steps), where `fast` plateaus (RESULTS.md).
             "train.learning_rate": 3e-3,
             "train.warmup_steps": 96,
             "train.schedule": "cosine",
@@ -93,12 +92,11 @@ def recipes() -> dict[str, dict]:
         }},
         # configs/sasrec_best.py with 4 blocks in SASRec's placement, as it was when measured
         # (fast_cosine_80 with 4 blocks; the preset's own schedule). The preset's 8 pre-norm
-        # blocks take ~2x as long an epoch: no faster route to 0.18.
+        # blocks take longer an epoch: no faster route to the target.
         "best": {"config": "configs/sasrec_best.py:ml-1m",
                  "overrides": {"model.num_layers": 4, "model.norm_placement": "sasrec"}},
-        # `best` with its cosine over 55 epochs (~14 minutes at 15.5 s an epoch) instead of 80:
-        # the low-lr end then falls inside a 15-minute run. Measured: it lowers the plateau
-        # (0.1783 against 0.17995; RESULTS.md section 6).
+        # `best` with its cosine over 55 epochs instead of 80, so the low-lr end falls inside
+        # a 15-minute run; it lowered the plateau (RESULTS.md, time to quality).
         "best_55": {"config": "configs/sasrec_best.py:ml-1m", "overrides": {
             "model.num_layers": 4, "model.norm_placement": "sasrec", "train.num_epochs": 55}},
         # `best` training every item of the long histories: a full window at a random offset

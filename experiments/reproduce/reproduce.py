@@ -5,6 +5,7 @@ r"""Reproduction tables: a table file → every row × seed trained → results 
       --rows=sasrec_plus_ce,bert4rec --seeds=0 --parallel=2
   python experiments/reproduce/reproduce.py --table=experiments/reproduce/ml1m.py --dry_run > jobs.txt
   python experiments/reproduce/reproduce.py --table=experiments/reproduce/ml1m.py --report_only
+  python experiments/reproduce/reproduce.py --markdown_only
 
 A table file is plain Python (ml1m.py is the example) that sets:
 
@@ -19,11 +20,12 @@ A table file is plain Python (ml1m.py is the example) that sets:
   BUDGET = {"train.num_epochs": 200, ...}        overrides of every run (a row's own win)
   GOAL = "..."                                   optional: a target stated above the table
   REFERENCES = {"KV23": "authors, title, venue; code"}   optional: the keys sources cite
-  FINDINGS = ["...", ...]                        optional: what explains a row's miss, measured
-                                                 (Markdown, one bullet each, below the table)
 
-and a docstring: its first line is the table's title, the rest says protocol, budget, sources
-and the run command. Names starting with `_` are the file's own helpers.
+and a docstring: its first line is the table's title, the rest says in short what the table is
+and how to run it. Names starting with `_` are the file's own helpers. Words about the table
+are Markdown, written by hand in <table>.md beside the table file (ml1m.md): the protocol and
+rows in full, and under its `## Findings` heading what the runs found (what explains a row's
+miss, with the figures measured), which RESULTS.md quotes below the table as it is.
 
 Each run is a `transrec_jax.sweep.Run` named `<row>,seed=N`, workdir <workdir_root>/<name>
 (default experiments/reproduce/runs/<table>), launched with `sweep.launch` (`--parallel` at a
@@ -38,7 +40,9 @@ arguments and get today's settings).
 Overrides are BUDGET, then the row's, then the seed; unknown keys and wrong types stop the
 table before anything runs, and a workdir launched with other settings is an error. Then (and
 alone with --report_only) every run of the table is written to <out_dir>/results/<table>.json,
-and <out_dir>/RESULTS.md is rewritten from every results/*.json there. --rows limits what is
+and <out_dir>/RESULTS.md is rewritten from every results/*.json there and each table's
+findings. --markdown_only (no --table) only rewrites RESULTS.md that way: no run, no JSON
+touched, so it is how an edited <table>.md reaches RESULTS.md. --rows limits what is
 launched (or printed by --dry_run); --seeds replaces every row's seeds.
 """
 
@@ -63,13 +67,14 @@ from transrec_jax import sweep as sweep_lib
 from transrec_jax.config import ConfigError
 from transrec_jax.metric_log import read_metrics
 
-TABLE_NAMES = ("ROWS", "SEEDS", "BUDGET", "GOAL", "REFERENCES", "FINDINGS")
+TABLE_NAMES = ("ROWS", "SEEDS", "BUDGET", "GOAL", "REFERENCES")
 ROW_KEYS = ("name", "config", "overrides", "published", "source", "seeds")
 METRICS = ("hr@10", "ndcg@10")  # the published pair every row is compared on
 # A row passes with Δ NDCG@10 ≥ -NOISE: within seed-to-seed noise of its published figure, or above
 NOISE = 0.006
 RUNS_ROOT = os.path.join("experiments", "reproduce", "runs")
 OUT_DIR = os.path.join("experiments", "reproduce")
+FINDINGS_HEADING = "## Findings"  # the section of <table>.md that RESULTS.md quotes
 PROTOCOL = (
     "leave-one-out: each user's last item is the test target, the second-to-last the validation "
     "target (used only to pick the checkpoint and stop training), the rest trains; the test "
@@ -102,7 +107,6 @@ class Table:
     title: str
     goal: str
     references: dict[str, str]
-    findings: list[str]
     budget: dict[str, Any]
     rows: list[Row]
     root: str
@@ -115,6 +119,9 @@ def load_table(path: str, seeds: str = "", root: str = "") -> Table:
         raise ReproduceError(f"--table={path}: no such file")
     spec = runpy.run_path(path)
     unknown = [k for k in spec if k.isupper() and not k.startswith("_") and k not in TABLE_NAMES]
+    if "FINDINGS" in unknown:
+        raise ReproduceError(f"{path}: FINDINGS: findings are Markdown, not Python: write them "
+                             f"under '{FINDINGS_HEADING}' in {findings_path(path)}")
     if unknown:
         raise ReproduceError(f"{path}: unknown name {unknown[0]}; a table file sets {TABLE_NAMES}")
     if not spec.get("ROWS"):
@@ -145,11 +152,7 @@ def load_table(path: str, seeds: str = "", root: str = "") -> Table:
     references = spec.get("REFERENCES", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in references.items()):
         raise ReproduceError(f"{path}: REFERENCES: expected {{key: citation}} strings")
-    findings = list(spec.get("FINDINGS", []))
-    if not all(isinstance(f, str) for f in findings):
-        raise ReproduceError(f"{path}: FINDINGS: expected a list of Markdown strings")
-    return Table(name, path, title, spec.get("GOAL", ""), references, findings, budget, rows,
-                 root, runs)
+    return Table(name, path, title, spec.get("GOAL", ""), references, budget, rows, root, runs)
 
 
 def _row(path: str, index: int, raw, budget: dict, seeds: tuple[int, ...], forced: bool) -> Row:
@@ -375,7 +378,6 @@ def write_results(table: Table, records: list[dict], out_dir: str) -> str:
         "title": table.title,
         "goal": table.goal,
         "references": table.references,
-        "findings": table.findings,
         "budget": table.budget,
         "workdir_root": table.root,
         "rows": [{"name": row.name, "config": row.config, "overrides": row.overrides,
@@ -389,14 +391,45 @@ def write_results(table: Table, records: list[dict], out_dir: str) -> str:
 
 
 def write_markdown(out_dir: str) -> str:
-    """<out_dir>/RESULTS.md from every <out_dir>/results/*.json; its path."""
+    """<out_dir>/RESULTS.md from every <out_dir>/results/*.json and each table's findings; its
+    path."""
+    path = os.path.join(out_dir, "RESULTS.md")
+    _write_atomic(path, results_markdown(out_dir))
+    return path
+
+
+def results_markdown(out_dir: str) -> str:
+    """What write_markdown writes to <out_dir>/RESULTS.md; nothing is written or run."""
     tables = []
     for path in sorted(glob.glob(os.path.join(out_dir, "results", "*.json"))):
         with open(path) as f:
             tables.append(json.load(f))
-    path = os.path.join(out_dir, "RESULTS.md")
-    _write_atomic(path, markdown(tables))
-    return path
+    return markdown(tables)
+
+
+def findings_path(table_file: str) -> str:
+    """<table>.md beside the table file <table>.py: the words written about the table."""
+    return os.path.splitext(table_file)[0] + ".md"
+
+
+def read_findings(table_file: str) -> str:
+    """The `## Findings` section of the table's Markdown file, without its heading and the blank
+    lines around it, up to the next `#` or `##` heading (outside code fences); "" without file
+    or section."""
+    path = findings_path(table_file)
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if FINDINGS_HEADING not in lines:
+        return ""
+    start = end = lines.index(FINDINGS_HEADING) + 1
+    fenced = False
+    for end in range(start, len(lines) + 1):
+        if end == len(lines) or (not fenced and lines[end].startswith(("# ", "## "))):
+            break
+        fenced ^= lines[end].lstrip().startswith("```")
+    return "\n".join(lines[start:end]).strip("\n")
 
 
 def markdown(tables: list[dict]) -> str:
@@ -454,8 +487,9 @@ def _section(t: dict) -> list[str]:
     if failed:
         lines += ["", "**Failed runs** (`<workdir>/error.txt` has the end of the output):", ""]
         lines += [f"- `{r['run']}`: {r['error']}" for r in failed]
-    if t.get("findings"):
-        lines += ["", "**Findings:**", ""] + [f"- {finding}" for finding in t["findings"]]
+    findings = read_findings(t["file"])
+    if findings:
+        lines += ["", "**Findings:**", "", findings]
     lines += ["", "**Rows** (config, changes from it, source):", ""]
     for row in t["rows"]:
         changes = " ".join(f"`{k}={v}`" for k, v in row["overrides"].items())
@@ -533,7 +567,7 @@ def _write_atomic(path: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", required=True, help="table file, e.g. experiments/reproduce/ml1m.py")
+    parser.add_argument("--table", default="", help="table file, e.g. experiments/reproduce/ml1m.py")
     parser.add_argument("--rows", default="", help="comma-separated rows to launch (default: all)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds replacing every row's")
     parser.add_argument("--parallel", type=int, default=1, help="runs at once")
@@ -543,7 +577,17 @@ def main(argv: list[str] | None = None) -> None:
                         help="print the commands of unfinished runs; run nothing")
     parser.add_argument("--report_only", action="store_true",
                         help="run nothing; write the JSON and RESULTS.md")
+    parser.add_argument("--markdown_only", action="store_true",
+                        help="no --table: rewrite RESULTS.md from the results/*.json in --out_dir "
+                        "and each table's <table>.md; run nothing, write no JSON")
     args = parser.parse_args(argv)
+    if args.markdown_only:
+        if args.table or args.rows or args.seeds or args.dry_run or args.report_only:
+            parser.error("--markdown_only takes only --out_dir")
+        print(f"wrote {write_markdown(args.out_dir)}")
+        return
+    if not args.table:
+        parser.error("--table is required (or --markdown_only)")
     try:
         table = load_table(args.table, args.seeds, args.workdir_root)
         runs = select(table, args.rows)

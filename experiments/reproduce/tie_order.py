@@ -3,7 +3,8 @@
 Our ML-1M sequences (../shared/data/ml-1m/ml-1m_sasrec-equiv_derived.txt.gz) have SASRec's
 users, items and interactions, but ratings given in the same second appear in an arbitrary
 order (see ../shared/data/README.md), while the published SASRec `ml-1m.txt` came from a stable
-sort by timestamp over the raw ratings file (checked by sasrec_tie_check.py: 992 of 992 groups). Leave-one-out takes the last item as the test target and
+sort by timestamp over the raw ratings file (checked by sasrec_tie_check.py; see
+early_runs/README.md). Leave-one-out takes the last item as the test target and
 the one before as the validation target, so a different tie order is a different target for
 every user whose last ratings share a second.
 

@@ -1,6 +1,6 @@
 """Local interaction files (MovieLens, SASRec/BERT4Rec, S3-Rec, generic tables) -> `Interactions`.
 
-Files are parsed in bulk by pyarrow (ML-20M's 20M lines take seconds and stay near 1 GB); `.gz`
+Files are parsed in bulk by pyarrow (ML-20M-sized files in seconds, one copy in memory); `.gz`
 is read directly. Rows keep the file order. The bulk read is strict: no spelling of a missing value
 (NA, nan, null, an empty field) is read as null, and every parsed field is checked (ids integral,
 ratings and timestamps finite) with vectorised checks. Only when a file fails them does a Python

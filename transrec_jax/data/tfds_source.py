@@ -29,7 +29,7 @@ _FEATURES = {
     "timestamp": "int64_list",
     "user_rating": "float_list",
 }
-_BATCH = 1 << 16  # records fetched per data_source call: one at a time is ~30x slower
+_BATCH = 1 << 16  # records fetched per data_source call: one at a time is far slower
 
 
 def load_tfds(name: str, data_dir: str = "", *, download: bool = True) -> Interactions:
@@ -112,7 +112,7 @@ def _entries(folder: str) -> set[str]:
 def _records_to_interactions(records, name: str) -> Interactions:
     """Parse the serialized tf.train.Example records, reading only the four features used.
 
-    TFDS's own decoding of all 12 features is ~12x slower (~4 min for ML-1M instead of ~25 s).
+    TFDS's own decoding of all 12 features is several times slower.
     """
     from tensorflow_datasets.proto import tf_example_pb2
 

@@ -248,7 +248,7 @@ class MultiHeadAttention(nnx.Module):
                 out = jnp.where(has_key.transpose(0, 2, 1)[..., None], out, 0).astype(out.dtype)
             return out, None
         # Heads-first [B, H, L, Dh] operands: with the head axis between batch and length, XLA:CPU
-        # copied [B, H, Lq, Lk]-sized tensors into other layouts (the core ran 1.5x slower).
+        # copied [B, H, Lq, Lk]-sized tensors into other layouts, and the core ran slower.
         q, k, v = (x.swapaxes(1, 2) for x in (q, k, v))
         core = functools.partial(attention_core, rate=self.dropout_rate, scale=scale)
         if self.chunk and q.shape[2] > self.chunk and not return_weights:
