@@ -102,6 +102,14 @@ def _base(**kv):
          "loss.sampler='unseen' .* expected loss.name='sampled_softmax', got 'bce'"),
         ({"loss.name": "sampled_softmax", "loss.sampler": "unseen", "train.pack_rows": True},
          "loss.sampler='unseen' .* expected train.pack_rows=False"),
+        # every interval the loop divides by or counts with
+        ({"train.log_every": 0}, "train.log_every=0: expected a positive integer"),
+        ({"train.checkpoint_every_steps": -1}, "train.checkpoint_every_steps=-1: expected a positive"),
+        ({"train.keep_checkpoints": 0}, "train.keep_checkpoints=0: expected a positive integer"),
+        ({"train.eval_every_steps": -3}, "train.eval_every_steps=-3: expected a non-negative"),
+        ({"train.eval_every_epochs": 0}, "train.eval_every_epochs=0: expected a positive integer"),
+        ({"train.patience": -1}, "train.patience=-1: expected a non-negative integer"),
+        ({"eval.batch_size": 0}, "eval.batch_size=0: expected a positive integer"),
     ],
 )
 def test_validation_names_the_key(kv, match):

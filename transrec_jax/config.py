@@ -47,7 +47,11 @@ def base_config() -> ml_collections.ConfigDict:
     d.next_k = 5  # next_k split: the last next_k items per user are test, the next_k before them validation
     d.val_time = 0  # temporal split: interactions at t >= val_time are validation...
     d.test_time = 0  # ...and t >= test_time test (unix seconds)
-    d.cache_dir = ""  # "" = <workdir>/../.cache or ~/.cache/transrec_jax
+    # For people, not training: the file's item id → original id (CSV/TSV with a header), and
+    # original id → title (movies.dat, u.item, or CSV/TSV with a 'title' column); data/catalog.py
+    d.item_map = ""
+    d.item_titles = ""
+    d.cache_dir = ""  # "" = ~/.cache/transrec_jax
     # Synthetic generator (planted sequential structure).
     d.synthetic = s = ml_collections.ConfigDict()
     s.num_users = 2000
@@ -163,10 +167,13 @@ def apply_dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
     elif name == "ml-1m":
         d.source, d.format = "local", "user_item"
         d.path = "../shared/data/ml-1m/ml-1m_sasrec-equiv_derived.txt.gz"
+        d.item_map = "../shared/data/ml-1m/ml-1m_sasrec-equiv_itemmap.tsv"  # → MovieIDs
+        d.item_titles = "../shared/data/ml-1m/movies.dat"
         c.model.max_len = 200
     elif name == "ml-100k":
         d.source, d.format = "local", "ml100k"
         d.path = "../shared/data/ml-100k/u.data.gz"
+        d.item_titles = "../shared/data/ml-100k/u.item"
         c.model.max_len = 200
     elif name == "beauty":
         d.source, d.format = "local", "user_items"
@@ -195,53 +202,64 @@ def parse_arg(arg: str | None) -> dict[str, str]:
 
 
 def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
-    """Raise ConfigError naming the first bad key."""
+    """Raise ConfigError naming the first bad key, section by section."""
+    _validate_dataset(c.dataset)
+    _validate_model(c.model, c.dataset)
+    _validate_loss(c.loss, c.model, c.train)
+    _validate_train(c.train, c.model, num_devices)
+    _validate_eval(c.eval, c.train)
 
-    def choice(key, value, options):
-        if value not in options:
-            raise ConfigError(f"config.{key}={value!r}: expected one of {tuple(options)}")
 
-    def positive(key, value, allow_zero=False):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
-            kind = "a non-negative" if allow_zero else "a positive"
-            raise ConfigError(f"config.{key}={value!r}: expected {kind} integer")
+def _choice(key, value, options):
+    if value not in options:
+        raise ConfigError(f"config.{key}={value!r}: expected one of {tuple(options)}")
 
-    d, m, lo, t, e = c.dataset, c.model, c.loss, c.train, c.eval
-    choice("dataset.name", d.name, DATASETS)
-    choice("dataset.source", d.source, ("synthetic", "local", "tfds"))
-    choice("dataset.split", d.split, SPLITS)
-    positive("dataset.next_k", d.next_k)
+
+def _positive(key, value, allow_zero=False):
+    if not isinstance(value, int) or isinstance(value, bool) or value < (0 if allow_zero else 1):
+        kind = "a non-negative" if allow_zero else "a positive"
+        raise ConfigError(f"config.{key}={value!r}: expected {kind} integer")
+
+
+def _validate_dataset(d):
+    _choice("dataset.name", d.name, DATASETS)
+    _choice("dataset.source", d.source, ("synthetic", "local", "tfds"))
+    _choice("dataset.split", d.split, SPLITS)
+    _positive("dataset.next_k", d.next_k)
     if d.source == "local" and not d.path:
         raise ConfigError("config.dataset.path is empty: a local dataset needs a file path")
     if d.split == "temporal" and not (0 < d.val_time <= d.test_time):
         raise ConfigError(
             "config.dataset.val_time/test_time: a temporal split needs 0 < val_time <= test_time"
         )
-    choice("model.name", m.name, MODELS)
-    positive("model.max_len", m.max_len)
+
+
+def _validate_model(m, d):
+    _choice("model.name", m.name, MODELS)
+    _positive("model.max_len", m.max_len)
     if m.max_len < 2:
         raise ConfigError(f"config.model.max_len={m.max_len}: expected at least 2")
     for key in ("d_model", "num_layers", "num_heads", "d_ff"):
-        positive(f"model.{key}", m[key])
+        _positive(f"model.{key}", m[key])
     if m.d_model % m.num_heads:
         raise ConfigError(
             f"config.model.d_model={m.d_model} is not divisible by model.num_heads={m.num_heads}"
         )
     if m.positions == "rotary" and (m.d_model // m.num_heads) % 2:
         raise ConfigError("config.model.positions='rotary' needs an even head dimension")
-    choice("model.activation", m.activation, ("gelu", "relu", "swiglu"))
-    choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
-    choice("model.norm_placement", m.norm_placement, ("pre", "post", "sasrec"))
-    choice("model.positions", m.positions, ("learned", "sinusoidal", "rotary", "none"))
-    choice("model.positions_from", m.positions_from, ("end", "start"))
-    choice("model.head", m.head, ("tied", "linear"))
+    _choice("model.activation", m.activation, ("gelu", "relu", "swiglu"))
+    _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
+    _choice("model.norm_placement", m.norm_placement, ("pre", "post", "sasrec"))
+    _choice("model.positions", m.positions, ("learned", "sinusoidal", "rotary", "none"))
+    _choice("model.positions_from", m.positions_from, ("end", "start"))
+    _choice("model.head", m.head, ("tied", "linear"))
     for key in ("dropout", "attention_dropout"):
         if not 0.0 <= m[key] < 1.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a value in [0, 1)")
     if not m.score_temperature >= 0.0:
         raise ConfigError(f"config.model.score_temperature={m.score_temperature}: expected 0 (dot "
                           "product) or a positive temperature")
-    positive("model.ensemble_size", m.ensemble_size)
+    _positive("model.ensemble_size", m.ensemble_size)
     if m.ensemble_size > 1 and m.name == "encdec":
         raise ConfigError("config.model.ensemble_size > 1: not supported for model.name='encdec' "
                           "(it generates its lists; an ensemble only sums scores)")
@@ -251,22 +269,25 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     for key in ("init_std", "qkv_init_std", "embedding_init_std"):
         if not m[key] >= 0.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a non-negative std")
-    positive("model.attention_chunk", m.attention_chunk, allow_zero=True)
+    _positive("model.attention_chunk", m.attention_chunk, allow_zero=True)
     if m.attention_chunk and m.fused_attention:
         raise ConfigError(
             f"config.model.attention_chunk={m.attention_chunk} chunks the explicit attention "
             "core: expected model.fused_attention=False"
         )
     for key in ("num_decoder_layers", "next_k", "beam_width"):
-        positive(f"model.{key}", m[key])
+        _positive(f"model.{key}", m[key])
     if m.name == "encdec" and d.split == "next_k" and d.next_k > m.next_k:
         raise ConfigError(
             f"config.dataset.next_k={d.next_k} > model.next_k={m.next_k}: encdec generates at most model.next_k items"
         )
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
-    choice("loss.name", lo.name, LOSSES)
-    choice("loss.sampler", lo.sampler, ("uniform", "popularity", "in_batch", "unseen"))
+
+
+def _validate_loss(lo, m, t):
+    _choice("loss.name", lo.name, LOSSES)
+    _choice("loss.sampler", lo.sampler, ("uniform", "popularity", "in_batch", "unseen"))
     if lo.sampler == "unseen" and lo.name != "sampled_softmax":
         raise ConfigError(f"config.loss.sampler='unseen' draws K distinct items per sequence: "
                           f"expected loss.name='sampled_softmax', got {lo.name!r}")
@@ -276,8 +297,8 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     if lo.sampler == "unseen" and t.pack_rows:
         raise ConfigError("config.loss.sampler='unseen' draws outside each training row's items, "
                           "and a packed row holds several users: expected train.pack_rows=False")
-    positive("loss.num_negatives", lo.num_negatives)
-    positive("loss.ce_chunk_size", lo.ce_chunk_size, allow_zero=True)
+    _positive("loss.num_negatives", lo.num_negatives)
+    _positive("loss.ce_chunk_size", lo.ce_chunk_size, allow_zero=True)
     if not 0.0 <= lo.gbce_t <= 1.0:
         raise ConfigError(f"config.loss.gbce_t={lo.gbce_t}: expected a value in [0, 1]")
     if m.name == "bert4rec" and lo.name in ("bce", "gbce"):
@@ -289,26 +310,37 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
             f"config.loss.name={lo.name!r} cannot train model.name='encdec': its generation sums "
             "softmax log-probabilities, use 'ce' or 'sampled_softmax'"
         )
-    positive("train.batch_size", t.batch_size)
+
+
+def _validate_train(t, m, num_devices):
+    _positive("train.batch_size", t.batch_size)
     if t.batch_size % num_devices:
         raise ConfigError(
             f"config.train.batch_size={t.batch_size} is not divisible by the {num_devices} devices"
         )
-    positive("train.num_epochs", t.num_epochs, allow_zero=True)
-    positive("train.num_steps", t.num_steps, allow_zero=True)
+    _positive("train.num_epochs", t.num_epochs, allow_zero=True)
+    _positive("train.num_steps", t.num_steps, allow_zero=True)
     if t.num_epochs == 0 and t.num_steps == 0:
         raise ConfigError("config.train.num_epochs and train.num_steps are both 0: nothing to train")
-    choice("train.optimizer", t.optimizer, ("adam", "adamw"))
-    choice("train.schedule", t.schedule, ("constant", "cosine"))
-    choice("train.window", t.window, ("last", "random", "shifted"))
+    _choice("train.optimizer", t.optimizer, ("adam", "adamw"))
+    _choice("train.schedule", t.schedule, ("constant", "cosine"))
+    _choice("train.window", t.window, ("last", "random", "shifted"))
     if t.pack_rows and m.name not in ("sasrec", "bert4rec"):
         raise ConfigError(
             f"config.train.pack_rows=True needs model.name 'sasrec' or 'bert4rec' (targets at every "
             f"position); {m.name!r} reads each training row's last position"
         )
+    for key in ("log_every", "checkpoint_every_steps", "keep_checkpoints"):
+        _positive(f"train.{key}", t[key])
+    _positive("train.eval_every_steps", t.eval_every_steps, allow_zero=True)
+    _positive("train.eval_every_epochs", t.eval_every_epochs, allow_zero=t.eval_every_steps > 0)
+    _positive("train.patience", t.patience, allow_zero=True)
     if not t.learning_rate > 0:
         raise ConfigError(f"config.train.learning_rate={t.learning_rate}: expected > 0")
-    choice("eval.mode", e.mode, ("full", "sampled100"))
+
+
+def _validate_eval(e, t):
+    _choice("eval.mode", e.mode, ("full", "sampled100"))
     if not e.ks or any((not isinstance(k, int)) or k < 1 for k in e.ks):
         raise ConfigError(f"config.eval.ks={tuple(e.ks)}: expected positive integers")
     metric, _, k = t.early_stop_metric.partition("@")
@@ -317,9 +349,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
             f"config.train.early_stop_metric={t.early_stop_metric!r}: expected "
             f"hr|ndcg|mrr|recall@K with K in eval.ks={tuple(e.ks)}"
         )
-    positive("eval.batch_size", e.batch_size)
-    positive("eval.item_chunk", e.item_chunk, allow_zero=True)
-    positive("eval.length_buckets", e.length_buckets)
+    _positive("eval.batch_size", e.batch_size)
+    _positive("eval.item_chunk", e.item_chunk, allow_zero=True)
+    _positive("eval.length_buckets", e.length_buckets)
 
 
 def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collections.ConfigDict:

@@ -5,17 +5,16 @@
       --config.train.batch_size=64
 """
 
-import sys
-
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from transrec_jax import host_memory, train
-from transrec_jax.config import ConfigError
-from transrec_jax.data.errors import DataError
+from transrec_jax import cli, host_memory, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path.py:arg).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_RESTART = flags.DEFINE_bool(
+    "restart", False,
+    "Discard the run already in --workdir (its checkpoints, logs and results) and start over.")
 _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     "keep_freed_memory", True,
     "Keep freed host memory for reuse (transrec_jax/host_memory.py): faster CPU steps, "
@@ -24,16 +23,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+    del argv
     if _KEEP_FREED_MEMORY.value:
         host_memory.keep_freed_memory()  # before JAX's first computation starts its threads
     try:
-        results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-    except (ConfigError, DataError, train.NonFiniteLossError) as e:
-        sys.exit(f"error: {e}")
+        results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
+    except train.NonFiniteLossError as e:
+        cli.fail(str(e))
     print(summary_table(results))
 
 
@@ -57,4 +53,4 @@ def summary_table(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

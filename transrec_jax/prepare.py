@@ -4,14 +4,13 @@
 """
 
 import json
-import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from transrec_jax.config import ConfigError
+from transrec_jax import cli
+from transrec_jax import config as config_lib
 from transrec_jax.data import load, splits
-from transrec_jax.data.errors import DataError
 from transrec_jax.data.dataset import format_stats
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path.py:arg).")
@@ -21,14 +20,12 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     del argv
     config = _CONFIG.value
-    try:
-        ds = load.load_dataset(config.dataset, config.seed)
-        split = splits.make_split(ds, config.dataset)
-    except (ConfigError, DataError) as e:
-        sys.exit(f"error: {e}")
+    config_lib.validate(config)
+    ds = load.load_dataset(config.dataset, config.seed)
+    split = splits.make_split(ds, config.dataset)
     print(format_stats(ds.stats()))
     print(json.dumps({"stats": ds.stats(), "split": split.summary()}, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

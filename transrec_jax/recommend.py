@@ -1,143 +1,107 @@
 """Serve top-K recommendations from a trained workdir's best checkpoint.
 
-  python -m transrec_jax.recommend --workdir=DIR --history=2858,1196,260 [--k=10]
+  python -m transrec_jax.recommend --workdir=DIR --history=2571,1196,260 [--k=10]
   python -m transrec_jax.recommend --workdir=DIR --users=all --output=top10.parquet [--k=10]
 
-Item ids are the dataset's original ids; the given history (or, for --users=all, each user's
-whole sequence) is excluded from the recommendations. An encdec workdir generates the list
-(greedy or beam search, config.model.beam_width; --k at most config.model.next_k) and its
-scores are the log-probabilities of each list prefix.
+Item ids are the dataset's original ids (MovieLens MovieIDs through config.dataset.item_map),
+shown with titles where config.dataset.item_titles names a file; the given history (or, for
+--users=all, each user's whole sequence) is excluded from the recommendations. An encdec
+workdir generates the list (greedy or beam search, config.model.beam_width; --k at most
+config.model.next_k) and its scores are the log-probabilities of each list prefix.
 """
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet
-from absl import app, flags
-from flax import nnx
+from absl import flags
 
-from transrec_jax import config as config_lib
-from transrec_jax import ranking
-from transrec_jax.checkpoint import Checkpoints
-from transrec_jax.config import ConfigError
-from transrec_jax.data import load
-from transrec_jax.data.batching import gather_windows
-from transrec_jax.data.errors import DataError
-from transrec_jax.models import generate
-from transrec_jax.train import init_state
+from transrec_jax import cli
+from transrec_jax.serving import Recommender
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
 _HISTORY = flags.DEFINE_list("history", None, "Original item ids, oldest first.")
 _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of the dataset.")
-_OUTPUT = flags.DEFINE_string("output", None, "With --users=all: a .parquet or .csv file.")
+_OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
+                              "With --users=all: a .parquet or .csv file.")
 _K = flags.DEFINE_integer("k", 10, "How many items to recommend.")
-_BATCH = 256
-
-
-class Recommender:
-    """A trained model, its dataset's id maps, and a jitted top-K function."""
-
-    def __init__(self, workdir: str):
-        path = os.path.join(workdir, "config.json")
-        if not os.path.exists(path):
-            raise ConfigError(f"{path} not found: --workdir must be a directory written by transrec_jax.main")
-        self.config = config_lib.recorded_config(path)
-        self.dataset = load.load_dataset(self.config.dataset, self.config.seed, log=lambda *_: None)
-        graphdef, _, state = init_state(self.config, self.dataset.num_items, 1, jax.random.key(0))
-        checkpoints = Checkpoints(workdir, 1)
-        restored, _ = checkpoints.restore(state, best=True)
-        if restored is None:
-            restored, _ = checkpoints.restore(state)
-        checkpoints.close()
-        if restored is None:
-            raise ConfigError(f"{workdir} holds no checkpoint yet")
-        self._graphdef, self._params = graphdef, restored["params"]
-        self._index = {str(original): i for i, original in enumerate(self.dataset.item_ids) if i > 0}
-
-    def item_index(self, original_ids) -> np.ndarray:
-        unknown = [str(i) for i in original_ids if str(i) not in self._index]
-        if unknown:
-            raise DataError(f"--history: item ids {unknown[:5]} are not in dataset {self.config.dataset.name!r}")
-        return np.array([self._index[str(i)] for i in original_ids], np.int32)
-
-    def top_k(self, starts: np.ndarray, ends: np.ndarray, items: np.ndarray, k: int):
-        """Top-k (original ids, scores) after each history items[start:end], excluding that history."""
-        max_len = self.config.model.max_len
-        generates = self.config.model.name == "encdec"
-        if generates and k > self.config.model.next_k:
-            raise ConfigError(f"--k={k} exceeds config.model.next_k={self.config.model.next_k}, "
-                              "the longest list this encdec model generates")
-        width = int((ends - starts).max(initial=1))
-        out_items, out_scores = [], []
-        for first in range(0, len(starts), _BATCH):
-            s, e = starts[first : first + _BATCH], ends[first : first + _BATCH]
-            pad = _BATCH - len(s)
-            s, e = np.pad(s, (0, pad)), np.pad(e, (0, pad))
-            history = gather_windows(items, s, e, max_len)
-            exclude = gather_windows(items, s, e, width)
-            if generates:
-                top_items, top_scores = generate(self._graphdef, self._params, history, exclude,
-                                                 k=k, beam_width=self.config.model.beam_width)
-            else:
-                top_items, top_scores = _top_k(self._graphdef, self._params, history, exclude,
-                                               k=k, item_chunk=self.config.eval.item_chunk)
-            out_items.append(np.asarray(top_items)[: _BATCH - pad])
-            out_scores.append(np.asarray(top_scores)[: _BATCH - pad])
-        return self.dataset.item_ids[np.concatenate(out_items)], np.concatenate(out_scores)
-
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "k", "item_chunk"))
-def _top_k(graphdef, params, history, exclude, *, k, item_chunk):
-    model = nnx.merge(graphdef, params)
-    W, b = model.output_table()
-    no_target = jnp.zeros(history.shape[0], jnp.int32)  # id 0 is never rankable
-    _, top_items, top_scores = ranking.rank_full(model.user_representation(history), W, b,
-                                                 no_target, exclude, kmax=k, item_chunk=item_chunk)
-    return top_items, top_scores
+_OUTPUT_FORMATS = (".parquet", ".csv")
 
 
 def main(argv):
     del argv
+    _check_flags()
+    rec = Recommender(_WORKDIR.value)
+    k, catalog = _K.value, rec.catalog
+    if _HISTORY.value is not None:
+        history = rec.item_index(_HISTORY.value)
+        _check_k(k, rec.dataset.num_items, np.array([len(np.unique(history))]))
+        items, scores = rec.top_k(np.array([0]), np.array([len(history)]), history, k)
+        titled = catalog.titles is not None
+        print("rank\titem\tscore" + ("\ttitle" if titled else ""))
+        for r, (item, score) in enumerate(zip(items[0], scores[0]), 1):
+            print(f"{r}\t{catalog.ids[item]}\t{score:.4f}" + (f"\t{catalog.title(item)}" if titled else ""))
+        return
+    ds = rec.dataset
+    _check_k(k, ds.num_items, _distinct_per_user(ds))
+    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k)
+    columns = {
+        "user": np.repeat(ds.user_ids, k),
+        "rank": np.tile(np.arange(1, k + 1), ds.num_users),
+        "item": catalog.ids[items.ravel()],
+        "score": scores.ravel(),
+    }
+    if catalog.titles is not None:
+        columns["title"] = catalog.titles[items.ravel()]
+    table, output = pa.table(columns), _OUTPUT.value
+    if output.endswith(".csv"):
+        pa.csv.write_csv(table, output)
+    else:
+        pa.parquet.write_table(table, output)
+    print(f"wrote top-{k} for {ds.num_users:,} users to {output}")
+
+
+def _check_flags() -> None:
+    """Every argument, before the checkpoint loads."""
+    if _WORKDIR.value is None:
+        raise cli.UsageError("--workdir is required: a directory written by transrec_jax.main")
     if (_HISTORY.value is None) == (_USERS.value is None):
-        raise app.UsageError("give exactly one of --history and --users=all")
-    try:
-        rec = Recommender(_WORKDIR.value)
-        if _HISTORY.value is not None:
-            hist = rec.item_index(_HISTORY.value)
-            items, scores = rec.top_k(np.array([0]), np.array([len(hist)]), hist, _K.value)
-            print("rank\titem\tscore")
-            for r, (item, score) in enumerate(zip(items[0], scores[0]), 1):
-                print(f"{r}\t{item}\t{score:.4f}")
-            return
-        ds = rec.dataset
-        items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, _K.value)
-        table = pa.table({
-            "user": np.repeat(ds.user_ids, _K.value),
-            "rank": np.tile(np.arange(1, _K.value + 1), ds.num_users),
-            "item": items.ravel(),
-            "score": scores.ravel(),
-        })
-        output = _OUTPUT.value or "recommendations.parquet"
-        if output.endswith(".csv"):
-            pa.csv.write_csv(table, output)
-        elif output.endswith(".parquet"):
-            pa.parquet.write_table(table, output)
-        else:
-            raise ConfigError(f"--output={output!r}: expected a .parquet or .csv file")
-        print(f"wrote top-{_K.value} for {ds.num_users:,} users to {output}")
-    except (ConfigError, DataError) as e:
-        sys.exit(f"error: {e}")
+        raise cli.UsageError("give exactly one of --history=ID,ID,... and --users=all")
+    if _K.value < 1:
+        raise cli.UsageError(f"--k={_K.value}: expected a positive integer")
+    if _HISTORY.value is not None:
+        if not _HISTORY.value or any(not i.strip() for i in _HISTORY.value):
+            raise cli.UsageError(f"--history={','.join(_HISTORY.value)!r}: expected item ids "
+                                 "separated by commas, oldest first")
+        if flags.FLAGS["output"].present:
+            raise cli.UsageError("--output goes with --users=all; --history prints its list")
+        return
+    output = _OUTPUT.value
+    if not output.endswith(_OUTPUT_FORMATS):
+        raise cli.UsageError(f"--output={output!r}: expected a file ending in one of {_OUTPUT_FORMATS}")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise cli.UsageError(f"--output={output!r}: {folder} is not a writable directory")
+
+
+def _check_k(k: int, num_items: int, history_sizes: np.ndarray) -> None:
+    """k must fit the items left once each history (distinct items) is excluded."""
+    longest = int(history_sizes.max(initial=0))
+    if k > num_items - longest:
+        raise cli.UsageError(f"--k={k}: the catalogue has {num_items:,} items and the longest "
+                             f"history excludes {longest:,}: expected --k <= {num_items - longest:,}")
+
+
+def _distinct_per_user(ds) -> np.ndarray:
+    """How many distinct items each user's sequence holds."""
+    users = np.repeat(np.arange(ds.num_users), ds.lengths)
+    pairs = np.unique(users.astype(np.int64) * (ds.num_items + 1) + ds.items)
+    return np.bincount(pairs // (ds.num_items + 1), minlength=ds.num_users)
 
 
 if __name__ == "__main__":
-    flags.mark_flags_as_required(["workdir"])
-    app.run(main)
+    cli.run(main)

@@ -20,15 +20,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sys
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 
+from transrec_jax import cli  # noqa: E402
 from transrec_jax import sweep as sweep_lib  # noqa: E402
 from transrec_jax.metric_log import read_metrics  # noqa: E402
 
@@ -302,12 +302,8 @@ for _name in ("sweep", "set", "seeds", "workdir_root"):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        sweep = sweep_lib.load_from_flags()
-    except sweep_lib.SweepError as e:
-        sys.exit(f"error: {e}")
+    del argv
+    sweep = sweep_lib.load_from_flags()
     out = _OUT.value or sweep.root
     print(write_report(sweep, out, _METRICS.value, _CURVE.value))
     print(f"written to {out}")
@@ -315,4 +311,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("sweep")
-    app.run(main)
+    cli.run(main)

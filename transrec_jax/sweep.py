@@ -57,8 +57,9 @@ import sys
 import time
 from typing import Any
 
-from absl import app, flags
+from absl import flags
 
+from transrec_jax import cli
 from transrec_jax import config as config_lib
 from transrec_jax.config import ConfigError
 
@@ -68,7 +69,7 @@ FILE_NAMES = ("BASE", "AXES", "ZIP", "GRID", "SEEDS", "BUDGET")
 _SAFE = re.compile(r"^[A-Za-z0-9_.+-]+$")  # labels and axis names end up in directory names
 
 
-class SweepError(ValueError):
+class SweepError(ConfigError):
     """The sweep file or a flag is malformed; the message names the culprit."""
 
 
@@ -420,20 +421,16 @@ def load_from_flags() -> Sweep:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        sweep = load_from_flags()
-        if _DRY_RUN.value:
-            check_workdirs(sweep.runs)
-            todo = [run for run in sweep.runs if run.status() != "done"]
-            for run in todo:
-                print(shlex.join(run.command()))
-            print(f"# {len(sweep.runs) - len(todo)} finished runs left out", file=sys.stderr)
-            return
-        failed = run_sweep(sweep, _PARALLEL.value)
-    except SweepError as e:
-        sys.exit(f"error: {e}")
+    del argv
+    sweep = load_from_flags()
+    if _DRY_RUN.value:
+        check_workdirs(sweep.runs)
+        todo = [run for run in sweep.runs if run.status() != "done"]
+        for run in todo:
+            print(shlex.join(run.command()))
+        print(f"# {len(sweep.runs) - len(todo)} finished runs left out", file=sys.stderr)
+        return
+    failed = run_sweep(sweep, _PARALLEL.value)
     if failed:
         sys.exit(f"{failed} of {len(sweep.runs)} runs failed (<run>/error.txt says why); "
                  "rerun the same command to retry them")
@@ -441,4 +438,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("sweep")
-    app.run(main)
+    cli.run(main)

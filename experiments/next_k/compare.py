@@ -30,8 +30,7 @@ import time
 import jax
 
 from transrec_jax import evaluate, host_memory, train
-from transrec_jax.checkpoint import Checkpoints
-from transrec_jax.data import load, splits
+from transrec_jax.serving import load_run
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -42,15 +41,6 @@ def load_config(model: str, arg: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(arg)
-
-
-def best_params(config, num_items: int, workdir: str):
-    """(graphdef, params) of the run's best validation checkpoint."""
-    graphdef, _, state = train.init_state(config, num_items, 1, jax.random.key(0))
-    checkpoints = Checkpoints(workdir, 1)
-    restored, _ = checkpoints.restore(state, best=True)
-    checkpoints.close()
-    return graphdef, restored["params"]
 
 
 def timed(fn):
@@ -85,9 +75,8 @@ def main() -> None:
         config = load_config(model, arg)
         workdir = os.path.join(root, model)
         results = train.train_and_evaluate(config, workdir)
-        dataset = load.load_dataset(config.dataset, config.seed, log=lambda *_: None)
-        split = splits.make_split(dataset, config.dataset)
-        graphdef, params = best_params(config, dataset.num_items, workdir)
+        run = load_run(workdir)
+        dataset, split, graphdef, params = run.dataset, run.split(), run.graphdef, run.params
         mesh = jax.make_mesh((jax.device_count(),), ("data",),
                              axis_types=(jax.sharding.AxisType.Auto,))
         methods = [("top_k", None)]

@@ -25,29 +25,13 @@ from flax import nnx
 
 from transrec_jax import config as config_lib
 from transrec_jax import evaluate
-from transrec_jax.checkpoint import Checkpoints
-from transrec_jax.data import load, splits
 from transrec_jax.models import Ensemble
-from transrec_jax.train import init_state
+from transrec_jax.serving import load_run
 
 METRICS = ("ndcg@10", "hr@10", "mrr@10")
 
 
-def restore_member(workdir: str):
-    """(config, dataset, model at its best-validation checkpoint) of one finished run."""
-    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
-    dataset = load.load_dataset(config.dataset, config.seed)
-    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed))
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    restored, _ = checkpoints.restore(state, best=True)
-    checkpoints.close()
-    if restored is None:
-        raise SystemExit(f"error: {workdir}: no best checkpoint")
-    return config, dataset, nnx.merge(graphdef, restored["params"])
-
-
-def evaluate_model(config, dataset, model) -> dict:
-    split = splits.make_split(dataset, config.dataset)
+def evaluate_model(config, dataset, split, model) -> dict:
     mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
     graphdef, params = nnx.split(model)
     out = {}
@@ -67,22 +51,23 @@ def main() -> None:
     members, results = [], {}
     for workdir in args.workdirs:
         try:
-            config, dataset, model = restore_member(workdir)
+            run = load_run(workdir)
         except config_lib.ConfigError as e:
             raise SystemExit(f"error: {e}") from None
+        config, dataset, split, model = run.config, run.dataset, run.split(), run.model()
         if members and (config.dataset.path, config.model.max_len) != (
                 members[0][0].dataset.path, members[0][0].model.max_len):
             raise SystemExit(f"error: {workdir}: dataset.path / model.max_len differ from "
                              f"{args.workdirs[0]}'s; members must share them")
         members.append((config, model))
-        results[os.path.basename(workdir.rstrip("/"))] = evaluate_model(config, dataset, model)
+        results[os.path.basename(workdir.rstrip("/"))] = evaluate_model(config, dataset, split, model)
     names = list(results)
     sizes = range(2, len(members) + 1) if args.all_subsets else [len(members)]
     for size in sizes:
         for subset in itertools.combinations(range(len(members)), size):
             name = "ensemble" if size == len(members) else "ensemble of " + " + ".join(
                 names[i] for i in subset)
-            results[name] = evaluate_model(members[0][0], dataset,
+            results[name] = evaluate_model(members[0][0], dataset, split,
                                            Ensemble([members[i][1] for i in subset]))
     width = max(len(name) for name in results)
     print(f"{'model':{width}s} {'val ndcg':>9s} {'test ndcg':>9s} {'test hr':>8s}")

@@ -23,33 +23,25 @@ import jax
 
 from transrec_jax import config as config_lib
 from transrec_jax import evaluate
-from transrec_jax.checkpoint import Checkpoints
-from transrec_jax.data import load, splits
-from transrec_jax.train import init_state
+from transrec_jax.serving import load_run
 
 METRICS = ("ndcg@10", "hr@10")
 
 
 def checkpoint_metrics(workdir: str) -> dict:
     """{'best': {...}, 'last': {...}}: step, val and test metrics of both kept checkpoints."""
-    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
-    dataset = load.load_dataset(config.dataset, config.seed)
-    split = splits.make_split(dataset, config.dataset)
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed))
-    evaluators = {part: evaluate.Evaluator(config, dataset, split, part, graphdef, mesh)
-                  for part in ("val", "test")}
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     out = {}
-    for name, best in (("best", True), ("last", False)):
-        restored, _ = checkpoints.restore(state, best=best)
-        if restored is None:
-            raise SystemExit(f"{workdir}: no {name} checkpoint")
-        out[name] = {"step": int(restored["step"])}
+    for name in ("best", "last"):
+        run = load_run(workdir, checkpoint=name)
+        if name == "best":
+            mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+            split = run.split()
+            evaluators = {part: evaluate.Evaluator(run.config, run.dataset, split, part,
+                                                   run.graphdef, mesh) for part in ("val", "test")}
+        out[name] = {"step": run.step}
         for part, evaluator in evaluators.items():
-            values = evaluator(restored["params"])
+            values = evaluator(run.params)
             out[name].update({f"{part}_{m}": float(values[m]) for m in METRICS})
-    checkpoints.close()
     return out
 
 

@@ -1,0 +1,71 @@
+"""Top-K lists from a trained run: history in, the best unseen items out (jit-compiled)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from transrec_jax import ranking
+from transrec_jax.config import ConfigError
+from transrec_jax.data.batching import gather_windows
+from transrec_jax.data.catalog import build_catalog
+from transrec_jax.models import generate
+from transrec_jax.serving.run import load_run
+
+_BATCH = 256  # histories per compiled call: one shape, whatever the number of users
+
+
+class Recommender:
+    """A run's best model, its dataset and catalogue (the ids and titles people know)."""
+
+    def __init__(self, workdir: str):
+        self.run = load_run(workdir)
+        self.config, self.dataset = self.run.config, self.run.dataset
+        self.catalog = build_catalog(self.dataset.item_ids, self.config.dataset)
+
+    def item_index(self, original_ids) -> np.ndarray:
+        """Internal ids of original ones (`DataError` naming any the catalogue lacks)."""
+        return self.catalog.index(original_ids)
+
+    def top_k(self, starts: np.ndarray, ends: np.ndarray, items: np.ndarray, k: int):
+        """Top-k (internal ids, scores) after each history items[start:end], excluding that history.
+
+        An encdec model generates its list (greedy or beam search); the others rank every item.
+        """
+        model_cfg = self.config.model
+        generates = model_cfg.name == "encdec"
+        if generates and k > model_cfg.next_k:
+            raise ConfigError(f"k={k} exceeds config.model.next_k={model_cfg.next_k}, "
+                              "the longest list this encdec model generates")
+        graphdef, params = self.run.graphdef, self.run.params
+        width = int((ends - starts).max(initial=1))
+        out_items, out_scores = [], []
+        for first in range(0, len(starts), _BATCH):
+            s, e = starts[first : first + _BATCH], ends[first : first + _BATCH]
+            pad = _BATCH - len(s)
+            s, e = np.pad(s, (0, pad)), np.pad(e, (0, pad))
+            history = gather_windows(items, s, e, model_cfg.max_len)
+            exclude = gather_windows(items, s, e, width)
+            if generates:
+                top_items, top_scores = generate(graphdef, params, history, exclude,
+                                                 k=k, beam_width=model_cfg.beam_width)
+            else:
+                top_items, top_scores = _top_k(graphdef, params, history, exclude,
+                                               k=k, item_chunk=self.config.eval.item_chunk)
+            out_items.append(np.asarray(top_items)[: _BATCH - pad])
+            out_scores.append(np.asarray(top_scores)[: _BATCH - pad])
+        return np.concatenate(out_items), np.concatenate(out_scores)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "k", "item_chunk"))
+def _top_k(graphdef, params, history, exclude, *, k, item_chunk):
+    model = nnx.merge(graphdef, params)
+    W, b = model.output_table()
+    no_target = jnp.zeros(history.shape[0], jnp.int32)  # id 0 is never rankable
+    _, top_items, top_scores = ranking.rank_full(model.user_representation(history), W, b,
+                                                 no_target, exclude, kmax=k, item_chunk=item_chunk)
+    return top_items, top_scores
