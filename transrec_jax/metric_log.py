@@ -1,7 +1,15 @@
-"""Metrics to `metrics.jsonl` (one JSON object per line) and to TensorBoard (tensorboardX)."""
+"""Metrics to `metrics.jsonl` (one JSON object per line) and to TensorBoard (tensorboardX).
+
+`metrics.jsonl` is the record; the TensorBoard event files are rebuilt from it whenever a run
+starts or resumes, so after a kill and a resume both hold each (kind, step, metric) once: rows
+logged after the checkpoint the run resumes from, `test` rows (written again at the end of
+every launch) and a line torn by a kill are dropped, the remaining rows are replayed into a
+fresh event file, and the run appends from there.
+"""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -11,20 +19,44 @@ from tensorboardX import SummaryWriter
 class MetricLog:
     def __init__(self, workdir: str, resume_step: int):
         self.path = os.path.join(workdir, "metrics.jsonl")
-        _drop_rows_after(self.path, resume_step)  # rows logged after the checkpoint we resume from
+        rows = _keep_rows(self.path, resume_step)
+        tb_dir = os.path.join(workdir, "tensorboard")
+        for old in glob.glob(os.path.join(tb_dir, "events.out.tfevents.*")):
+            os.remove(old)  # rebuilt from the rows kept
+        self._tb = SummaryWriter(tb_dir)
+        for row in rows:
+            self._add_scalars(row["step"], row["kind"],
+                              {k: v for k, v in row.items() if k not in ("step", "kind")})
+        self._tb.flush()
         self._file = open(self.path, "a")
-        self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, kind: str, values: dict) -> None:
         row = {"step": int(step), "kind": kind, **{k: float(v) for k, v in values.items()}}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
+        self._add_scalars(row["step"], kind, {k: row[k] for k in values})
+
+    def _add_scalars(self, step: int, kind: str, values: dict) -> None:
         for name, value in values.items():
-            self._tb.add_scalar(f"{kind}/{name.replace('@', '_at_')}", float(value), int(step))
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._tb.add_scalar(f"{kind}/{name.replace('@', '_at_')}", float(value), int(step))
 
     def close(self) -> None:
         self._file.close()
         self._tb.close()
+
+
+def _parse(lines) -> list[dict]:
+    """The rows of complete, well-formed lines (a kill can tear the last one)."""
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int) and isinstance(row.get("kind"), str):
+            rows.append(row)
+    return rows
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -32,15 +64,17 @@ def read_metrics(workdir: str) -> list[dict]:
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        return _parse(f)
 
 
-def _drop_rows_after(path: str, step: int) -> None:
+def _keep_rows(path: str, step: int) -> list[dict]:
+    """Rewrites `path` (atomically) with the rows a run resuming from `step` keeps; returns them."""
     if not os.path.exists(path):
-        return
+        return []
     with open(path) as f:
-        rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        rows = [r for r in _parse(f) if r["step"] <= step and r["kind"] != "test"]
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.writelines(rows)
+        f.writelines(json.dumps(r) + "\n" for r in rows)
     os.replace(tmp, path)
+    return rows

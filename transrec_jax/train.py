@@ -24,8 +24,10 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
+from transrec_jax import checkpoint as checkpoint_lib
 from transrec_jax import config as config_lib
 from transrec_jax import evaluate, hardware, host_memory, losses, negatives
+from transrec_jax import workdir as workdir_lib
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
 from transrec_jax.data.batching import TrainBatcher
@@ -35,7 +37,8 @@ from transrec_jax.models import Ensemble, build_model, training_window
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+    """The loss, parameters or optimizer state became NaN or Inf; the last good checkpoint is kept
+    (a non-finite state is never saved)."""
 
 
 def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
@@ -101,16 +104,22 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
+    """Train, or resume, the run of `config` in `workdir`; a finished run returns its results.
+
+    `restart` discards a run of another config (or this one) in `workdir` and starts over.
+    """
     start_time = time.time()
     config_lib.validate(config, jax.device_count())
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+    finished = workdir_lib.check(workdir, config, restart=restart)  # writes nothing
+    if finished is not None:
+        say(f"{workdir} holds a finished run of this config: its results.json (--restart to rerun)")
+        return finished
 
     # --- data ---------------------------------------------------------------------------
     dataset = load.load_dataset(config.dataset, config.seed, log=say)
     split = splits.make_split(dataset, config.dataset)
+    workdir_lib.bind(workdir, config, restart=restart)  # only once the data loaded
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
     # Packed rows come in multiples of batch/8 rows (<= 8 step shapes), split over the devices.
@@ -141,21 +150,33 @@ def train_and_evaluate(config, workdir: str) -> dict:
     validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
 
     # --- resume -------------------------------------------------------------------------
-    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    restored, meta = checkpoints.restore(state)
+    # The newest checkpoint that restores intact; damaged ones are reported, moved aside and
+    # skipped (see checkpoint.py). Saves newer than the resume step are discarded: this run
+    # recomputes them (e.g. a best save whose periodic save never landed).
+    checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, log=say)
+    restored, meta = checkpoints.restore(state, set_aside=True, check=_check_resume_meta)
     progress = {"best_value": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
     if restored is not None:
         state = restored
         batcher.restore(meta["batcher"])
         progress = meta["progress"]
         say(f"resumed from step {int(state['step'])}")
+    elif checkpoints.skipped:
+        say(f"warning: no checkpoint restores ({len(checkpoints.skipped)} skipped); starting from step 0")
     step = int(state["step"])
+    dropped = checkpoints.discard_after(step)
+    if dropped:
+        say(f"discarded {', '.join(dropped)}: newer than step {step}, this run recomputes them")
     log = MetricLog(workdir, step)
 
-    def save(best=False):
-        checkpoints.save(step, state, {"batcher": batcher.state(), "progress": progress}, best=best)
+    def save(fingerprint, best=False):
+        checkpoints.save(step, state, {"batcher": batcher.state(), "progress": progress},
+                         best=best, fingerprint=fingerprint)
 
     # --- training loop ------------------------------------------------------------------
+    # A checkpoint at every validation (after it, so its meta holds the updated early-stopping
+    # state) and every `checkpoint_every_steps`: a kill loses at most one interval. Before each
+    # save the state itself (params and optimizer state) must be finite, besides the loss.
     metric = config.train.early_stop_metric
     loop_start, first_step = time.time(), step
     bar = tqdm(total=total_steps, initial=step, desc="train")
@@ -172,24 +193,25 @@ def train_and_evaluate(config, workdir: str) -> dict:
             log.write(step, "train", values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
         bar.update(1)
-        if step % eval_every == 0 or step == total_steps:
-            _check_finite(*pending, checkpoints)
+        evaluating = step % eval_every == 0 or step == total_steps
+        if not evaluating and step % config.train.checkpoint_every_steps:
+            continue
+        _check_finite(*pending, checkpoints)
+        fingerprint = _check_state(step, state, checkpoints)
+        if evaluating:
             values = validate(state["params"])
             host_memory.release_free_memory()  # the heap's fragments (see host_memory.py)
             log.write(step, "val", values)
             say(f"step {step} validation: {_fmt(values, config.eval.ks)}")
             if progress["best_value"] is None or values[metric] > progress["best_value"]:
                 progress.update(best_value=values[metric], best_step=step, bad_evals=0)
-                save(best=True)
+                save(fingerprint, best=True)
             else:
                 progress["bad_evals"] += 1
             if config.train.patience and progress["bad_evals"] >= config.train.patience:
                 say(f"early stop at step {step}: no {metric} gain in {progress['bad_evals']} evaluations")
                 progress["stopped_early"] = True
-        if (step % config.train.checkpoint_every_steps == 0 or progress["stopped_early"]
-                or step == total_steps):
-            _check_finite(*pending, checkpoints)
-            save()
+        save(fingerprint)
     bar.close()
     if pending is not None:
         _check_finite(*pending, checkpoints)
@@ -197,7 +219,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
     # --- test evaluation of the best checkpoint -----------------------------------------
     checkpoints.wait()
-    best_state, _ = checkpoints.restore(state, best=True)
+    best_state = _best_state(checkpoints, state, progress["best_step"])
     test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
     test_metrics = test((best_state or state)["params"])
     popularity = test.popularity(item_counts)
@@ -263,10 +285,54 @@ def _check_finite(step, step_metrics, checkpoints):
     loss = float(step_metrics["loss"])
     if not np.isfinite(loss):
         checkpoints.wait()
-        raise NonFiniteLossError(
-            f"loss is {loss} at step {step}; stopped, the last good checkpoint is kept "
-            f"(step {checkpoints.latest_step()})"
-        )
+        raise NonFiniteLossError(f"loss is {loss} at step {step}; stopped, {_kept(checkpoints)}")
+
+
+def _kept(checkpoints) -> str:
+    latest = checkpoints.latest_step()
+    return "no checkpoint was saved before it" if latest is None else \
+        f"the last good checkpoint is kept (step {latest})"
+
+
+def _check_state(step, state, checkpoints) -> list[int]:
+    """The state's fingerprint for the save; raises if a parameter or optimizer value is not
+    finite (a finite loss is computed from the previous parameters, not these)."""
+    finite, fingerprint = checkpoint_lib.inspect(state)
+    if not finite:
+        checkpoints.wait()
+        raise NonFiniteLossError(f"non-finite parameters or optimizer state at step {step} (the loss "
+                                 f"was finite); stopped without saving it, {_kept(checkpoints)}")
+    return fingerprint
+
+
+def _check_resume_meta(state, meta) -> None:
+    """A periodic checkpoint's meta must hold what the loop resumes from (else it is skipped)."""
+    batcher, progress = meta.get("batcher"), meta.get("progress")
+    if not (isinstance(batcher, dict) and all(isinstance(batcher.get(k), int) for k in ("epoch", "batch"))):
+        raise ValueError(f"meta batcher state {batcher!r} is not an epoch and batch")
+    missing = {"best_value", "best_step", "bad_evals", "stopped_early"} - set(progress or {})
+    if not isinstance(progress, dict) or missing:
+        raise ValueError(f"meta progress lacks {sorted(missing)}")
+
+
+def _best_state(checkpoints, state, best_step):
+    """The state the test evaluates: the best checkpoint; if it is damaged or missing, the
+    periodic checkpoint of the best step; else the final state. Says which when not the best."""
+    best, _ = checkpoints.restore(state, best=True, set_aside=True)
+    if best_step is None or (best is not None and int(best["step"]) == best_step):
+        return best  # (no validation ran: None, the final state)
+    why = (f"the best checkpoint is of step {int(best['step'])}, not {best_step}" if best is not None
+           else "no best checkpoint restores" if checkpoints.skipped else "no best checkpoint")
+    if checkpoints.has_step(best_step):
+        periodic, _ = checkpoints.restore(state, step=best_step, set_aside=True)
+        if periodic is not None:
+            say(f"{why}: testing the periodic checkpoint of step {best_step} instead")
+            return periodic
+    if best is not None:
+        say(f"{why}: testing the best checkpoint of step {int(best['step'])}")
+        return best
+    say(f"{why}: testing the final state (step {int(state['step'])})")
+    return None
 
 
 def _fmt(values: dict, ks) -> str:

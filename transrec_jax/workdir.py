@@ -16,7 +16,8 @@ from transrec_jax.config import ConfigError
 
 # What a run writes into its workdir; `restart` removes exactly these (a sweep's launch.json
 # and log.txt, or anything else the user keeps there, stay).
-RUN_FILES = ("config.json", "results.json", "metrics.jsonl", "checkpoints", "best", "tensorboard")
+RUN_FILES = ("config.json", "results.json", "metrics.jsonl", "checkpoints", "best", "tensorboard",
+             "damaged_checkpoints")
 _SHOWN_DIFFERENCES = 4
 # Keys that change no result: where the cache lives, and the ids and titles `recommend` shows.
 _UNBOUND_KEYS = ("dataset.cache_dir", "dataset.item_map", "dataset.item_titles")
