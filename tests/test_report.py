@@ -8,8 +8,7 @@ import textwrap
 
 import pytest
 
-from transrec_jax import report
-from transrec_jax import sweep as sweep_lib
+from transrec_jax.studies import grid, report, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = """
@@ -33,7 +32,7 @@ OUTCOMES = {
 }
 
 
-def fake_run(run: sweep_lib.Run, outcome) -> None:
+def fake_run(run: study.Run, outcome) -> None:
     os.makedirs(run.workdir)
     curve = [{"step": s, "kind": "val", "ndcg@10": 0.1 * s} for s in (10, 20)]
     with open(run.path("metrics.jsonl"), "w") as f:
@@ -61,7 +60,7 @@ def swept(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     path = tmp_path / "toy.py"
     path.write_text(textwrap.dedent(SWEEP))
-    sweep = sweep_lib.load(str(path), root=str(tmp_path / "runs"))
+    sweep = grid.load(str(path), root=str(tmp_path / "runs"))
     for run in sweep.runs:
         fake_run(run, OUTCOMES[run.labels["loss"], run.labels["blocks"], run.seed])
     return sweep
@@ -107,7 +106,7 @@ def test_report_before_any_run_finished(tmp_path, monkeypatch):
     monkeypatch.chdir(REPO)
     path = tmp_path / "toy.py"
     path.write_text(textwrap.dedent(SWEEP))
-    sweep = sweep_lib.load(str(path), root=str(tmp_path / "runs"))
+    sweep = grid.load(str(path), root=str(tmp_path / "runs"))
     md = report.write_report(sweep, sweep.root, ["hr@10"], "ndcg@10")
     assert "No run has finished yet." in md and row(md, "| a | 1 |")[2] == "not finished"
     assert not [f for f in os.listdir(sweep.root) if f.endswith(".png")]

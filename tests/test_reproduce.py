@@ -13,7 +13,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from transrec_jax import sweep as sweep_lib
+from transrec_jax.studies import study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -160,7 +160,7 @@ def test_runner_skips_records_failures_and_writes_tables(tmp_path, monkeypatch, 
     the tables without training."""
     (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    monkeypatch.setattr(study, "MAIN", "fake_main")
     path, root, out = write_table(tmp_path), str(tmp_path / "runs"), str(tmp_path / "out")
     flags = [f"--table={path}", f"--workdir_root={root}", f"--out_dir={out}"]
     table = reproduce.load_table(path, root=root)
@@ -243,7 +243,7 @@ def test_markdown_only_rewrites_results_md_from_the_json_and_the_words(tmp_path,
     now; nothing runs and no JSON is written."""
     (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    monkeypatch.setattr(study, "MAIN", "fake_main")
     path, out = write_table(tmp_path), str(tmp_path / "out")
     reproduce.main([f"--table={path}", f"--workdir_root={tmp_path / 'runs'}", f"--out_dir={out}",
                     "--rows=small"])
@@ -275,7 +275,7 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
     whose row changed since trains again."""
     (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    monkeypatch.setattr(study, "MAIN", "fake_main")
     path, out = write_table(tmp_path), str(tmp_path / "out")
     first = [f"--table={path}", f"--workdir_root={tmp_path / 'runs'}", f"--out_dir={out}"]
     reproduce.main(first + ["--rows=small,wide"])

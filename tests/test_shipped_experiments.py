@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from transrec_jax import config as config_lib
-from transrec_jax import sweep as sweep_lib
+from transrec_jax.studies import grid, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEPS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "ablations", "*.py"))
@@ -34,13 +34,13 @@ def load_module(path):
 
 @pytest.mark.parametrize("path", SWEEPS, ids=os.path.basename)
 def test_shipped_sweep_loads_and_every_run_validates(path):
-    sweep = sweep_lib.load(path)  # unknown keys and mistyped values are errors here
+    sweep = grid.load(path)  # unknown keys and mistyped values are errors here
     assert sweep.runs
     for run in sweep.runs:
         file, _, arg = run.config.partition(":")
         config = load_module(file).get_config(arg)
         for key, value in run.overrides.items():
-            sweep_lib._set(config, key, value)
+            study.set_value(config, key, value)
         config_lib.validate(config)
 
 

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from transrec_jax import sweep as sweep_lib
+from transrec_jax.studies import grid, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +39,7 @@ GRID = """
 
 
 def test_grid_expansion_and_stable_names(tmp_path):
-    sweep = sweep_lib.load(write_sweep(tmp_path, GRID))
+    sweep = grid.load(write_sweep(tmp_path, GRID))
     assert len(sweep.runs) == 12 and len({r.name for r in sweep.runs}) == 12
     assert [r.seed for r in sweep.runs] == [0] * 6 + [1] * 6  # every grid point once before seed 1
     first = sweep.runs[0]
@@ -54,12 +55,12 @@ def test_grid_expansion_and_stable_names(tmp_path):
     assert sweep.reference == {"loss": "ce", "blocks": "1"}  # the levels equal to the base config
     swapped = GRID.replace('"blocks": ("model.num_layers", [1, 2, 3]),', "").replace(
         "AXES = {", 'AXES = {\n        "blocks": ("model.num_layers", [3, 2, 1]),')
-    assert {r.name for r in sweep_lib.load(write_sweep(tmp_path, swapped, "abl2")).runs} == {
+    assert {r.name for r in grid.load(write_sweep(tmp_path, swapped, "abl2")).runs} == {
         r.name for r in sweep.runs}
 
 
 def test_zip_and_one_at_a_time(tmp_path):
-    zipped = sweep_lib.load(write_sweep(tmp_path, """
+    zipped = grid.load(write_sweep(tmp_path, """
         BASE = "configs/sasrec.py:debug"
         AXES = {"blocks": ("model.num_layers", [1, 2, 4]), "heads": ("model.num_heads", [1, 2, 4]),
                 "d": [(str(d), {"model.d_model": d, "model.d_ff": 2 * d}) for d in (16, 32)]}
@@ -69,7 +70,7 @@ def test_zip_and_one_at_a_time(tmp_path):
         ("1", "1"), ("1", "1"), ("2", "2"), ("2", "2"), ("4", "4"), ("4", "4")]
     assert zipped.runs[1].overrides["model.d_ff"] == 64
 
-    ofat = sweep_lib.load(write_sweep(tmp_path, """
+    ofat = grid.load(write_sweep(tmp_path, """
         BASE = "configs/sasrec.py:debug"
         AXES = {"blocks": ("model.num_layers", [1, 2, 4]), "heads": ("model.num_heads", [1, 2, 4]),
                 "d": ("model.d_model", [16, 32])}
@@ -84,14 +85,14 @@ def test_zip_and_one_at_a_time(tmp_path):
 
 def test_set_changes_dataset_budget_seeds_and_root(tmp_path):
     path = write_sweep(tmp_path, GRID)
-    sweep = sweep_lib.load(path, ["train.num_steps=7", "dataset=ml-100k"], seeds="3,4")
+    sweep = grid.load(path, ["train.num_steps=7", "dataset=ml-100k"], seeds="3,4")
     run = sweep.runs[0]
     assert run.config == "configs/sasrec.py:ml-100k,debug"
     assert run.overrides["train.num_steps"] == 7 and sweep.every_run == {"train.num_steps": 7}
     assert sweep.seeds == (3, 4) and run.name.endswith("seed=3")
     assert sweep.root == os.path.join("experiments", "ablations", "runs",
                                       "abl,dataset=ml-100k,train.num_steps=7")
-    assert sweep_lib.load(path, root=str(tmp_path / "r")).runs[0].workdir.startswith(str(tmp_path))
+    assert grid.load(path, root=str(tmp_path / "r")).runs[0].workdir.startswith(str(tmp_path))
 
 
 @pytest.mark.parametrize("body, sets, message", [
@@ -109,7 +110,7 @@ def test_set_changes_dataset_budget_seeds_and_root(tmp_path):
 def test_bad_input_is_one_line_naming_it(tmp_path, body, sets, message):
     path = write_sweep(tmp_path, 'BASE = "configs/sasrec.py:debug"\n' + body)
     with pytest.raises(sweep_lib.SweepError) as err:
-        sweep_lib.load(path, sets)
+        grid.load(path, sets)
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
@@ -130,16 +131,16 @@ def test_runner_skips_resumes_and_records_failures(tmp_path, monkeypatch, capsys
     """A stand-in for transrec_jax.main records its calls: the runner logic without training."""
     (tmp_path / "fake_main.py").write_text(textwrap.dedent(FAKE_MAIN))
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
-    monkeypatch.setattr(sweep_lib, "MAIN", "fake_main")
+    monkeypatch.setattr(study, "MAIN", "fake_main")
     body = 'BASE = "configs/sasrec.py:debug"\nAXES = {"blocks": ("model.num_layers", [1, 2, 3])}\n'
     path = write_sweep(tmp_path, body)
     root = str(tmp_path / "runs")
-    done, unfinished, failing = sweep_lib.load(path, root=root).runs
+    done, unfinished, failing = grid.load(path, root=root).runs
     os.makedirs(done.workdir)
     open(done.path("results.json"), "w").write("{}")
     os.makedirs(unfinished.path("checkpoints"))  # interrupted: relaunched in place
 
-    assert sweep_lib.run_sweep(sweep_lib.load(path, root=root), parallel=2) == 1
+    assert sweep_lib.run_sweep(grid.load(path, root=root), parallel=2) == 1
     assert "1 finished (skipped), 1 to resume, 0 failed before (retried), 1 new" in capsys.readouterr().out
     assert not os.path.exists(done.path("calls.txt"))
     assert open(unfinished.path("calls.txt")).read().split() == unfinished.command()[3:]
@@ -149,13 +150,13 @@ def test_runner_skips_resumes_and_records_failures(tmp_path, monkeypatch, capsys
     with open(failing.path("launch.json")) as f:
         assert json.load(f)["command"] == failing.command()
 
-    assert sweep_lib.run_sweep(sweep_lib.load(path, root=root)) == 1  # only the failure is retried
+    assert sweep_lib.run_sweep(grid.load(path, root=root)) == 1  # only the failure is retried
     assert len(open(failing.path("calls.txt")).readlines()) == 2
     assert len(open(unfinished.path("calls.txt")).readlines()) == 1
 
     write_sweep(tmp_path, body + 'BUDGET = {"train.num_steps": 9}\n')  # same names, other settings
     with pytest.raises(sweep_lib.SweepError, match="launched with other settings"):
-        sweep_lib.run_sweep(sweep_lib.load(path, root=root))
+        sweep_lib.run_sweep(grid.load(path, root=root))
 
 
 def test_sweep_and_report_end_to_end(tmp_path):
@@ -171,7 +172,7 @@ def test_sweep_and_report_end_to_end(tmp_path):
     first = subprocess.run(cli + ["--parallel=2"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert first.returncode == 1, first.stderr[-2000:]
     assert "1 of 3 runs failed" in first.stderr
-    sweep = sweep_lib.load(path, root=root)
+    sweep = grid.load(path, root=root)
     assert [r.status() for r in sweep.runs] == ["done", "done", "failed"]
     error = open(sweep.runs[2].path("error.txt")).readline()
     assert error.startswith("exit code 1: error: config.model.d_model=16 is not divisible")

@@ -1,7 +1,8 @@
 """Time to quality: wall time from launch until validation NDCG@10 reaches a target on ML-1M.
 
-Each recipe runs the training CLI (`python -m transrec_jax.main`, so data loading, compilation,
-every train step and every validation pass are on the clock) in a fresh workdir, evaluating on
+Each recipe is a study run (transrec_jax/studies/runner.py starts the training CLI,
+`python -m transrec_jax.main`, so data loading, compilation, every train step and every
+validation pass are on the clock) in a fresh workdir, evaluating on
 the validation users every epoch (full ranking over all items, history excluded, the protocol of
 experiments/reproduce/). This script watches the run's metrics.jsonl and notes the time at
 which each validation row appears; the run stops at the first row reaching --target, or at
@@ -36,12 +37,14 @@ import json
 import os
 import platform
 import runpy
+import shlex
 import shutil
-import subprocess
 import sys
 import time
 
 from transrec_jax import hardware
+from transrec_jax.studies import runner
+from transrec_jax.studies.study import Run
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -109,10 +112,14 @@ def recipes() -> dict[str, dict]:
     }
 
 
-def config_arg(recipe: dict, extra: str) -> str:
-    words = [recipe["config"].split(":", 1)[1]]
-    words += [f"{k}={v}" for k, v in recipe["overrides"].items()]
-    return ",".join(words + ([extra] if extra else []))
+def recipe_run(name: str, recipe: dict, args) -> Run:
+    """The recipe as a study run; --config-overrides key=value words win over its overrides
+    (other words join its config arg)."""
+    words = [w for w in args.config_overrides.split(",") if w]
+    extra = dict(w.split("=", 1) for w in words if "=" in w)
+    config = ",".join([recipe["config"], *(w for w in words if "=" not in w)])
+    return Run(name, {"recipe": name}, name, 0, config, {**recipe["overrides"], **extra},
+               os.path.join(args.workdir_root, name))
 
 
 def read_new_rows(path: str, seen: int) -> list[dict]:
@@ -124,18 +131,14 @@ def read_new_rows(path: str, seen: int) -> list[dict]:
 
 
 def run_recipe(name: str, recipe: dict, args) -> dict:
-    workdir = os.path.join(args.workdir_root, name)
-    shutil.rmtree(workdir, ignore_errors=True)  # a fresh run: the CLI would resume otherwise
-    os.makedirs(workdir)
-    arg = config_arg(recipe, args.config_overrides)
-    config_file = recipe["config"].split(":", 1)[0]
-    command = [sys.executable, "-m", "transrec_jax.main", f"--config={config_file}:{arg}",
-               f"--workdir={workdir}"]
-    metrics_path = os.path.join(workdir, "metrics.jsonl")
-    log = open(os.path.join(workdir, "stdout.txt"), "w")
+    run = recipe_run(name, recipe, args)
+    shutil.rmtree(run.workdir, ignore_errors=True)  # a fresh run: the CLI would resume otherwise
+    os.makedirs(run.workdir)
+    metrics_path = run.path("metrics.jsonl")
+    log = open(run.path("log.txt"), "w")
     load_before = os.getloadavg()
     start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    process = runner.start(run, log=log)
     curve, seen, reached, reason = [], 0, None, "limit"
     while True:
         time.sleep(0.5)
@@ -164,7 +167,7 @@ def run_recipe(name: str, recipe: dict, args) -> dict:
         process.wait()
     log.close()
     best = max(curve, key=lambda c: c["value"]) if curve else None
-    return {"recipe": name, "command": " ".join(command), "time_to_target_s": reached,
+    return {"recipe": name, "command": shlex.join(run.command()), "time_to_target_s": reached,
             "stopped_by": reason, "best_value": best and best["value"],
             "best_at_s": best and best["wall_s"], "validations": len(curve), "curve": curve,
             "load_average_before": load_before, "load_average_after": os.getloadavg()}

@@ -1,6 +1,7 @@
 """Next-K comparison: encdec's generated list vs SASRec's top-K, same next_k split, wall times.
 
-Both models train with `transrec_jax.train.train_and_evaluate` on `dataset.split=next_k` (each
+Both models train as study runs (`transrec_jax.studies.runner`: `python -m transrec_jax.main`
+in their workdirs, loaded back with `transrec_jax.serving.load_run`) on `dataset.split=next_k` (each
 user's last K items are test, the K before them validation, the rest train; checkpoints are
 chosen by next-item NDCG@10 on the first validation item). Each best checkpoint then lists K
 items per test user, scored with set Recall@K / NDCG@K against the K held-out items (history
@@ -21,26 +22,33 @@ Run (relaunching resumes each run; finished runs are only re-evaluated):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
+import sys
 import time
 
 import jax
 
-from transrec_jax import evaluate, host_memory, train
+from transrec_jax import evaluate, host_memory
 from transrec_jax.serving import load_run
+from transrec_jax.studies import runner
+from transrec_jax.studies.study import Run, StudyError
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def load_config(model: str, arg: str):
-    path = REPO / "configs" / f"{model}.py"
-    spec = importlib.util.spec_from_file_location(f"config_{model}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+def train_run(model: str, arg: str, root: str) -> dict:
+    """Train (or resume) the model's run; its results.json. A finished run is not relaunched."""
+    run = Run(model, {"model": model}, model, 0, f"{REPO / 'configs' / model}.py:{arg}", {},
+              os.path.join(root, model))
+    runner.check_workdirs([run])
+    if run.status() != "done":
+        outcome, message = runner.launch(run)
+        print(f"{model}: {outcome} ({message})", flush=True)
+        if outcome == "failed":
+            sys.exit(f"error: {model}: {message} ({run.path('error.txt')})")
+    return runner.results(run)
 
 
 def timed(fn):
@@ -72,11 +80,13 @@ def main() -> None:
     for model in args.models.split(","):
         if model not in ("sasrec", "encdec"):
             parser.error(f"--models: {model!r} is not one of sasrec, encdec")
-        config = load_config(model, arg)
-        workdir = os.path.join(root, model)
-        results = train.train_and_evaluate(config, workdir)
-        run = load_run(workdir)
-        dataset, split, graphdef, params = run.dataset, run.split(), run.graphdef, run.params
+        try:
+            results = train_run(model, arg, root)
+        except StudyError as e:
+            sys.exit(f"error: {e}")
+        run = load_run(os.path.join(root, model))
+        config, dataset, split, graphdef, params = (run.config, run.dataset, run.split(),
+                                                    run.graphdef, run.params)
         mesh = jax.make_mesh((jax.device_count(),), ("data",),
                              axis_types=(jax.sharding.AxisType.Auto,))
         methods = [("top_k", None)]

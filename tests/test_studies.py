@@ -1,0 +1,80 @@
+"""transrec_jax/studies: sweeps, reproduction tables and the benchmark launchers share one Run
+model and one runner; the CLIs over them keep no launching logic of their own."""
+
+import argparse
+import ast
+import importlib.util
+import os
+import textwrap
+
+import pytest
+
+from transrec_jax.studies import grid, runner, study, table
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(autouse=True)
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # config paths in study files are relative to the repository root
+
+
+def imported_modules(path: str) -> set[str]:
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+@pytest.mark.parametrize("path", [
+    "experiments/reproduce/reproduce.py", "experiments/benchmarks/time_to_quality.py",
+    "experiments/next_k/compare.py", "transrec_jax/sweep.py",
+])
+def test_every_launcher_goes_through_the_runner(path):
+    names = imported_modules(os.path.join(REPO, path))
+    assert "transrec_jax.studies.runner" in names
+    assert "transrec_jax.sweep" not in names and "subprocess" not in names  # no launcher of its own
+    assert "transrec_jax.train" not in names  # no run trained in-process
+
+
+def test_sweeps_and_tables_expand_to_the_same_run(tmp_path):
+    (tmp_path / "s.py").write_text('BASE = "configs/sasrec.py:debug"\n'
+                                   'AXES = {"blocks": ("model.num_layers", [1])}\n')
+    (tmp_path / "t.py").write_text(textwrap.dedent('''
+        ROWS = [dict(name="one", config="configs/sasrec.py:debug",
+                     overrides={"model.num_layers": 1}, published=None, source="toy")]
+    '''))
+    (run_a,) = grid.load(str(tmp_path / "s.py"), root="r").runs
+    (run_b,) = table.load_table(str(tmp_path / "t.py"), root="r").runs
+    assert isinstance(run_a, study.Run) and isinstance(run_b, study.Run)
+    assert run_a.config_args() == run_b.config_args()  # the same settings, one launcher
+    assert (run_a.name, run_b.name) == ("blocks=1,seed=0", "one,seed=0")
+
+
+def test_runner_todo_skips_finished_and_recorded(tmp_path):
+    runs = [study.Run(name, {}, name, 0, "configs/sasrec.py:debug", {}, str(tmp_path / name))
+            for name in ("done", "recorded", "new")]
+    os.makedirs(runs[0].workdir)
+    open(runs[0].path("results.json"), "w").write("{}")
+    assert [r.name for r in runner.todo(runs, {"recorded": {}})] == ["new"]
+
+
+def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
+    spec = importlib.util.spec_from_file_location(
+        "time_to_quality", os.path.join(REPO, "experiments", "benchmarks", "time_to_quality.py"))
+    ttq = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ttq)
+    args = argparse.Namespace(config_overrides="model.attention_dropout=0.0,train.bf16=True",
+                              workdir_root="/tmp/ttq")
+    run = ttq.recipe_run("sasrec_plus", ttq.recipes()["sasrec_plus"], args)
+    assert run.overrides["model.attention_dropout"] == "0.0" and run.overrides["train.bf16"] == "True"
+    assert run.workdir == os.path.join("/tmp/ttq", "sasrec_plus")
+    config = study.base_config(run.config, "recipe")
+    for key, value in run.overrides.items():
+        if key not in args.config_overrides:
+            study.check_value(config, key, value, "recipe")  # every recipe key exists, typed
