@@ -17,7 +17,6 @@ from transrec_jax import config as config_lib
 
 
 def get_config(arg=None):
-    words = config_lib.parse_arg(arg)
     c = config_lib.base_config()
     c.model.name = "bert4rec"
     c.model.num_heads = 2
@@ -25,4 +24,4 @@ def get_config(arg=None):
     c.model.dropout = c.model.attention_dropout = 0.1
     c.train.pack_rows = True
     c.loss.name = "ce"
-    return config_lib.finalize(c, words)
+    return config_lib.finalize(c, arg)

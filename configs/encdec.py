@@ -24,8 +24,14 @@ Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, 
 from transrec_jax import config as config_lib
 
 
+# Arg words of this file (besides a dataset, `debug` and key=value): the keys each one sets.
+VARIANTS = {
+    "next_k": {"dataset.split": "next_k"},
+    "beam": {"model.beam_width": 4},
+}
+
+
 def get_config(arg=None):
-    words = config_lib.parse_arg(arg)
     c = config_lib.base_config()
     c.model.name = "encdec"
     c.model.num_heads = 2
@@ -34,8 +40,4 @@ def get_config(arg=None):
     c.model.dropout = c.model.attention_dropout = 0.1
     c.loss.name = "ce"
     c.train.window = "random"  # one window per user and epoch, anywhere in the sequence
-    if words.pop("next_k", None):
-        c.dataset.split = "next_k"
-    if words.pop("beam", None):
-        c.model.beam_width = 4
-    return config_lib.finalize(c, words)
+    return config_lib.finalize(c, arg, VARIANTS)

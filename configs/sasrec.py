@@ -19,15 +19,17 @@ Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, 
 from transrec_jax import config as config_lib
 
 
+# Arg words of this file (besides a dataset, `debug` and key=value): the keys each one sets.
+VARIANTS = {
+    "bce": {"model.norm_placement": "sasrec", "loss.name": "bce", "loss.num_negatives": 1},
+}
+
+
 def get_config(arg=None):
-    words = config_lib.parse_arg(arg)
     c = config_lib.base_config()
     c.model.name = "sasrec"
     c.model.num_heads = 1
     c.model.d_ff = 64
     c.train.pack_rows = True
     c.loss.name = "ce"
-    if words.pop("bce", None):
-        c.model.norm_placement = "sasrec"
-        c.loss.update(name="bce", num_negatives=1)
-    return config_lib.finalize(c, words)
+    return config_lib.finalize(c, arg, VARIANTS)

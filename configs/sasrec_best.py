@@ -42,8 +42,16 @@ Run (the table's wall-time column says how long each takes):
 from transrec_jax import config as config_lib
 
 
+# Arg words of this file (besides a dataset, `debug` and key=value): the keys each one sets.
+VARIANTS = {
+    "ensemble": {"model.ensemble_size": 3},
+    "exclude_window": {"loss.exclude_window": True},  # rows best_exclude_window(_x3)
+    "rotary": {"model.positions": "rotary"},  # relative positions inside attention, no table
+    "two_heads": {"model.num_heads": 2},
+}
+
+
 def get_config(arg=None):
-    words = config_lib.parse_arg(arg)
     c = config_lib.base_config()
     c.model.update(
         name="sasrec",
@@ -69,12 +77,4 @@ def get_config(arg=None):
         patience=0,  # a cosine schedule runs to its end; the best checkpoint is still kept
         eval_every_epochs=1,
     )
-    if words.pop("ensemble", None):
-        c.model.ensemble_size = 3
-    if words.pop("exclude_window", None):  # the ML-1M table's best_exclude_window(_x3) rows
-        c.loss.exclude_window = True
-    if words.pop("rotary", None):  # relative positions inside attention, no learned table
-        c.model.positions = "rotary"
-    if words.pop("two_heads", None):
-        c.model.num_heads = 2
-    return config_lib.finalize(c, words)
+    return config_lib.finalize(c, arg, VARIANTS)

@@ -17,11 +17,10 @@ from transrec_jax import config as config_lib
 
 
 def get_config(arg=None):
-    words = config_lib.parse_arg(arg)
     c = config_lib.base_config()
     c.model.name = "transformer_recommender"
     c.model.head = "linear"
     c.model.head_bias = True
     c.train.window = "random"  # one target per window: sample windows to see every position
     c.loss.name = "ce"
-    return config_lib.finalize(c, words)
+    return config_lib.finalize(c, arg)

@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -44,6 +45,39 @@ def test_config_is_locked_against_unknown_keys():
     c = load("sasrec.py")
     with pytest.raises(AttributeError):
         c.model.not_a_field = 3
+
+
+def _module(name):
+    spec = importlib.util.spec_from_file_location(name[:-3], os.path.join(REPO, "configs", name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", CONFIGS + ["sasrec_best.py"])
+def test_each_declared_word_sets_its_keys_and_is_documented(name):
+    module = _module(name)
+    variants = getattr(module, "VARIANTS", {})
+    plain = module.get_config("ml-1m")
+    for word, overrides in variants.items():
+        assert re.search(rf"\b{word}\b", module.__doc__), f"configs/{name} docstring lacks {word}"
+        c = module.get_config(f"ml-1m,{word}")
+        assert {key: c[key.split(".")[0]][key.split(".")[1]] for key in overrides} == overrides
+        changed = {k for k in _flat(c.to_dict()) if _flat(c.to_dict())[k] != _flat(plain.to_dict())[k]}
+        assert changed <= set(overrides), (word, changed)  # the word touches its keys only
+    with pytest.raises(config_lib.ConfigError) as err:
+        module.get_config("nonsense")
+    assert all(repr(word) in str(err.value) for word in variants)
+
+
+def _flat(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 @pytest.mark.parametrize(

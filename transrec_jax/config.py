@@ -354,13 +354,20 @@ def _validate_eval(e, t):
     _positive("eval.length_buckets", e.length_buckets)
 
 
-def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collections.ConfigDict:
-    """Apply the rest of a parsed `get_config(arg)`: a dataset preset, `debug`, `a.b=value`.
+def finalize(c: ml_collections.ConfigDict, arg: str | None,
+             variants: dict[str, dict] | None = None) -> ml_collections.ConfigDict:
+    """Apply a config file's `get_config(arg)` words to its config `c`, and lock it.
 
-    `configs/sasrec.py:ml-1m,debug,loss.name=bce` → the ml-1m preset, the debug variant
-    (tiny model and budget), then config.loss.name = 'bce'. Config files pop their own
-    variant words first; anything left that is unknown is an error.
+    `configs/sasrec.py:ml-1m,bce,debug,loss.name=ce` → the file's variant `bce` (its entry in
+    `variants`: the keys that word sets), the ml-1m preset, the debug variant (tiny model and
+    budget), then config.loss.name = 'ce'. A word that is none of these is an error naming
+    the words the file accepts.
     """
+    words = parse_arg(arg)
+    variants = variants or {}
+    for word, overrides in variants.items():
+        if words.pop(word, None) == "True":
+            c.update_from_flattened_dict(overrides)
     dataset = [w for w, v in words.items() if w in DATASETS and v == "True"]
     if len(dataset) > 1:
         raise ConfigError(f"config arg names several datasets: {dataset}")
@@ -373,7 +380,8 @@ def finalize(c: ml_collections.ConfigDict, words: dict[str, str]) -> ml_collecti
         if key in DATASETS or key == "debug":
             continue
         if value == "True" and "." not in key:
-            raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS} or 'debug'")
+            raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS}, "
+                              f"'debug'{''.join(f', {w!r}' for w in variants)} or key=value")
         set_by_path(c, key, value)
     c.lock()
     return c
