@@ -129,10 +129,13 @@ _ARRAYS = "state/ocdbt.process_0/d/*"  # the array data files
 
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")  # no traceback noise
 @pytest.mark.parametrize("target,how", [
-    (_ARRAYS, "truncate"), (_ARRAYS, "flip"), (_ARRAYS, "delete"),
-    ("state/_METADATA", "truncate"), ("state/_METADATA", "delete"),
-    ("state/manifest.ocdbt", "flip"), ("state/manifest.ocdbt", "delete"),
-    ("meta/metadata", "edit_batch"), ("meta/metadata", "truncate"), ("meta/metadata", "delete"),
+    # The default tier damages the array data and the meta; `-m slow` every other file and way.
+    (_ARRAYS, "flip"), ("meta/metadata", "edit_batch"),
+    *[pytest.param(target, how, marks=pytest.mark.slow) for target, how in [
+        (_ARRAYS, "truncate"), (_ARRAYS, "delete"),
+        ("state/_METADATA", "truncate"), ("state/_METADATA", "delete"),
+        ("state/manifest.ocdbt", "flip"), ("state/manifest.ocdbt", "delete"),
+        ("meta/metadata", "truncate"), ("meta/metadata", "delete")]],
 ])
 def test_damaged_newest_checkpoint_is_skipped(tmp_path, capsys, straight, target, how):
     straight_dir, _ = straight
@@ -162,6 +165,7 @@ def test_harmless_damage_resumes_from_the_verified_newest_checkpoint(tmp_path, c
     assert_same_run(workdir, results, straight)
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_starts_fresh(tmp_path, capsys, straight):
     straight_dir, _ = straight
     workdir = _relaunch_copy(straight_dir, tmp_path, [("checkpoints/80/meta/metadata", "truncate"),
@@ -187,7 +191,8 @@ def test_damaged_best_checkpoint_tests_the_periodic_one_of_its_step(tmp_path, ca
     assert_same_run(workdir, results, straight)
 
 
-@pytest.mark.parametrize("part,bad_step,kept_step", [("params", 30, 20), ("opt_state", 80, 70)])
+@pytest.mark.parametrize("part,bad_step,kept_step", [
+    ("params", 30, 20), pytest.param("opt_state", 80, 70, marks=pytest.mark.slow)])
 def test_non_finite_state_behind_a_finite_loss_is_never_saved(tmp_path, monkeypatch, straight, part,
                                                              bad_step, kept_step):
     """The step's loss comes from the previous parameters, so it is finite while the new state is
@@ -299,10 +304,10 @@ _KILLED_RUN = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("point,at,resume_step", [
-    ("mid_step", 60, 40),             # between validations: back to the last one
-    ("after_periodic_save", 40, 40),  # right after the save that follows a validation
     ("mid_best_save", 80, 40),        # the best save of step 80 half-written
-    ("after_best_save", 80, 40),      # best/80 landed, its periodic save never started
+    pytest.param("mid_step", 60, 40, marks=pytest.mark.slow),  # between validations
+    pytest.param("after_periodic_save", 40, 40, marks=pytest.mark.slow),  # after a validation's save
+    pytest.param("after_best_save", 80, 40, marks=pytest.mark.slow),  # its periodic save never started
 ])
 def test_kill_resumes_from_the_last_validation(tmp_path, capsys, straight, point, at, resume_step):
     """checkpoint_every_steps beyond the run: validations alone checkpoint (every 40 steps)."""

@@ -164,6 +164,7 @@ def model_cfg(name, chunk):
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
 def test_model_loss_and_gradients_match_unchunked(name):
     """Through config: the training loss of a causal and a bidirectional model, and its grads."""

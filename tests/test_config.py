@@ -178,6 +178,7 @@ def test_batch_must_divide_over_devices():
         config_lib.validate(_base(**{"train.batch_size": 128}), num_devices=3)
 
 
+@pytest.mark.slow
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "transrec_jax.main", "--config=configs/sasrec.py:local",

@@ -259,6 +259,7 @@ def test_next_k_metrics_hand_case():
     np.testing.assert_allclose(got["ndcg@3"], [d[1] / (d[0] + d[1]), 0.0], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_end_to_end_next_k_run_and_recommend(tmp_path):
     c = load_config("debug,next_k")
     c.dataset.cache_dir = str(tmp_path / "cache")

@@ -334,6 +334,7 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
         reproduce.main(fresh + ["--report_only"])
 
 
+@pytest.mark.slow
 def test_real_tiny_runs_end_to_end(tmp_path):
     """One real debug run and one that cannot build (3 heads for d=16): the failure is recorded
     and the table still written, with what the real run measured."""

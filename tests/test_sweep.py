@@ -159,6 +159,7 @@ def test_runner_skips_resumes_and_records_failures(tmp_path, monkeypatch, capsys
         sweep_lib.run_sweep(grid.load(path, root=root))
 
 
+@pytest.mark.slow
 def test_sweep_and_report_end_to_end(tmp_path):
     """Three real tiny runs through the CLI: one cannot build (3 heads for d=16) and fails alone;
     a rerun skips the two finished runs; --dry_run prints the rest; the report marks the failure."""

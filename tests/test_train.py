@@ -52,6 +52,7 @@ def test_end_to_end_loss_falls_and_beats_popularity(trained):
     assert os.path.isdir(os.path.join(workdir, "tensorboard"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["sasrec", "bert4rec"])
 def test_packed_rows_train_the_same_run(tmp_path, trained, model):
     """train.pack_rows changes the layout, not the run: without dropout (whose masks follow the
@@ -92,6 +93,7 @@ def test_last_vs_best_reevaluates_both_kept_checkpoints(trained):
         assert got[ckpt]["val_ndcg@10"] == pytest.approx(val[got[ckpt]["step"]], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_ensemble_run_trains_and_serves(tmp_path, trained):
     """model.ensemble_size: one run trains K members, checkpoints them and serves their sum."""
     from transrec_jax.recommend import Recommender
@@ -107,6 +109,7 @@ def test_ensemble_run_trains_and_serves(tmp_path, trained):
     assert not set(items[0]) & set(history) and np.all(np.diff(scores[0]) <= 0)
 
 
+@pytest.mark.slow
 def test_ensemble_script_of_a_run_with_itself_equals_the_run(trained):
     """experiments/reproduce/ensemble.py: twice the same scores rank as the scores do."""
     import importlib.util
@@ -167,6 +170,7 @@ _KILL_AT_STEP = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path, trained):
     straight_dir, straight = trained
     workdir = str(tmp_path / "killed")
@@ -199,6 +203,7 @@ _FOUR_DEVICES = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(tmp_path, trained):
     """The same run on a 4-device data-parallel mesh (batch sharded, params replicated)."""
     one_dir, one = trained
@@ -226,6 +231,7 @@ def test_non_finite_loss_stops_with_the_step(tmp_path):
     assert str(kept_step) in kept and all(int(k) < bad_step for k in kept if k.isdigit())
 
 
+@pytest.mark.slow
 def test_recommend_cli_writes_every_user_and_rejects_unknown_items(trained, tmp_path):
     workdir = trained[0]
     out = tmp_path / "top5.csv"
