@@ -4,10 +4,12 @@ best, popularity row, failures marked, protocol above), CSVs and PNG plots."""
 import csv
 import json
 import os
+import shutil
 import textwrap
 
 import pytest
 
+from transrec_jax.config import ConfigError
 from transrec_jax.studies import grid, report, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -100,6 +102,80 @@ def test_table_means_bold_popularity_failures_and_protocol(swept, tmp_path):
     for name in ("vs_loss.png", "vs_blocks.png", "val_curves.png"):
         with open(os.path.join(out, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+REPORT_FILES = ("report.md", "report.csv", "runs.csv")
+
+
+def test_report_regenerates_from_its_results_file_without_the_runs(swept, tmp_path):
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10", "ndcg@10"], "ndcg@10")
+    written = {name: open(os.path.join(out, name), "rb").read() for name in (*REPORT_FILES, "results.json")}
+    data = json.loads(written["results.json"])
+    assert data["sweep"]["seeds"] == [0, 1] and data["sweep"]["every_run"] == {"train.num_epochs": 3}
+    assert [r["run"] for r in data["runs"]] == [run.name for run in swept.runs]  # sweep order
+    first = data["runs"][0]
+    assert first["labels"] == {"loss": "a", "blocks": "1"} and first["seed"] == 0
+    assert first["status"] == "done" and first["error"] == ""
+    assert set(first["results"]) == {*report.REPORT_KEYS, "config"}
+    assert first["results"]["config"] == {"train": {"early_stop_metric": "ndcg@10"}}
+    assert first["curve"] == [[10, 0.1 * 10], [20, 0.1 * 20]]
+    failed = data["runs"][[r["run"] for r in data["runs"]].index("blocks=1,loss=c,seed=0")]
+    assert failed["status"] == "failed" and failed["error"] == "exit code 1: error: boom"
+
+    shutil.rmtree(swept.root)  # a fresh checkout: no run workdirs, only the committed report
+    for name in (*REPORT_FILES, "val_curves.png"):
+        os.remove(os.path.join(out, name))
+    md = report.write_report(swept, out, ["hr@10", "ndcg@10"], "ndcg@10")
+    for name, content in written.items():
+        assert open(os.path.join(out, name), "rb").read() == content, name
+    assert "![val_curves](val_curves.png)" in md and os.path.exists(os.path.join(out, "val_curves.png"))
+
+
+def test_a_run_with_a_workdir_wins_over_the_results_file(swept, tmp_path):
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    (run, *others) = swept.runs
+    for other in others:
+        shutil.rmtree(other.workdir)
+    os.remove(run.path("results.json"))
+    with open(run.path("error.txt"), "w") as f:
+        f.write("exit code 2: rerun and failed\n")
+    report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    with open(os.path.join(out, "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+    assert (runs[0]["status"], runs[0]["error"]) == ("failed", "exit code 2: rerun and failed")
+    assert [r["status"] for r in runs].count("done") == 7
+
+
+@pytest.mark.parametrize("change", [
+    {"seeds": "0"},
+    {"sets": ["train.num_epochs=4"]},
+    {"curve_metric": "hr@10"},
+])
+def test_a_results_file_of_other_sweep_settings_is_refused(swept, tmp_path, change):
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    shutil.rmtree(swept.root)
+    written = open(os.path.join(out, "results.json")).read()
+    path = str(tmp_path / "toy.py")
+    other = grid.load(path, change.get("sets", ()), change.get("seeds", ""), root=swept.root)
+    with pytest.raises(study.StudyError) as e:
+        report.write_report(other, out, ["hr@10"], change.get("curve_metric", "ndcg@10"))
+    message = str(e.value)
+    assert isinstance(e.value, ConfigError) and "\n" not in message
+    assert message.startswith(os.path.join(out, "results.json")) and "other sweep settings" in message
+    assert open(os.path.join(out, "results.json")).read() == written  # left as it was
+
+
+def test_a_damaged_results_file_is_refused(swept, tmp_path):
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    shutil.rmtree(swept.root)
+    with open(os.path.join(out, "results.json"), "w") as f:
+        f.write('{"runs": []}')
+    with pytest.raises(study.StudyError, match=r"results\.json: not a study results file"):
+        report.write_report(swept, out, ["hr@10"], "ndcg@10")
 
 
 def test_report_before_any_run_finished(tmp_path, monkeypatch):

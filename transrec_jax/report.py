@@ -5,8 +5,10 @@ r"""A sweep's results as a paper-ready table and figures (transrec_jax/studies/r
       --out=experiments/ablations/results/loss
 
 Takes the same --sweep/--set/--seeds/--workdir_root as `transrec_jax.sweep` (they name the
-runs) and writes report.md, report.csv, runs.csv and the figures to --out (default: the
-sweep's directory).
+runs) and writes report.md, report.csv, runs.csv, the figures and results.json (the runs'
+records: what the report uses) to --out (default: the sweep's directory). A run whose workdir
+is missing is read from --out's results.json, so a committed report regenerates on a fresh
+checkout; one written for other sweep settings is refused.
 """
 
 from __future__ import annotations

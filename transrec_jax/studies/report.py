@@ -9,6 +9,11 @@ Ablation report (`python -m transrec_jax.report --sweep=...`), written to one di
   runs.csv     every run: its labels, status, error and all test metrics
   vs_<axis>.png     each metric against each axis, error bars over seeds
   val_curves.png    the validation metric against the training step, one line per run
+  results.json the study results file: per run (sweep order) its labels, seed, status, error
+               line, what the report uses of its results.json and its validation curve, and the
+               sweep's settings. A run whose workdir is missing (run workdirs are not committed)
+               is read from it, so the report regenerates without the runs, byte for byte
+               (report.md and the CSVs); one written for other sweep settings is refused.
 
 Reproduction tables: RESULTS.md from every results/<table>.json (the runner's records) and each
 table's findings (<table>.md): ours beside published, Δ, epochs, wall time, hardware.
@@ -31,6 +36,7 @@ from transrec_jax.metric_log import read_metrics  # noqa: E402
 from transrec_jax.studies import runner  # noqa: E402
 from transrec_jax.studies import table as table_lib  # noqa: E402
 from transrec_jax.studies.grid import Sweep  # noqa: E402
+from transrec_jax.studies.study import StudyError  # noqa: E402
 
 METRICS = ("hr@10", "ndcg@10")  # the published pair every table row is compared on
 # A row passes with Δ NDCG@10 ≥ -NOISE: within seed-to-seed noise of its published figure, or above
@@ -46,22 +52,92 @@ PROTOCOL = (
 MAX_LINES = 6  # more lines than this in a vs-axis plot: keep the one through the reference
 
 
-def collect(sweep: Sweep, curve_metric: str) -> list[dict]:
-    """One record per run: status, results.json (when done), error line, validation curve."""
+RESULTS = "results.json"  # the study results file, beside the report
+RUN_FIELDS = ("run", "config_args", "labels", "seed", "status", "error", "results", "curve")
+# What the report reads of a finished run's results.json (and config.train.early_stop_metric)
+REPORT_KEYS = ("protocol", "dataset", "epochs", "steps", "best_step", "wall_time_s", "test",
+               "test_popularity")
+
+
+def collect(sweep: Sweep, curve_metric: str, out: str = "") -> list[dict]:
+    """One record per run: status, results (what the report uses of results.json, when done),
+    error line, validation curve, and `stored`: the run as <out>/results.json keeps it. A run
+    whose workdir is missing takes its record from <out>/results.json when that has one."""
+    missing = {run.name for run in sweep.runs if not os.path.isdir(run.workdir)}
+    kept = read_results(os.path.join(out, RESULTS), sweep, curve_metric) if out and missing else {}
     records = []
     for run in sweep.runs:
-        status = run.status()
-        record = {"run": run, "status": status, "results": None, "error": "", "curve": []}
-        if status == "done":
-            record["results"] = runner.results(run)
-        if status == "failed":
-            with open(run.path("error.txt")) as f:
-                record["error"] = f.readline().strip()
-        if status != "not run":
-            record["curve"] = [(r["step"], r[curve_metric]) for r in read_metrics(run.workdir)
-                               if r["kind"] == "val" and curve_metric in r]
-        records.append(record)
+        stored = kept[run.name] if run.name in missing & kept.keys() else run_record(run, curve_metric)
+        records.append({"run": run, "status": stored["status"], "results": stored["results"],
+                        "error": stored["error"], "curve": [tuple(p) for p in stored["curve"]],
+                        "stored": stored})
     return records
+
+
+def run_record(run, curve_metric: str) -> dict:
+    """One run as the study results file keeps it, read from its workdir: runner.record's status
+    fields, its labels, what the report uses of its results.json, its validation curve. In JSON
+    types (a JSON round trip), so a report built from it or from the file is the same."""
+    rec = {**runner.record(run, details=False), "labels": run.labels, "results": None, "curve": []}
+    rec.setdefault("error", "")
+    if rec["status"] == "done":
+        r = runner.results(run)
+        stop = r["config"]["train"]["early_stop_metric"]
+        rec["results"] = {**{k: r[k] for k in REPORT_KEYS},
+                          "config": {"train": {"early_stop_metric": stop}}}
+    if rec["status"] != "not run":
+        rec["curve"] = [[r["step"], r[curve_metric]] for r in read_metrics(run.workdir)
+                        if r["kind"] == "val" and curve_metric in r]
+    return json.loads(json.dumps(rec))
+
+
+def sweep_settings(sweep: Sweep) -> dict:
+    """The sweep-level fields the report uses, in JSON types; all but `doc` must match the sweep
+    file for its results file to be read."""
+    return json.loads(json.dumps({
+        "name": sweep.name, "doc": sweep.doc, "config": sweep.config, "axes": sweep.axes,
+        "reference": sweep.reference, "every_run": sweep.every_run, "seeds": sweep.seeds}))
+
+
+def write_results(path: str, sweep: Sweep, records: list[dict], curve_metric: str) -> None:
+    """The study results file: the sweep's settings and every run's stored record, sweep order
+    (one run a line)."""
+    runs = ",\n  ".join(json.dumps(r["stored"]) for r in records)
+    runner.write_atomic(path, f'{{"sweep": {json.dumps(sweep_settings(sweep))},\n '
+                              f'"curve_metric": {json.dumps(curve_metric)},\n "runs": [\n  {runs}\n ]}}\n')
+
+
+def read_results(path: str, sweep: Sweep, curve_metric: str) -> dict[str, dict]:
+    """The runs <path> records, by name ({} without the file); StudyError naming the file when it
+    is not a study results file or was written for other sweep settings (or curve metric)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        settings, runs = data["sweep"], data["runs"]
+        lacking = [k for r in runs for k in RUN_FIELDS if k not in r]
+        if lacking:
+            raise KeyError(lacking[0])
+        now = sweep_settings(sweep)
+        differ = [f"{k} {json.dumps(settings.get(k))}, now {json.dumps(now[k])}"
+                  for k in now if k != "doc" and now[k] != settings.get(k)]
+        if data["curve_metric"] != curve_metric:
+            differ.append(f"curve_metric {data['curve_metric']}, now {curve_metric}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StudyError(f"{path}: not a study results file written by transrec_jax.report ({e!r}); "
+                         "move it away") from None
+    recorded = [(r["run"], r["config_args"]) for r in runs]
+    expected = [(run.name, run.config_args()) for run in sweep.runs]
+    if not differ and recorded != expected:
+        other = next((r for r, e in zip(recorded, expected) if r != e), None)
+        differ.append(f"run {other[0]} {' '.join(other[1])}" if other else
+                      f"{len(recorded)} runs, now {len(expected)}")
+    if differ:
+        raise StudyError(f"{path} was written for other sweep settings than --sweep and its flags "
+                         f"now give ({'; '.join(differ)}): pass the flags it was written with, or "
+                         "move it away")
+    return {r["run"]: r for r in runs}
 
 
 def aggregate(records: list[dict], metrics: list[str]) -> list[dict]:
@@ -293,7 +369,8 @@ def plot_curves(out: str, sweep: Sweep, records: list[dict], curve_metric: str) 
 def write_report(sweep: Sweep, out: str, metrics: list[str], curve_metric: str) -> str:
     """Write every file of the report to `out`; the Markdown text."""
     os.makedirs(out, exist_ok=True)
-    records = collect(sweep, curve_metric)
+    records = collect(sweep, curve_metric, out)
+    write_results(os.path.join(out, RESULTS), sweep, records, curve_metric)
     points = aggregate(records, metrics)
     write_csvs(out, sweep, records, points, metrics)
     figures = plot_axes(out, sweep, records, points, metrics)

@@ -118,16 +118,17 @@ def results(run: Run) -> dict:
         return json.load(f)
 
 
-def record(run: Run) -> dict:
+def record(run: Run, details: bool = True) -> dict:
     """One run as its study's results file keeps it: status and error line, and for a finished
-    run its metrics, epochs, times, hardware, versions, dataset, protocol and resolved settings."""
+    run (unless not `details`) its metrics, epochs, times, hardware, versions, dataset, protocol
+    and resolved settings."""
     status = run.status()
     rec = {"row": run.point, "seed": run.seed, "run": run.name, "status": status,
            "workdir": run.workdir, "config": run.config, "config_args": run.config_args()}
     if status == "failed":
         with open(run.path("error.txt")) as f:
             rec["error"] = f.readline().strip()
-    if status == "done":
+    if status == "done" and details:
         rec.update(_finished(run))
     return rec
 
