@@ -63,21 +63,12 @@ def test_each_declared_word_sets_its_keys_and_is_documented(name):
         assert re.search(rf"\b{word}\b", module.__doc__), f"configs/{name} docstring lacks {word}"
         c = module.get_config(f"ml-1m,{word}")
         assert {key: c[key.split(".")[0]][key.split(".")[1]] for key in overrides} == overrides
-        changed = {k for k in _flat(c.to_dict()) if _flat(c.to_dict())[k] != _flat(plain.to_dict())[k]}
+        now, before = config_lib.flatten(c.to_dict()), config_lib.flatten(plain.to_dict())
+        changed = {k for k in now if now[k] != before[k]}
         assert changed <= set(overrides), (word, changed)  # the word touches its keys only
     with pytest.raises(config_lib.ConfigError) as err:
         module.get_config("nonsense")
     assert all(repr(word) in str(err.value) for word in variants)
-
-
-def _flat(tree, prefix=""):
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 @pytest.mark.parametrize(
@@ -171,6 +162,35 @@ def test_recorded_config_fills_keys_added_since_with_their_defaults(tmp_path):
         config_lib.recorded_config(str(path))
     with pytest.raises(config_lib.ConfigError, match=r"missing.json not found"):
         config_lib.recorded_config(str(tmp_path / "missing.json"))
+
+
+def test_recorded_config_drops_removed_keys_at_the_value_still_implemented(tmp_path):
+    c = load("sasrec.py:ml-1m")
+    recorded = json.loads(c.to_json())
+    for key, value in config_lib.REMOVED.items():  # as a run written before their removal has them
+        section, leaf = key.split(".")
+        assert leaf not in c[section]
+        recorded[section][leaf] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(recorded))
+    assert config_lib.recorded_config(str(path)).to_dict() == c.to_dict()
+
+
+@pytest.mark.parametrize("key, value", [
+    ("loss.logq_correction", False), ("loss.remove_accidental_hits", False),
+    ("train.optimizer", "adamw"), ("train.weight_decay", 0.01), ("train.clip_norm", 1.0),
+])
+def test_recorded_config_refuses_a_removed_key_at_another_value(tmp_path, key, value):
+    recorded = json.loads(load("sasrec.py").to_json())
+    section, leaf = key.split(".")
+    recorded[section][leaf] = value
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(recorded))
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.recorded_config(str(path))
+    message = str(err.value)
+    assert "\n" not in message and str(path) in message and f"{key}={value!r}" in message
+    assert "no longer implements" in message
 
 
 def test_batch_must_divide_over_devices():

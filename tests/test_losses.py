@@ -54,14 +54,12 @@ def np_ce(hidden, W, b, smoothing):
     return np_average(lse - (1 - smoothing) * target - smoothing * s.mean(1))
 
 
-def np_binary(hidden, W, b, negs, beta, remove_hits):
+def np_binary(hidden, W, b, negs, beta):
     s = np_scores(hidden, W, b)
     t = TARGETS.reshape(-1)
     rows = np.arange(len(t))
     positive = s[rows, t]
-    negative = np_softplus(s[rows[:, None], negs])
-    if remove_hits:
-        negative = np.where(negs == t[:, None], 0.0, negative)
+    negative = np.where(negs == t[:, None], 0.0, np_softplus(s[rows[:, None], negs]))  # no hits
     return np_average(beta * np_softplus(-positive) + negative.sum(1))
 
 
@@ -126,11 +124,11 @@ def test_chunked_cross_entropy_never_builds_full_logits():
     assert largest(chunk) < rows * items // 4
 
 
-@pytest.mark.parametrize("sampler,remove_hits", [("uniform", True), ("popularity", False)])
-def test_bce_matches_numpy(sampler, remove_hits):
+@pytest.mark.parametrize("sampler", ["uniform", "popularity"])
+def test_bce_matches_numpy(sampler):
     hidden, targets, weights, W, b = case()
     key = jax.random.key(5)
-    cfg = loss_cfg("bce", sampler=sampler, remove_accidental_hits=remove_hits)
+    cfg = loss_cfg("bce", sampler=sampler)
     loss, _ = compute_loss(
         cfg, hidden, targets, weights, W, b, key, item_log_probs=jnp.asarray(LOG_PROBS, jnp.float32)
     )
@@ -142,7 +140,7 @@ def test_bce_matches_numpy(sampler, remove_hits):
         item_log_probs=jnp.asarray(LOG_PROBS, jnp.float32),
     )
     np.testing.assert_allclose(
-        loss, np_binary(hidden, W, b, np.asarray(negs), 1.0, remove_hits), rtol=1e-5
+        loss, np_binary(hidden, W, b, np.asarray(negs), 1.0), rtol=1e-5
     )
 
 
@@ -151,9 +149,7 @@ def test_binary_cross_entropy_with_explicit_negatives_matches_numpy():
     negs = np.random.default_rng(0).integers(1, NUM_ITEMS + 1, size=(TARGETS.size, K))
     negs[2, 0] = TARGETS.reshape(-1)[2]  # an accidental hit
     h, t = hidden.reshape(-1, D), jnp.maximum(targets.reshape(-1), 1)
-    per_position = binary_cross_entropy(
-        h, t, W, b, jnp.asarray(negs), positive_weight=0.3, remove_accidental_hits=True
-    )
+    per_position = binary_cross_entropy(h, t, W, b, jnp.asarray(negs), positive_weight=0.3)
     s = np_scores(hidden, W, b)
     rows = np.arange(TARGETS.size)
     negative = np.where(negs == np.asarray(t)[:, None], 0.0, np_softplus(s[rows[:, None], negs]))
@@ -167,7 +163,7 @@ def test_binary_cross_entropy_paths_match_reference_in_value_and_gradient(num_ne
     h, W = jax.random.normal(keys[0], (6, D)), jax.random.normal(keys[1], (40, D))
     b = jax.random.normal(keys[2], (40,))
     t = jnp.arange(1, 7)
-    negs = jax.random.randint(keys[3], (6, num_negatives), 1, 40)
+    negs = jax.random.randint(keys[3], (6, num_negatives), 7, 40)  # never a target: no hits
 
     def reference(h, W, b):  # the textbook formula: gather each negative's row
         negative = jnp.einsum("nd,nkd->nk", h, W[negs]) + b[negs]
@@ -175,9 +171,7 @@ def test_binary_cross_entropy_paths_match_reference_in_value_and_gradient(num_ne
         return (0.7 * jax.nn.softplus(-positive) + jax.nn.softplus(negative).sum(-1)).sum()
 
     def ours(h, W, b):
-        return binary_cross_entropy(
-            h, t, W, b, negs, positive_weight=0.7, remove_accidental_hits=False
-        ).sum()
+        return binary_cross_entropy(h, t, W, b, negs, positive_weight=0.7).sum()
 
     np.testing.assert_allclose(ours(h, W, b), reference(h, W, b), rtol=1e-5)
     for got, want in zip(jax.grad(ours, (0, 1, 2))(h, W, b), jax.grad(reference, (0, 1, 2))(h, W, b)):
@@ -192,23 +186,15 @@ def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
     alpha = K / (NUM_ITEMS - 1)
     beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
     gbce, _ = compute_loss(loss_cfg("gbce", gbce_t=t), hidden, targets, weights, W, b, key)
-    np.testing.assert_allclose(gbce, np_binary(hidden, W, b, negs, beta, True), rtol=1e-5)
+    np.testing.assert_allclose(gbce, np_binary(hidden, W, b, negs, beta), rtol=1e-5)
     at_zero, _ = compute_loss(loss_cfg("gbce", gbce_t=0.0), hidden, targets, weights, W, b, key)
     bce, _ = compute_loss(loss_cfg("bce"), hidden, targets, weights, W, b, key)
     np.testing.assert_allclose(at_zero, bce, rtol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "sampler,logq,remove_hits",
-    [
-        ("uniform", False, False),
-        ("popularity", True, True),
-        ("popularity", False, True),
-        ("in_batch", True, True),
-        ("unseen", True, True),  # equally likely candidates: the correction is skipped
-    ],
-)
-def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
+# logQ-corrected, accidental hits dropped; 'unseen' (equally likely candidates) skips the correction
+@pytest.mark.parametrize("sampler", ["uniform", "popularity", "in_batch", "unseen"])
+def test_sampled_softmax_matches_numpy(sampler):
     hidden, _, _, W, b = case()
     flat = np.where(TARGETS == 0, 4, TARGETS).reshape(
         -1
@@ -217,13 +203,7 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
     window = jnp.asarray(np.concatenate([[[1], [10]], flat.reshape(TARGETS.shape)], axis=1))
     k = 3 if sampler == "unseen" else 6
     key = jax.random.key(7)
-    cfg = loss_cfg(
-        "sampled_softmax",
-        sampler=sampler,
-        logq_correction=logq,
-        remove_accidental_hits=remove_hits,
-        num_negatives=k,
-    )
+    cfg = loss_cfg("sampled_softmax", sampler=sampler, num_negatives=k)
     item_log_probs = jnp.asarray(LOG_PROBS, jnp.float32)
     targets = jnp.asarray(flat.reshape(TARGETS.shape))
     loss, _ = compute_loss(
@@ -249,11 +229,10 @@ def test_sampled_softmax_matches_numpy(sampler, logq, remove_hits):
         "unseen": lambda ids: np.zeros(np.shape(ids)),
     }[sampler]
     s = np_scores(hidden, W, b)
-    positive = s[np.arange(flat.size), flat] - (log_q(flat) if logq else 0.0)
+    positive = s[np.arange(flat.size), flat] - log_q(flat)
     row_negs = np.repeat(negs, TARGETS.shape[1], axis=0)  # each position gets its row's draw
-    negative = np.take_along_axis(s, row_negs, 1) - (log_q(row_negs) if logq else 0.0)
-    if remove_hits:
-        negative = np.where(row_negs == flat[:, None], -np.inf, negative)
+    negative = np.take_along_axis(s, row_negs, 1) - log_q(row_negs)
+    negative = np.where(row_negs == flat[:, None], -np.inf, negative)
     logits = np.concatenate([positive[:, None], negative], 1)
     expected = (
         np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1)) + logits.max(1) - positive
@@ -296,7 +275,7 @@ def test_padding_contributes_nothing_and_gradients_are_finite(name, sampler):
     # Item 1 (a possible stand-in id for padding rows) has zero popularity: log q = -inf.
     with np.errstate(divide="ignore"):
         log_probs = np.log(np.r_[0.0, 0.0, np.ones(NUM_ITEMS - 1)] / (NUM_ITEMS - 1))
-    cfg = loss_cfg(name, sampler=sampler, logq_correction=True, ce_chunk_size=5)
+    cfg = loss_cfg(name, sampler=sampler, ce_chunk_size=5)
     real_targets = targets.at[0, 5].set(2)  # keep every real target drawable by the sampler
     padded = np.asarray(weights == 0)
 

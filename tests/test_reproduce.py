@@ -13,7 +13,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from transrec_jax.studies import study
+from transrec_jax.config import REMOVED
+from transrec_jax.studies import runner, study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -332,6 +333,22 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
         f.write("{not json")
     with pytest.raises(SystemExit, match=r"toy.json: not a results file written by reproduce.py"):
         reproduce.main(fresh + ["--report_only"])
+
+
+def test_recorded_settings_may_hold_removed_keys_at_the_value_still_implemented(tmp_path):
+    """Records written before a config key was removed (config.REMOVED) still count as finished
+    when they hold it at the one value the code still implements, and train again otherwise."""
+    runs = [study.Run(name=f"row,seed={seed}", labels={"row": "row"}, point="row", seed=seed,
+                      config="configs/sasrec.py:debug", overrides={}, workdir=str(tmp_path / str(seed)))
+            for seed in (0, 1, 2)]
+    now = {"model.d_model": 16, "loss.name": "ce"}
+    recorded = {0: {**now, **REMOVED}, 1: {**now, **REMOVED, "train.optimizer": "adamw"},
+                2: {**now, **REMOVED, "loss.logq_correction": False}}
+    path = tmp_path / "toy.json"
+    path.write_text(json.dumps({"runs": [
+        {"run": run.name, "row": "row", "status": "done", "config_args": run.config_args(),
+         "settings": recorded[run.seed]} for run in runs]}))
+    assert list(runner.recorded(str(path), runs, {"row": now})) == ["row,seed=0"]
 
 
 @pytest.mark.slow

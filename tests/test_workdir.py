@@ -62,6 +62,21 @@ def test_another_config_is_refused_before_anything_is_written(tmp_path, key, val
     assert not os.path.exists(tmp_path / "cache")  # refused before the data loaded
 
 
+def test_an_old_run_with_removed_keys_at_their_values_is_this_config(tmp_path):
+    config = tiny(tmp_path)
+    old = json.loads(config.to_json())
+    for key, value in config_lib.REMOVED.items():  # written before the keys were removed
+        section, leaf = key.split(".")
+        old[section][leaf] = value
+    run = bound_workdir(tmp_path, config, results={"test": {"ndcg@10": 0.5}})
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old, indent=2))
+    assert workdir.check(run, config) == {"test": {"ndcg@10": 0.5}}
+    old["train"]["optimizer"] = "adamw"
+    (tmp_path / "run" / "config.json").write_text(json.dumps(old, indent=2))
+    with pytest.raises(ConfigError, match=r"train.optimizer='adamw': this version no longer"):
+        workdir.check(run, config)
+
+
 def test_keys_that_change_no_result_do_not_bind(tmp_path):
     run = bound_workdir(tmp_path, tiny(tmp_path), results={"test": {"ndcg@10": 0.5}})
     moved = tiny(tmp_path, **{"dataset.cache_dir": str(tmp_path / "elsewhere"),

@@ -22,6 +22,29 @@ class ConfigError(ValueError):
     """A config value is missing, mistyped or inconsistent."""
 
 
+# Keys removed from base_config() (no study ever set them), each with the one value the code
+# still implements -- its old default. An old run's config.json that holds one at that value
+# loads as before (recorded_config drops it); at any other value it is refused.
+REMOVED = {
+    "loss.logq_correction": True,  # sampled_softmax subtracts log q (not for 'unseen')
+    "loss.remove_accidental_hits": True,  # a negative equal to its position's positive is dropped
+    "train.optimizer": "adam",
+    "train.weight_decay": 0.0,
+    "train.clip_norm": 0.0,  # no gradient clipping
+}
+
+
+def _removed(key: str, value, where: str) -> bool:
+    """True when `key` ("a.b") is in REMOVED and `value` is the one value it still means;
+    ConfigError (naming `where`) when it is removed at another value; False when not removed."""
+    if key not in REMOVED:
+        return False
+    if value != REMOVED[key] or isinstance(value, bool) != isinstance(REMOVED[key], bool):
+        raise ConfigError(f"{where}: {key}={value!r}: this version no longer implements {key}; "
+                          f"it always runs as {key}={REMOVED[key]!r}")
+    return True
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Every key the code reads, with its default."""
     c = ml_collections.ConfigDict()
@@ -115,8 +138,6 @@ def base_config() -> ml_collections.ConfigDict:
     lo.name = "ce"  # one of LOSSES
     lo.num_negatives = 1
     lo.sampler = "uniform"  # uniform | popularity | in_batch | unseen (sampled_softmax only)
-    lo.logq_correction = True
-    lo.remove_accidental_hits = True
     lo.gbce_t = 0.75
     lo.ce_chunk_size = 0  # 0 = unchunked; else items per chunk
     lo.label_smoothing = 0.0
@@ -129,12 +150,9 @@ def base_config() -> ml_collections.ConfigDict:
     t.batch_size = 128  # global, split over devices
     t.num_epochs = 20
     t.num_steps = 0  # > 0 overrides num_epochs
-    t.optimizer = "adam"  # adam | adamw
-    t.learning_rate = 1e-3
+    t.learning_rate = 1e-3  # plain Adam (optax.adam): no weight decay, no gradient clipping
     t.schedule = "constant"  # constant | cosine
     t.warmup_steps = 0
-    t.weight_decay = 0.0
-    t.clip_norm = 0.0  # 0 disables
     t.adam_b2 = 0.98
     t.window = "last"  # last | random | shifted: which window of a history trains (TrainBatcher)
     t.pack_rows = False  # pack each batch's windows into fewer rows (same loss, less padding)
@@ -322,7 +340,6 @@ def _validate_train(t, m, num_devices):
     _positive("train.num_steps", t.num_steps, allow_zero=True)
     if t.num_epochs == 0 and t.num_steps == 0:
         raise ConfigError("config.train.num_epochs and train.num_steps are both 0: nothing to train")
-    _choice("train.optimizer", t.optimizer, ("adam", "adamw"))
     _choice("train.schedule", t.schedule, ("constant", "cosine"))
     _choice("train.window", t.window, ("last", "random", "shifted"))
     if t.pack_rows and m.name not in ("sasrec", "bert4rec"):
@@ -391,7 +408,8 @@ def recorded_config(path: str) -> ml_collections.ConfigDict:
     """A run's config.json laid over base_config(), locked.
 
     A key added to the code since the run was written keeps its default, and defaults of new
-    keys keep what the code did before them, so an old workdir still loads as it trained.
+    keys keep what the code did before them, so an old workdir still loads as it trained. A key
+    removed since (REMOVED) is dropped at the value the code still implements, else refused.
     """
     try:
         with open(path) as f:
@@ -406,6 +424,8 @@ def recorded_config(path: str) -> ml_collections.ConfigDict:
 
     def merge(node: ml_collections.ConfigDict, values: dict, prefix: str) -> None:
         for key, value in values.items():
+            if _removed(f"{prefix}{key}", value, path):
+                continue
             if isinstance(value, dict) and isinstance(node.get(key), ml_collections.ConfigDict):
                 merge(node[key], value, f"{prefix}{key}.")
             elif isinstance(value, list):
@@ -420,6 +440,17 @@ def recorded_config(path: str) -> ml_collections.ConfigDict:
     merge(c, recorded, "")
     c.lock()
     return c
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A config dict as {"a.b": value}, in JSON types (tuples become lists): what runs compare."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.loads(json.dumps(value))
+    return out
 
 
 def set_by_path(c: ml_collections.ConfigDict, key: str, value: str) -> None:

@@ -23,13 +23,13 @@ the compute dtype of `hidden`.
                    draws them. One draw for the whole batch costs no less and learns far
                    worse: each drawn item is then pushed down at every position of the batch
                    at once (measured: experiments/ablations/README.md, the loss ablation's
-                   last finding). logq_correction subtracts log q(item) from the positive's
-                   and the negatives' logits (as TensorFlow's sampled_softmax_loss does);
-                   with the uniform sampler that is a no-op, and the 'unseen' sampler (K
-                   distinct items outside the row's window, SASRec+'s draw), equally likely
-                   over a row's candidates, skips it.
-remove_accidental_hits drops a negative equal to the position's positive: -inf logit in the
-softmax, a zero term in bce / gbce.
+                   last finding). The logQ correction subtracts log q(item) from the
+                   positive's and the negatives' logits (as TensorFlow's sampled_softmax_loss
+                   does); with the uniform sampler that is a no-op, and the 'unseen'
+                   sampler (K distinct items outside the row's window, SASRec+'s draw),
+                   equally likely over a row's candidates, skips it.
+sampled_softmax, bce and gbce drop an accidental hit, a negative equal to the position's
+positive: -inf logit in the softmax, a zero term in bce / gbce.
 """
 
 from __future__ import annotations
@@ -76,26 +76,18 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_prob
         rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
         negatives = samplers.sample(lo.sampler, key, (rows, lo.num_negatives), **draws)
         log_q = None
-        if lo.logq_correction and lo.sampler != "unseen":
+        if lo.sampler != "unseen":
             # The stand-in id at padding may be one the sampler never draws (log q = -inf).
             target_log_q = jnp.where(real, samplers.log_q(lo.sampler, t, **batch), 0.0)
             log_q = (target_log_q.reshape(rows, -1), samplers.log_q(lo.sampler, negatives, **batch))
         per_position = sampled_softmax(
             h.reshape(rows, -1, h.shape[-1]), t.reshape(rows, -1), W, b, negatives,
-            log_q=log_q, remove_accidental_hits=lo.remove_accidental_hits,
+            log_q=log_q,
         ).reshape(-1)
     elif lo.name in ("bce", "gbce"):
         negatives = samplers.sample(lo.sampler, key, (t.shape[0], lo.num_negatives), **batch)
         beta = gbce_beta(lo.num_negatives, num_items, lo.gbce_t) if lo.name == "gbce" else 1.0
-        per_position = binary_cross_entropy(
-            h,
-            t,
-            W,
-            b,
-            negatives,
-            positive_weight=beta,
-            remove_accidental_hits=lo.remove_accidental_hits,
-        )
+        per_position = binary_cross_entropy(h, t, W, b, negatives, positive_weight=beta)
     else:
         raise ValueError(
             f"config.loss.name={lo.name!r}: expected ce | bce | gbce | sampled_softmax"
@@ -182,8 +174,9 @@ def chunked_logsumexp(h, items, item_bias, chunk_size: int):
     return running_max + jnp.log(running_sum)
 
 
-def sampled_softmax(h, t, W, b, negatives, *, log_q, remove_accidental_hits: bool):
-    """Per-position -log softmax of the positive among [positive, its row's negatives].
+def sampled_softmax(h, t, W, b, negatives, *, log_q):
+    """Per-position -log softmax of the positive among [positive, its row's negatives], a
+    negative equal to the positive left out.
 
     h [R, P, D], t [R, P]: R rows (sequences) of P positions; negatives [R, K], shared by
     the positions of a row; log_q: None or (log q of each target [R, P], of each negative
@@ -197,16 +190,14 @@ def sampled_softmax(h, t, W, b, negatives, *, log_q, remove_accidental_hits: boo
     if log_q is not None:
         positive = positive - log_q[0]
         negative = negative - log_q[1][:, None, :]
-    if remove_accidental_hits:
-        negative = jnp.where(negatives[:, None, :] == t[..., None], -jnp.inf, negative)
+    negative = jnp.where(negatives[:, None, :] == t[..., None], -jnp.inf, negative)
     logits = jnp.concatenate([positive[..., None], negative], axis=-1)
     return jax.nn.logsumexp(logits, axis=-1) - positive
 
 
-def binary_cross_entropy(
-    h, t, W, b, negatives, *, positive_weight: float, remove_accidental_hits: bool
-):
-    """Per-position positive_weight · softplus(-s⁺) + Σ_k softplus(s⁻_k), negatives [N, K].
+def binary_cross_entropy(h, t, W, b, negatives, *, positive_weight: float):
+    """Per-position positive_weight · softplus(-s⁺) + Σ_k softplus(s⁻_k), negatives [N, K], a
+    negative equal to the positive left out.
 
     With many negatives from a small catalog (K ≥ table rows / 16, e.g. 256 of ML-1M's
     3,417) scoring every item in one matmul and picking the K columns is far cheaper than
@@ -221,7 +212,5 @@ def binary_cross_entropy(
         negative = jnp.einsum("nd,nkd->nk", h, rows, preferred_element_type=jnp.float32)
         if b is not None:
             negative = negative + b[negatives]
-    negative_terms = jax.nn.softplus(negative)
-    if remove_accidental_hits:
-        negative_terms = jnp.where(negatives == t[:, None], 0.0, negative_terms)
+    negative_terms = jnp.where(negatives == t[:, None], 0.0, jax.nn.softplus(negative))
     return positive_weight * jax.nn.softplus(-positive) + negative_terms.sum(axis=-1)

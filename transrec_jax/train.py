@@ -42,10 +42,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
-    """Adam/AdamW with optional warmup + cosine schedule and global-norm clipping.
-
-    Weight decay (AdamW) applies to matrices only: biases and norm scales are not decayed.
-    """
+    """Adam with optional warmup + cosine schedule."""
     t = train_cfg
     if t.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(
@@ -55,12 +52,7 @@ def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
         lr = optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
     else:
         lr = t.learning_rate
-    if t.optimizer == "adamw":
-        opt = optax.adamw(lr, b2=t.adam_b2, weight_decay=t.weight_decay,
-                          mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params))
-    else:
-        opt = optax.adam(lr, b2=t.adam_b2)
-    return optax.chain(optax.clip_by_global_norm(t.clip_norm), opt) if t.clip_norm else opt
+    return optax.adam(lr, b2=t.adam_b2)
 
 
 def init_state(config, num_items: int, total_steps: int, key):

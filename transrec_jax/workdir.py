@@ -68,20 +68,10 @@ def bind(workdir: str, config, *, restart: bool = False) -> None:
 
 def config_differences(recorded, config) -> list[str]:
     """'key: recorded → new' for every leaf that differs (tuples and lists compare equal)."""
-    old, new = _flat(json.loads(recorded.to_json())), _flat(json.loads(config.to_json()))
+    old, new = config_lib.flatten(recorded.to_dict()), config_lib.flatten(config.to_dict())
     return [f"{key}: {old.get(key, '(absent)')!r} there, {new.get(key, '(absent)')!r} here"
             for key in sorted(old.keys() | new.keys())
             if old.get(key) != new.get(key) and key not in _UNBOUND_KEYS]
-
-
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _check_writable(workdir: str) -> None:

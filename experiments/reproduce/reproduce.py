@@ -37,7 +37,8 @@ A run that <out_dir>/results/<table>.json records as finished, with the argument
 resolved settings it would run with now, counts as finished too: a fresh checkout, whose run
 directories are gone, skips it and tables it as recorded. Change a row's overrides, its config
 file or a default it relies on, and its runs train again (a config key added since a run was
-recorded is not compared; records from before settings were recorded are trusted on their
+recorded is not compared, one removed since must hold the value the code still implements,
+transrec_jax.config.REMOVED; records from before settings were recorded are trusted on their
 arguments and get today's settings).
 Overrides are BUDGET, then the row's, then the seed; unknown keys and wrong types stop the
 table before anything runs, and a workdir launched with other settings is an error. Then (and

@@ -21,6 +21,7 @@ import sys
 import time
 
 from transrec_jax import hardware
+from transrec_jax.config import REMOVED
 from transrec_jax.metric_log import read_metrics
 from transrec_jax.studies.study import Run, StudyError, flat_settings
 
@@ -175,7 +176,8 @@ def _finished(run: Run) -> dict:
 def recorded(path: str, runs: list[Run], settings: dict[str, dict]) -> dict[str, dict]:
     """The finished runs that the results file `path` records with the arguments each of `runs`
     has now and the resolved settings (`settings`: by run point) it would run with, by run name.
-    A key added since a run was recorded is not compared; a record from before settings were
+    A key added since a run was recorded is not compared, a key removed since (config.REMOVED)
+    must hold the one value the code still implements; a record from before settings were
     recorded is trusted on its arguments and gets today's settings."""
     if not os.path.exists(path):
         return {}
@@ -189,7 +191,8 @@ def recorded(path: str, runs: list[Run], settings: dict[str, dict]) -> dict[str,
             now = settings[r["row"]]
             if "settings" not in r:
                 same[name] = {**r, "settings": now}
-            elif any(key in now and now[key] != value for key, value in r["settings"].items()):
+            elif any(value != now.get(key, REMOVED.get(key, value))
+                     for key, value in r["settings"].items()):
                 del same[name]  # the same arguments resolve to other settings now
         return same
     except (ValueError, KeyError, TypeError, AttributeError) as e:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import runpy
 from typing import Any
 
+from transrec_jax import config as config_lib
 from transrec_jax.config import ConfigError
 
 MAIN = "transrec_jax.main"  # the entry point every run's command calls
@@ -114,12 +114,6 @@ def parse_seeds(seeds: str, default, where: str) -> tuple[int, ...]:
         raise StudyError(f"{where}{seeds or default!r}: expected integers") from None
 
 
-def flat_settings(config: dict, prefix: str = "") -> dict[str, Any]:
+def flat_settings(config: dict) -> dict[str, Any]:
     """A config dict as {"a.b": value} in JSON types (tuples become lists), without the seed."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flat_settings(value, f"{prefix}{key}."))
-        elif f"{prefix}{key}" != "seed":
-            flat[f"{prefix}{key}"] = json.loads(json.dumps(value))
-    return flat
+    return {k: v for k, v in config_lib.flatten(config).items() if k != "seed"}
