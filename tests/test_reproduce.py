@@ -331,7 +331,7 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
 
     with open(os.path.join(out, "results", "toy.json"), "w") as f:
         f.write("{not json")
-    with pytest.raises(SystemExit, match=r"toy.json: not a results file written by reproduce.py"):
+    with pytest.raises(SystemExit, match=r"toy.json: not a study results file"):
         reproduce.main(fresh + ["--report_only"])
 
 

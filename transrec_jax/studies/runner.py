@@ -36,7 +36,7 @@ def check_workdirs(runs: list[Run]) -> None:
                 changed = sorted(set(before) ^ set(run.config_args()))
                 raise StudyError(
                     f"{run.workdir} was launched with other settings ({' '.join(changed)}): "
-                    "delete it or use another --workdir_root"
+                    "delete it, or give the study another root directory"
                 )
 
 
@@ -196,8 +196,8 @@ def recorded(path: str, runs: list[Run], settings: dict[str, dict]) -> dict[str,
                 del same[name]  # the same arguments resolve to other settings now
         return same
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise StudyError(f"{path}: not a results file written by reproduce.py ({e!r}); "
-                         "move it away to start the table afresh") from None
+        raise StudyError(f"{path}: not a study results file ({e!r}); "
+                         "move it away to start the study afresh") from None
 
 
 def collect(runs: list[Run], done_before: dict[str, dict] | None = None) -> list[dict]:
