@@ -52,9 +52,8 @@ def _reporting_user_errors(main):
 def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
-    except flags.Error as e:
-        fail(_flag_error(e, argv))
-    except (KeyError, AttributeError, OSError, ValueError) as e:  # ml_collections' overrides
+    # absl's own errors; ml_collections' overrides raise the others (KeyError: no such key)
+    except (flags.Error, KeyError, AttributeError, OSError, ValueError) as e:
         fail(_flag_error(e, argv))
 
 
