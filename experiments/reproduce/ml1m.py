@@ -250,8 +250,7 @@ REFERENCES = {
     "Trained with Negative Sampling\", RecSys 2023; code github.com/asash/gsasrec "
     "(recommenders/sequential/models/sasrec/sasrec.py SASRecConfig defaults; the gSASRec benchmark "
     "config: EMBEDDING_SIZE 128, SEQUENCE_LENGTH 200, batch 128; Readme.md: k = 256, t = 0.75) "
-    "and its official port github.com/asash/gSASRec-pytorch (README: the released ML-1M model, "
-    "NDCG@10 0.1726, Recall@10 0.3003, checkpoint step 86064; config_ml1m.py, config.py, "
-    "gsasrec.py, dataset_utils.py). HR@10 0.3000 as the eSASRec repository's README quotes the "
-    "paper",
+    "and its official port github.com/asash/gSASRec-pytorch (README: the released ML-1M model; "
+    "config_ml1m.py, config.py, gsasrec.py, dataset_utils.py); the row's published HR@10 as the "
+    "eSASRec repository's README quotes the paper",
 }
