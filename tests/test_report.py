@@ -197,3 +197,45 @@ def test_popularity_std_only_when_it_shows(values, std):
     pop = report.popularity(records, ["ndcg@10"])
     assert pop["mean"]["ndcg@10"] == pytest.approx(sum(values) / 2)
     assert pop["std"]["ndcg@10"] == std
+
+
+def test_regenerate_rewrites_a_report_from_its_results_file_alone(swept, tmp_path):
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10", "ndcg@10"], "ndcg@10")
+    path = os.path.join(out, report.RESULTS)
+    written = {name: open(os.path.join(out, name), "rb").read() for name in (*REPORT_FILES, report.RESULTS)}
+    assert json.loads(written[report.RESULTS])["report"] == {
+        "sweep": str(tmp_path / "toy.py"), "set": [], "metrics": ["hr@10", "ndcg@10"]}
+    shutil.rmtree(swept.root)
+    for name in (*REPORT_FILES, "val_curves.png", "vs_loss.png"):
+        os.remove(os.path.join(out, name))
+    md = report.regenerate(path, draw=False)  # the sweep file, --set items and metrics it records
+    for name, content in written.items():
+        assert open(os.path.join(out, name), "rb").read() == content, name
+    # Not drawn, yet linked as written: the figures are not what the table is compared on
+    assert "![vs_loss](vs_loss.png)" in md and "![val_curves](val_curves.png)" in md
+    assert not os.path.exists(os.path.join(out, "vs_loss.png"))
+
+
+def test_a_run_without_a_recorded_curve_keeps_the_figure_drawn_from_the_runs(swept, tmp_path):
+    """A curve of null: not recorded (a report converted after its runs were gone). The
+    val_curves.png already there is kept and linked, never redrawn without that run."""
+    out = str(tmp_path / "out")
+    report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    shutil.rmtree(swept.root)
+    path = os.path.join(out, report.RESULTS)
+    with open(path) as f:
+        data = json.load(f)
+    data["runs"][0]["curve"] = None
+    with open(path, "w") as f:
+        json.dump(data, f)
+    figure = os.path.join(out, "val_curves.png")
+    with open(figure, "wb") as f:
+        f.write(b"drawn from the runs")
+    md = report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    assert "![val_curves](val_curves.png)" in md and open(figure, "rb").read() == b"drawn from the runs"
+    assert json.load(open(path))["runs"][0]["curve"] is None  # kept absent, not invented
+    os.remove(figure)
+    md = report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    assert "val_curves" not in md and not os.path.exists(figure)
+    assert "![vs_loss](vs_loss.png)" in md  # the final figures still plot

@@ -8,7 +8,11 @@ docstring, a comment, a config or a Python string. These tests hold the line:
       quotes a measured metric, speed-up, spread or duration;
   (b) the committed experiments/reproduce/RESULTS.md is exactly what reproduce.py writes from
       the committed results/*.json and the tables' Markdown (`--markdown_only`; no training);
-  (c) no table file keeps FINDINGS in Python: each table's words are its <table>.md.
+  (c) no table file keeps FINDINGS in Python: each table's words are its <table>.md;
+  (d) every committed ablation report (experiments/ablations/results/<study>/) has its study
+      results file, and its report.md, report.csv and runs.csv are exactly what
+      `python -m transrec_jax.report --regenerate=experiments/ablations/results` writes from it
+      (no runs, no training, no figures drawn).
 """
 
 import ast
@@ -16,9 +20,12 @@ import glob
 import importlib.util
 import os
 import re
+import shutil
 import sys
 
 import pytest
+
+from transrec_jax.studies import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCANNED = ("transrec_jax", "configs", "experiments")
@@ -135,3 +142,33 @@ def test_table_words_are_markdown(path):
 
 def test_no_python_file_defines_findings():
     assert [os.path.relpath(p, REPO) for p in python_files() if "FINDINGS" in module_names(p)] == []
+
+
+ABLATION_RESULTS = os.path.join(REPO, "experiments", "ablations", "results")
+ABLATION_REPORTS = sorted(os.path.basename(os.path.dirname(p))
+                          for p in glob.glob(os.path.join(ABLATION_RESULTS, "*", "report.md")))
+
+
+def test_every_ablation_report_keeps_its_results_file():
+    assert len(ABLATION_REPORTS) >= 6
+    assert [s for s in ABLATION_REPORTS
+            if not os.path.exists(os.path.join(ABLATION_RESULTS, s, report.RESULTS))] == []
+
+
+@pytest.mark.parametrize("name", ABLATION_REPORTS)
+def test_committed_ablation_report_is_what_its_results_file_writes(name, tmp_path, monkeypatch):
+    """Regenerate with `python -m transrec_jax.report --regenerate=experiments/ablations/results`."""
+    monkeypatch.chdir(REPO)  # the results file names its sweep file relative to the repository root
+    committed = os.path.join(ABLATION_RESULTS, name)
+    out = tmp_path / name
+    out.mkdir()
+    # The figure of curves no longer recorded stays as committed, linked when it is there
+    for kept in (report.RESULTS, "val_curves.png"):
+        if os.path.exists(os.path.join(committed, kept)):
+            shutil.copy(os.path.join(committed, kept), out / kept)
+    report.regenerate(str(out / report.RESULTS), draw=False, root=str(tmp_path / "no_runs"))
+    for file in (report.RESULTS, "report.md", "report.csv", "runs.csv"):
+        with open(os.path.join(committed, file), encoding="utf-8") as f:
+            assert (out / file).read_text(encoding="utf-8") == f.read(), (
+                f"{name}/{file} is stale or edited by hand: run "
+                "`python -m transrec_jax.report --regenerate=experiments/ablations/results`")

@@ -36,6 +36,8 @@ class Sweep:
     seeds: tuple[int, ...]
     root: str
     runs: list[Run]
+    path: str = ""  # the sweep file, as given
+    sets: tuple[str, ...] = ()  # the --set items, as given
 
 
 def load(path: str, sets: list[str] = (), seeds: str = "", root: str = "") -> Sweep:
@@ -85,7 +87,8 @@ def load(path: str, sets: list[str] = (), seeds: str = "", root: str = "") -> Sw
     return Sweep(name, (spec.get("__doc__") or "").strip(), config,
                  {axis: [label for label, _ in levels] for axis, levels in axes.items()},
                  {axis: axes[axis][i][0] for axis, i in reference.items()},
-                 every_run, seed_list, root, _runs(points, seed_list, config, every_run, root))
+                 every_run, seed_list, root, _runs(points, seed_list, config, every_run, root),
+                 path, tuple(sets))
 
 
 def _runs(points, seeds, config: str, every_run: dict, root: str) -> list[Run]:

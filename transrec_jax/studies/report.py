@@ -10,10 +10,18 @@ Ablation report (`python -m transrec_jax.report --sweep=...`), written to one di
   vs_<axis>.png     each metric against each axis, error bars over seeds
   val_curves.png    the validation metric against the training step, one line per run
   results.json the study results file: per run (sweep order) its labels, seed, status, error
-               line, what the report uses of its results.json and its validation curve, and the
-               sweep's settings. A run whose workdir is missing (run workdirs are not committed)
-               is read from it, so the report regenerates without the runs, byte for byte
-               (report.md and the CSVs); one written for other sweep settings is refused.
+               line, what the report uses of its results.json and its validation curve, the
+               sweep's settings and the report's own arguments (sweep file, --set items,
+               metrics). A run whose workdir is missing (run workdirs are not committed) is read
+               from it, so the report regenerates without the runs, byte for byte (report.md
+               and the CSVs); one written for other sweep settings is refused. `regenerate`
+               (`python -m transrec_jax.report --regenerate=DIR`) rewrites every report under DIR
+               from its results.json alone.
+
+A curve of null is one that was not recorded: the reports written before results.json existed
+were converted from their runs.csv and report.md once their runs were gone (their test metrics
+at runs.csv's 6 significant digits). val_curves.png is then not redrawn; the report links the
+one drawn from the runs while they existed when it lies beside the report.
 
 Reproduction tables: RESULTS.md from every results/<table>.json (the runner's records) and each
 table's findings (<table>.md): ours beside published, Δ, epochs, wall time, hardware.
@@ -26,17 +34,13 @@ import glob
 import json
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from transrec_jax.metric_log import read_metrics  # noqa: E402
-from transrec_jax.studies import runner  # noqa: E402
-from transrec_jax.studies import table as table_lib  # noqa: E402
-from transrec_jax.studies.grid import Sweep  # noqa: E402
-from transrec_jax.studies.study import StudyError  # noqa: E402
+from transrec_jax.metric_log import read_metrics
+from transrec_jax.studies import grid, runner
+from transrec_jax.studies import table as table_lib
+from transrec_jax.studies.grid import Sweep
+from transrec_jax.studies.study import StudyError
 
 METRICS = ("hr@10", "ndcg@10")  # the published pair every table row is compared on
 # A row passes with Δ NDCG@10 ≥ -NOISE: within seed-to-seed noise of its published figure, or above
@@ -68,9 +72,9 @@ def collect(sweep: Sweep, curve_metric: str, out: str = "") -> list[dict]:
     records = []
     for run in sweep.runs:
         stored = kept[run.name] if run.name in missing & kept.keys() else run_record(run, curve_metric)
+        curve = None if stored["curve"] is None else [tuple(p) for p in stored["curve"]]  # None: not recorded
         records.append({"run": run, "status": stored["status"], "results": stored["results"],
-                        "error": stored["error"], "curve": [tuple(p) for p in stored["curve"]],
-                        "stored": stored})
+                        "error": stored["error"], "curve": curve, "stored": stored})
     return records
 
 
@@ -99,11 +103,14 @@ def sweep_settings(sweep: Sweep) -> dict:
         "reference": sweep.reference, "every_run": sweep.every_run, "seeds": sweep.seeds}))
 
 
-def write_results(path: str, sweep: Sweep, records: list[dict], curve_metric: str) -> None:
-    """The study results file: the sweep's settings and every run's stored record, sweep order
-    (one run a line)."""
+def write_results(path: str, sweep: Sweep, records: list[dict], metrics: list[str],
+                  curve_metric: str) -> None:
+    """The study results file: the sweep's settings, the report's arguments (what `regenerate`
+    needs besides the sweep file) and every run's stored record, sweep order (one run a line)."""
     runs = ",\n  ".join(json.dumps(r["stored"]) for r in records)
+    args = {"sweep": sweep.path, "set": list(sweep.sets), "metrics": list(metrics)}
     runner.write_atomic(path, f'{{"sweep": {json.dumps(sweep_settings(sweep))},\n '
+                              f'"report": {json.dumps(args)},\n '
                               f'"curve_metric": {json.dumps(curve_metric)},\n "runs": [\n  {runs}\n ]}}\n')
 
 
@@ -288,12 +295,11 @@ def _num(x) -> str:
     return "" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)
 
 
-def plot_axes(out: str, sweep: Sweep, records: list[dict], points: list[dict],
-              metrics: list[str]) -> list[str]:
-    """vs_<axis>.png per axis: each metric against the axis levels, one line per setting of the
-    other axes (only the reference setting when there are too many), error bars over seeds."""
-    pop = popularity(records, metrics)
-    files = []
+def axis_lines(sweep: Sweep, points: list[dict]) -> dict[str, dict[tuple, dict]]:
+    """The lines of each axis's vs_<axis>.png, by axis (an axis without a line gets no figure):
+    per setting of the other axes, its finished points by level index (only the reference
+    setting when there are more than MAX_LINES)."""
+    by_axis = {}
     for axis, levels in sweep.axes.items():
         others = [a for a in sweep.axes if a != axis]
         lines: dict[tuple, dict] = {}
@@ -305,8 +311,25 @@ def plot_axes(out: str, sweep: Sweep, records: list[dict], points: list[dict],
         if len(lines) > MAX_LINES:
             ref = tuple(sweep.reference[a] for a in others)
             lines = {ref: lines[ref]} if ref in lines else {}
-        if not lines:
-            continue
+        if lines:
+            by_axis[axis] = lines
+    return by_axis
+
+
+def plot_axes(out: str, sweep: Sweep, records: list[dict], points: list[dict],
+              metrics: list[str], draw: bool = True) -> list[str]:
+    """vs_<axis>.png per axis: each metric against the axis levels, one line per setting of the
+    other axes (only the reference setting when there are too many), error bars over seeds.
+    Not `draw`: only the file names."""
+    by_axis = axis_lines(sweep, points)
+    if not draw:
+        return [f"vs_{axis}.png" for axis in by_axis]
+    plt = _pyplot()
+
+    pop = popularity(records, metrics)
+    files = []
+    for axis, lines in by_axis.items():
+        levels, others = sweep.axes[axis], [a for a in sweep.axes if a != axis]
         fig, axs = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
         ordered = all(_is_number(level) for level in levels)  # else no line joins the points
         for ax, m in zip(axs[0], metrics):
@@ -332,6 +355,16 @@ def plot_axes(out: str, sweep: Sweep, records: list[dict], points: list[dict],
     return files
 
 
+def _pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported only when a figure is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -340,11 +373,19 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def plot_curves(out: str, sweep: Sweep, records: list[dict], curve_metric: str) -> list[str]:
-    """val_curves.png: validation metric vs step, one line per run, one colour per grid point."""
+def plot_curves(out: str, sweep: Sweep, records: list[dict], curve_metric: str,
+                draw: bool = True) -> list[str]:
+    """val_curves.png: validation metric vs step, one line per run, one colour per grid point.
+    A run whose curve was not recorded (None): not redrawn, the figure already in `out` kept
+    (drawn while the runs existed), if any. Not `draw`: only the file name."""
+    path = os.path.join(out, "val_curves.png")
+    if any(r["curve"] is None for r in records):
+        return ["val_curves.png"] if os.path.exists(path) else []
     with_curves = sorted((r for r in records if r["curve"]), key=lambda r: r["status"] != "done")
-    if not with_curves:
-        return []
+    if not with_curves or not draw:
+        return ["val_curves.png"] if with_curves else []
+    plt = _pyplot()
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     colours = {p: f"C{i % 10}" for i, p in enumerate(dict.fromkeys(r["run"].point for r in records))}
     labelled = set()
@@ -361,24 +402,43 @@ def plot_curves(out: str, sweep: Sweep, records: list[dict], curve_metric: str) 
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small", ncol=2 if len(labelled) > 8 else 1)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "val_curves.png"), dpi=150)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
     return ["val_curves.png"]
 
 
-def write_report(sweep: Sweep, out: str, metrics: list[str], curve_metric: str) -> str:
-    """Write every file of the report to `out`; the Markdown text."""
+def write_report(sweep: Sweep, out: str, metrics: list[str], curve_metric: str,
+                 draw: bool = True) -> str:
+    """Write every file of the report to `out` (not `draw`: all but the figures, which
+    report.md still links); the Markdown text."""
     os.makedirs(out, exist_ok=True)
     records = collect(sweep, curve_metric, out)
-    write_results(os.path.join(out, RESULTS), sweep, records, curve_metric)
+    write_results(os.path.join(out, RESULTS), sweep, records, metrics, curve_metric)
     points = aggregate(records, metrics)
     write_csvs(out, sweep, records, points, metrics)
-    figures = plot_axes(out, sweep, records, points, metrics)
-    figures += plot_curves(out, sweep, records, curve_metric)
+    figures = plot_axes(out, sweep, records, points, metrics, draw)
+    figures += plot_curves(out, sweep, records, curve_metric, draw)
     text = markdown(sweep, records, points, metrics, figures)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(text)
     return text
+
+
+def regenerate(results_file: str, draw: bool = True, root: str = "") -> str:
+    """Rewrite the report beside `results_file` from it, with the sweep file, --set items and
+    metrics it records (run from the repository root; `root`: where the runs would be, default
+    the sweep's, a run found there wins over its record); the Markdown text."""
+    try:
+        with open(results_file) as f:
+            data = json.load(f)
+        args, seeds = data["report"], ",".join(map(str, data["sweep"]["seeds"]))
+        sweep_file, sets, metrics = args["sweep"], list(args["set"]), list(args["metrics"])
+        curve_metric = data["curve_metric"]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise StudyError(f"{results_file}: not a study results file written by transrec_jax.report "
+                         f"({e!r})") from None
+    sweep = grid.load(sweep_file, sets, seeds, root)
+    return write_report(sweep, os.path.dirname(results_file), metrics, curve_metric, draw)
 
 
 # --- reproduction tables ------------------------------------------------------------------
