@@ -172,3 +172,16 @@ def test_committed_ablation_report_is_what_its_results_file_writes(name, tmp_pat
             assert (out / file).read_text(encoding="utf-8") == f.read(), (
                 f"{name}/{file} is stale or edited by hand: run "
                 "`python -m transrec_jax.report --regenerate=experiments/ablations/results`")
+
+
+def test_committed_next_k_table_is_what_its_results_files_write():
+    """Regenerate with `python experiments/next_k/compare.py --markdown_only` (no JAX, no runs)."""
+    spec = importlib.util.spec_from_file_location(
+        "next_k_readme_table", os.path.join(REPO, "experiments", "next_k", "readme_table.py"))
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    with open(table.README, encoding="utf-8") as f:
+        committed = f.read()
+    assert table.readme_text(committed) == committed, (
+        "experiments/next_k/README.md's table is stale or edited by hand: run "
+        "`python experiments/next_k/compare.py --markdown_only`")

@@ -17,6 +17,10 @@ Run (relaunching resumes each run; finished runs are only re-evaluated):
   python experiments/next_k/compare.py --dataset=ml-1m --models=encdec --workdir=/tmp/nk40 \
       --arg=train.num_epochs=40,train.eval_every_epochs=4
   python experiments/next_k/compare.py --dataset=synthetic --arg=debug --out=/tmp/next_k.json
+
+The README's results table is written from the committed results files (readme_table.py; no
+training, no runs needed):
+  python experiments/next_k/compare.py --markdown_only
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 
 import jax
 
+import readme_table  # next to this script
 from transrec_jax import evaluate, host_memory
 from transrec_jax.serving import load_run
 from transrec_jax.studies import runner
@@ -70,7 +75,13 @@ def main() -> None:
     parser.add_argument("--beam_widths", default="1,4", help="comma-separated encdec beam widths")
     parser.add_argument("--workdir", default="", help="default: experiments/next_k/runs/<dataset>")
     parser.add_argument("--out", default="", help="JSON file for the table (default: <workdir>/compare.json)")
+    parser.add_argument("--markdown_only", action="store_true",
+                        help="only rewrite README.md's generated table from the committed results "
+                             "files (readme_table.TABLES); no training")
     args = parser.parse_args()
+    if args.markdown_only:
+        readme_table.main([])
+        return
     host_memory.keep_freed_memory()  # as transrec_jax.main does, before JAX starts its threads
     root = args.workdir or str(REPO / "experiments" / "next_k" / "runs" / args.dataset)
     arg = f"{args.dataset},dataset.split=next_k,dataset.next_k={args.k},model.next_k={args.k}"
