@@ -49,8 +49,11 @@ def value_and_grads(mha, xq, xkv, mask):
     def loss(model, xq, xkv):
         return jnp.sum(model(xq, xkv, mask=mask) * probe)
 
-    grads = nnx.grad(loss, argnums=(0, 1, 2))(mha, xq, xkv)
-    return mha(xq, xkv, mask=mask), grads
+    @nnx.jit  # one program, not hundreds of eagerly compiled primitives
+    def run(mha, xq, xkv):
+        return mha(xq, xkv, mask=mask), nnx.grad(loss, argnums=(0, 1, 2))(mha, xq, xkv)
+
+    return run(mha, xq, xkv)
 
 
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
