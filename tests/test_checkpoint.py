@@ -263,6 +263,18 @@ def test_metric_log_survives_a_torn_last_line_and_replays_tensorboard(tmp_path):
     assert len(glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))) == 1
 
 
+
+def test_metric_log_of_a_process_that_does_not_write_touches_nothing(tmp_path):
+    workdir = str(tmp_path)
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write('{"step": 10, "kind": "train", "loss": 1.0}\n{"step": 20, "kind": "train", "loss": 0.5}\n')
+    before = os.listdir(workdir), open(os.path.join(workdir, "metrics.jsonl")).read()
+    log = MetricLog(workdir, 10, write=False)  # resuming from 10 would drop the step-20 row
+    log.write(20, "train", {"loss": 0.25})
+    log.close()
+    assert (os.listdir(workdir), open(os.path.join(workdir, "metrics.jsonl")).read()) == before
+    assert MetricLog(workdir, 10).writes  # by default process 0 writes: this process
+
 _KILLED_RUN = textwrap.dedent("""
     import json, os, pathlib, signal, sys, time
     sys.path.insert(0, {tests!r})

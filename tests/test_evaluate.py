@@ -1,12 +1,11 @@
 """The Evaluator end to end: a numpy golden computation, batch-size independence, sampled mode."""
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate
+from transrec_jax import evaluate, sharding
 from transrec_jax.data import preprocess, splits, synthetic
 from transrec_jax.models import build_model
 
@@ -20,7 +19,7 @@ def setup():
     ds = preprocess.preprocess(synthetic.generate(c.dataset.synthetic, 0), c.dataset)
     split = splits.leave_one_out(ds)
     graphdef, params = nnx.split(build_model(c.model, ds.num_items, rngs=nnx.Rngs(0)))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(c.mesh)
     return c, ds, split, graphdef, params, mesh
 
 
@@ -30,13 +29,14 @@ def _numpy_metrics(c, ds, split, graphdef, params, part):
     W, b = (np.asarray(x) if x is not None else None for x in model.output_table())
     users = split.eval_users(part)
     pos = (split.val_pos if part == "val" else split.test_pos)[users]
-    hr, ndcg = [], []
-    for u, p in zip(users, pos):
-        seq = ds.sequence(u)
-        history = np.zeros(c.model.max_len, np.int32)
-        recent = seq[max(0, p - c.model.max_len) : p]
+    histories = np.zeros((len(users), c.model.max_len), np.int32)
+    for history, u, p in zip(histories, users, pos):
+        recent = ds.sequence(u)[max(0, p - c.model.max_len) : p]
         history[len(history) - len(recent) :] = recent
-        rep = np.asarray(model.user_representation(history[None]))[0].astype(np.float64)
+    reps = np.asarray(model.user_representation(histories), np.float64)  # one call, all users
+    hr, ndcg = [], []
+    for u, p, rep in zip(users, pos, reps):
+        seq = ds.sequence(u)
         scores = W.astype(np.float64) @ rep + (0 if b is None else b)
         target = seq[p]
         rankable = np.ones(len(scores), bool)
@@ -81,7 +81,7 @@ def test_sampled_mode_is_labelled_and_never_harder_than_full_ranking():
     ds = preprocess.preprocess(synthetic.generate(c.dataset.synthetic, 0), c.dataset)
     split = splits.leave_one_out(ds)
     graphdef, params = nnx.split(build_model(c.model, ds.num_items, rngs=nnx.Rngs(0)))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(c.mesh)
     full = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)(params)
     c.eval.mode = "sampled100"
     sampled = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)(params)
@@ -113,7 +113,7 @@ def test_length_buckets_do_not_change_metrics(model_name, mode):
     ds = preprocess.preprocess(synthetic.generate(c.dataset.synthetic, 0), c.dataset)
     split = splits.leave_one_out(ds)
     graphdef, params = nnx.split(build_model(c.model, ds.num_items, rngs=nnx.Rngs(0)))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(c.mesh)
     results = []
     for buckets in (1, 5):
         c.eval.length_buckets = buckets

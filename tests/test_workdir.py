@@ -121,3 +121,25 @@ def test_unwritable_workdir_is_one_line_before_work(tmp_path, make, expected):
         train.train_and_evaluate(tiny(tmp_path), make(tmp_path))
     assert "\n" not in str(err.value)
     assert not os.path.exists(tmp_path / "cache")
+
+
+def test_the_process_count_binds_and_the_cluster_keys_do_not(tmp_path):
+    config = tiny(tmp_path)
+    run = str(tmp_path / "run")
+    workdir.bind(run, config, num_processes=2)
+    assert json.loads((tmp_path / "run" / "processes.json").read_text()) == {"num_processes": 2}
+    other_process = tiny(tmp_path, **{"cluster.launch": "explicit", "cluster.process_id": 1,
+                                      "cluster.num_processes": 2, "cluster.timeout_s": 5,
+                                      "cluster.coordinator_address": "10.0.0.1:1234"})
+    assert workdir.check(run, other_process, num_processes=2) is None
+    before = snapshot(run)
+    with pytest.raises(ConfigError) as err:
+        workdir.check(run, config, num_processes=1)
+    assert str(err.value).startswith(f"config.cluster.num_processes: the run in {run} was started "
+                                     "with 2 processes, this launch has 1") and "\n" not in str(err.value)
+    assert workdir.check(run, config, num_processes=1, restart=True) is None
+    assert snapshot(run) == before
+    os.remove(tmp_path / "run" / "processes.json")  # a run written before the file: one process
+    assert workdir.check(run, config) is None
+    with pytest.raises(ConfigError, match="started with 1 process, this launch has 3"):
+        workdir.check(run, config, num_processes=3)

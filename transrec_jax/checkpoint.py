@@ -14,6 +14,11 @@ tries steps newest first, says in one line which step it skipped and why, and fa
 the next older one; with `set_aside=True` (the training loop, which owns the workdir) a
 damaged step directory is moved to `<workdir>/damaged_checkpoints/` so that the managers'
 step bookkeeping (later saves of the same step number, `max_to_keep`) works on.
+
+With several processes every process makes every call (Orbax saves, restores and deletes
+collectively and writes from process 0). What this module does to files itself (moving a
+damaged step aside) is done by process 0 between barriers, and whether a step restores is
+decided by all: a step that fails on any process is skipped on every process.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+
+from transrec_jax import cluster
 
 _INTEGRITY = "integrity"  # the key of `meta` that holds the fingerprints
 
@@ -169,13 +176,16 @@ class Checkpoints:
                 state, meta = self._restore_step(mngr, s, target)
                 if check is not None:
                     check(state, meta)
-                return state, meta
+                reason = None
             except Exception as e:  # noqa: BLE001 - any failure means: this step is unusable
                 reason = _first_line(e)
-                self.skipped.append((self._name(mngr), s, reason))
-                done = self._set_aside(mngr, s) if set_aside else None
-                self.log(f"checkpoint {self._name(mngr)}/{s} does not restore, skipped"
-                         f"{f' ({done})' if done else ''}: {reason}")
+            if cluster.all_agree(reason is None):
+                return state, meta
+            reason = reason or "restores here but not on another process"
+            self.skipped.append((self._name(mngr), s, reason))
+            done = self._set_aside(mngr, s) if set_aside else None
+            self.log(f"checkpoint {self._name(mngr)}/{s} does not restore, skipped"
+                     f"{f' ({done})' if done else ''}: {reason}")
         return None, None
 
     def _restore_step(self, mngr, step, target):
@@ -200,24 +210,27 @@ class Checkpoints:
         return state, meta
 
     def _set_aside(self, mngr, step: int) -> str | None:
-        """Moves a damaged step directory out of the manager's directory; says where."""
+        """Moves a damaged step directory out of the manager's directory; says where. Every
+        process looks before process 0 moves it, and reloads after."""
         src = os.path.join(str(mngr.directory), str(step))
-        if not os.path.isdir(src):
-            return None
+        present = os.path.isdir(src)
         dst = os.path.join(self.workdir, "damaged_checkpoints", self._name(mngr), str(step))
         n = 1
         while os.path.exists(dst):
             dst = os.path.join(self.workdir, "damaged_checkpoints", self._name(mngr), f"{step}.{n}")
             n += 1
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        try:
-            os.replace(src, dst)
-            done = f"moved to {os.path.relpath(dst, self.workdir)}"
-        except OSError:
-            shutil.rmtree(src, ignore_errors=True)
-            done = "deleted"
+        cluster.barrier(f"checkpoint set aside {src}: looked")
+        if present and cluster.is_chief():
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                os.replace(src, dst)
+            except OSError:
+                shutil.rmtree(src, ignore_errors=True)
+        cluster.barrier(f"checkpoint set aside {src}: moved")
+        if not present:
+            return None
         mngr.reload()
-        return done
+        return f"moved to {os.path.relpath(dst, self.workdir)}" if os.path.isdir(dst) else "deleted"
 
     def discard_after(self, step: int) -> list[str]:
         """Deletes saves newer than `step` (a resumed run recomputes them): e.g. the best save of

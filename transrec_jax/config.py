@@ -173,6 +173,21 @@ def base_config() -> ml_collections.ConfigDict:
     e.batch_size = 256
     e.item_chunk = 0  # 0 = score all items at once
     e.length_buckets = 4  # batch users of similar history length, cut padding columns; 1 = off
+
+    # --- devices: a (data, model) mesh; README "Running on a cluster" -------------------
+    # The batch splits over `data`; the rows of the item tables (input embedding, output
+    # table and bias) split over `model`; everything else is replicated. -1 = the devices left.
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1
+    c.mesh.model = 1  # a positive integer: the item tables' rows are padded to a multiple of it
+
+    # --- processes: jax.distributed, off by default (see cluster.py) ------------------
+    c.cluster = cl = ml_collections.ConfigDict()
+    cl.launch = "single"  # single | auto (TPU pods, SLURM: JAX detects) | explicit (below)
+    cl.coordinator_address = ""  # explicit: host:port of process 0
+    cl.num_processes = 0  # explicit: how many processes
+    cl.process_id = -1  # explicit: this process, 0..num_processes - 1
+    cl.timeout_s = 300  # how long to wait for the coordinator and the other processes
     return c
 
 
@@ -224,8 +239,25 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _validate_dataset(c.dataset)
     _validate_model(c.model, c.dataset)
     _validate_loss(c.loss, c.model, c.train)
-    _validate_train(c.train, c.model, num_devices)
+    _validate_train(c.train, c.model)
     _validate_eval(c.eval, c.train)
+    _validate_cluster(c.cluster)
+    _validate_mesh(c.mesh, c.train, c.eval, num_devices)
+
+
+def _validate_cluster(cl):
+    _choice("cluster.launch", cl.launch, ("single", "auto", "explicit"))
+    _positive("cluster.timeout_s", cl.timeout_s)
+    if cl.launch != "explicit":
+        return
+    host, _, port = cl.coordinator_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"config.cluster.coordinator_address={cl.coordinator_address!r}: "
+                          "launch='explicit' needs host:port of process 0 (e.g. '10.0.0.1:1234')")
+    _positive("cluster.num_processes", cl.num_processes)
+    if not isinstance(cl.process_id, int) or not 0 <= cl.process_id < cl.num_processes:
+        raise ConfigError(f"config.cluster.process_id={cl.process_id!r}: expected 0 <= process_id < "
+                          f"cluster.num_processes={cl.num_processes}")
 
 
 def _choice(key, value, options):
@@ -330,12 +362,8 @@ def _validate_loss(lo, m, t):
         )
 
 
-def _validate_train(t, m, num_devices):
+def _validate_train(t, m):
     _positive("train.batch_size", t.batch_size)
-    if t.batch_size % num_devices:
-        raise ConfigError(
-            f"config.train.batch_size={t.batch_size} is not divisible by the {num_devices} devices"
-        )
     _positive("train.num_epochs", t.num_epochs, allow_zero=True)
     _positive("train.num_steps", t.num_steps, allow_zero=True)
     if t.num_epochs == 0 and t.num_steps == 0:
@@ -369,6 +397,28 @@ def _validate_eval(e, t):
     _positive("eval.batch_size", e.batch_size)
     _positive("eval.item_chunk", e.item_chunk, allow_zero=True)
     _positive("eval.length_buckets", e.length_buckets)
+
+
+def mesh_shape(mesh_cfg, num_devices: int) -> tuple[int, int]:
+    """(data, model) sizes of config.mesh over `num_devices`, mesh.data=-1 taking the rest."""
+    _positive("mesh.model", mesh_cfg.model)
+    if mesh_cfg.data != -1:
+        _positive("mesh.data", mesh_cfg.data)
+    if num_devices % mesh_cfg.model:
+        raise ConfigError(f"config.mesh.model={mesh_cfg.model} does not divide the {num_devices} devices")
+    data = num_devices // mesh_cfg.model if mesh_cfg.data == -1 else mesh_cfg.data
+    if data * mesh_cfg.model != num_devices:
+        raise ConfigError(f"config.mesh.data={mesh_cfg.data} x mesh.model={mesh_cfg.model} is "
+                          f"{data * mesh_cfg.model} devices; there are {num_devices}")
+    return data, mesh_cfg.model
+
+
+def _validate_mesh(mesh_cfg, t, e, num_devices):
+    data, _ = mesh_shape(mesh_cfg, num_devices)
+    for key, size in (("train.batch_size", t.batch_size), ("eval.batch_size", e.batch_size)):
+        if size % data:
+            raise ConfigError(f"config.{key}={size} is not divisible by the {data} devices of "
+                              "mesh.data: each takes an equal share of the batch")
 
 
 def finalize(c: ml_collections.ConfigDict, arg: str | None,

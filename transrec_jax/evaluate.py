@@ -20,9 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
-
-from transrec_jax import metrics, ranking
+from transrec_jax import metrics, ranking, sharding
 from transrec_jax.data.batching import EvalBatcher
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.splits import Split
@@ -56,12 +54,11 @@ class Evaluator:
 
     def __init__(self, config, dataset: SequenceDataset, split: Split, part: str, graphdef, mesh):
         e = config.eval
-        self.config, self.part, self.num_items = config, part, dataset.num_items
+        self.config, self.part, self.num_items, self.mesh = config, part, dataset.num_items, mesh
         self.ks, self.kmax = tuple(e.ks), max(e.ks)
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
                                    mask_history=e.mask_history, length_buckets=e.length_buckets)
-        self._data_sharding = NamedSharding(mesh, P("data"))
-        self._replicated = NamedSharding(mesh, P())
+        self._data_sharding = sharding.batch_sharding(mesh)
         self._negatives = None
         if e.mode == "sampled100":
             rng = np.random.default_rng([config.seed, 100, part == "test"])
@@ -74,8 +71,9 @@ class Evaluator:
             )
         self._step = jax.jit(
             functools.partial(_eval_step, graphdef=graphdef, ks=self.ks, kmax=self.kmax,
-                              item_chunk=e.item_chunk, sampled=self._negatives is not None),
-            out_shardings=self._replicated,
+                              item_chunk=e.item_chunk, sampled=self._negatives is not None,
+                              mesh=mesh),
+            out_shardings=sharding.replicated(mesh),
         )
 
     def __call__(self, params) -> dict[str, float]:
@@ -87,13 +85,17 @@ class Evaluator:
         Scored config.eval.item_chunk items at a time, as the model is: unchunked, a
         1M-item catalog would take [batch, num_items] scores and masks at once.
         """
-        scores = jnp.asarray(ranking.popularity_scores(item_counts))
+        scores = ranking.popularity_scores(item_counts)
         item_chunk = self.config.eval.item_chunk
 
+        # Jitted as the model's step is: on global arrays of several processes an eager op
+        # would run out of step between the processes.
+        @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
         def step(batch):
             exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
             ranks, topk, _ = ranking.rank_popularity(scores, batch["target"], exclude,
-                                                     kmax=self.kmax, item_chunk=item_chunk)
+                                                     kmax=self.kmax, item_chunk=item_chunk,
+                                                     mesh=self.mesh)
             per_user = metrics.metrics_from_ranks(ranks, batch["valid"], self.ks)
             return {k: v.sum() for k, v in per_user.items()}, topk
 
@@ -108,16 +110,15 @@ class Evaluator:
                 part = self._negatives[self.batcher.order[i * n : (i + 1) * n]]
                 neg[: len(part)] = part
                 batch["negatives"] = neg
-            batch = jax.device_put(batch, self._data_sharding)
-            batch_sums, batch_topk = step(batch)
+            valid.append(batch["valid"])
+            batch_sums, batch_topk = step(sharding.global_batch(batch, self._data_sharding))
             for k, v in batch_sums.items():
                 sums[k] = sums.get(k, 0.0) + v
             topk.append(batch_topk)
-            valid.append(batch["valid"])
         result = metrics.summarize(jax.device_get(sums), self.batcher.num_users)
         if self._negatives is None:
             result.update(metrics.coverage_at_k(
-                np.concatenate(jax.device_get(topk)), np.concatenate(jax.device_get(valid)),
+                np.concatenate(jax.device_get(topk)), np.concatenate(valid),
                 self.num_items, self.ks,
             ))
         else:
@@ -125,7 +126,7 @@ class Evaluator:
         return result
 
 
-def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled):
+def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh):
     model = nnx.merge(graphdef, params)
     user_repr = model.user_representation(batch["history"])
     W, b = model.output_table()
@@ -134,8 +135,9 @@ def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled):
         topk = jnp.zeros((ranks.shape[0], kmax), jnp.int32)
     else:
         exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
-        ranks, topk, _ = ranking.rank_full(user_repr, W, b, batch["target"], exclude,
-                                           kmax=kmax, item_chunk=item_chunk)
+        ranks, topk, _ = ranking.rank_full(user_repr, W, b, batch["target"], exclude, kmax=kmax,
+                                           item_chunk=item_chunk, num_items=model.num_items,
+                                           mesh=mesh)
     per_user = metrics.metrics_from_ranks(ranks, batch["valid"], ks)
     return {k: v.sum() for k, v in per_user.items()}, topk
 
@@ -164,24 +166,24 @@ class NextKEvaluator:
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
                                    mask_history=e.mask_history, next_k=self.k,
                                    length_buckets=e.length_buckets)
-        self._data_sharding = NamedSharding(mesh, P("data"))
+        self._data_sharding = sharding.batch_sharding(mesh)
         self._step = jax.jit(
             functools.partial(_next_k_step, graphdef=graphdef, k=self.k, method=self.method,
                               beam_width=beam_width or config.model.beam_width,
-                              item_chunk=e.item_chunk),
-            out_shardings=NamedSharding(mesh, P()),
+                              item_chunk=e.item_chunk, mesh=mesh),
+            out_shardings=sharding.replicated(mesh),
         )
 
     def __call__(self, params) -> dict[str, float]:
         sums = {}
         for batch in self.batcher:
-            batch_sums = self._step(params, jax.device_put(batch, self._data_sharding))
+            batch_sums = self._step(params, sharding.global_batch(batch, self._data_sharding))
             for name, value in batch_sums.items():
                 sums[name] = sums.get(name, 0.0) + value
         return metrics.summarize(jax.device_get(sums), self.batcher.num_users)
 
 
-def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk):
+def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, mesh):
     model = nnx.merge(graphdef, params)
     exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
     if method == "generate":
@@ -190,6 +192,7 @@ def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk):
         W, b = model.output_table()
         no_target = jnp.zeros_like(batch["target"])  # id 0 is never rankable: plain top-K
         _, items, _ = ranking.rank_full(model.user_representation(batch["history"]), W, b,
-                                        no_target, exclude, kmax=k, item_chunk=item_chunk)
+                                        no_target, exclude, kmax=k, item_chunk=item_chunk,
+                                        num_items=model.num_items, mesh=mesh)
     per_user = metrics.next_k_metrics(items, batch["targets"], batch["valid"], (k,))
     return {name: v.sum() for name, v in per_user.items()}

@@ -36,41 +36,43 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
 from transrec_jax import negatives as samplers
+from transrec_jax import sharding
 
 
-def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, item_log_probs=None,
-                 window=None, segments=None):
+def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: int | None = None,
+                 item_log_probs=None, window=None, segments=None, mesh=None):
     """(scalar loss, {'loss', 'num_targets'}) for the loss named by loss_cfg.name.
 
-    hidden [..., D], targets / weights [...]; W [num_items + 1, D], b [num_items + 1] or None;
-    key draws the negatives (unused by 'ce'); item_log_probs [num_items + 1] feeds the
-    popularity sampler and its log q; window [R, W] (the batch's training rows) feeds the
-    'unseen' sampler and exclude_window, with segments [R, W] when the rows are packed. The P
+    hidden [..., D], targets / weights [...]; W [rows, D], b [rows] or None, row i scoring item
+    id i (rows past num_items -- None: rows - 1 -- pad a table split over devices); key
+    draws the negatives (unused by 'ce'); item_log_probs [num_items + 1] feeds the popularity
+    sampler and its log q; window [R, W] (the batch's training rows) feeds the 'unseen'
+    sampler and exclude_window, with segments [R, W] when the rows are packed. The P
     positions of a row score the targets in its window's last P columns (SASRec's inputs
     predict seq[:, 1:], BERT4Rec's tokens are seq[:, 1:]), so a position belongs to the
-    segment of its window column.
+    segment of its window column. mesh: the (data, model) mesh whose `model` axis splits W
+    (sharding.py); the full softmax then runs per item shard.
     """
     lo = loss_cfg
+    num_items = W.shape[0] - 1 if num_items is None else num_items
     h = hidden.reshape(-1, hidden.shape[-1])
     targets, weights = targets.reshape(-1), weights.reshape(-1)
     real = (targets != 0) & (weights > 0)
     w = jnp.where(real, weights, 0.0).astype(jnp.float32)
     t = jnp.where(real, targets, 1).astype(jnp.int32)  # a harmless stand-in id at padding
-    num_items = W.shape[0] - 1
     batch = dict(num_items=num_items, item_log_probs=item_log_probs, targets=t, weights=w)
     draws = dict(batch, window=window)
     if lo.name == "ce":
-        seen = None
-        if lo.exclude_window:  # each segment's items, left out of its positions' softmax
-            seen = samplers.row_items(window, num_items, segments)[..., 1:]  # [R, S, num_items]
-            if segments is not None:  # [R, P, num_items]: each position's own segment's
-                columns = segments[:, -(h.shape[0] // window.shape[0]):]
-                seen = seen[jnp.arange(window.shape[0])[:, None], columns]
+        columns = None
+        if lo.exclude_window and segments is not None:  # each position's own segment
+            columns = segments[:, -(h.shape[0] // window.shape[0]):]
         per_position = cross_entropy(
-            h, t, W, b, label_smoothing=lo.label_smoothing, chunk_size=lo.ce_chunk_size,
-            seen=seen,
+            h, t, W, b, num_items=num_items, label_smoothing=lo.label_smoothing,
+            chunk_size=lo.ce_chunk_size, window=window if lo.exclude_window else None,
+            segments=segments if lo.exclude_window else None, columns=columns, mesh=mesh,
         )
     elif lo.name == "sampled_softmax":
         rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
@@ -116,62 +118,101 @@ def _target_scores(h, t, W, b):
     return scores if b is None else scores + b[t]
 
 
-def cross_entropy(h, t, W, b, *, label_smoothing: float, chunk_size: int, seen=None):
-    """Per-position softmax cross-entropy over items 1..num_items.
+def cross_entropy(h, t, W, b, *, num_items: int, label_smoothing: float, chunk_size: int,
+                  window=None, segments=None, columns=None, mesh=None):
+    """Per-position softmax cross-entropy [N] over items 1..num_items, vocab-parallel.
 
-    seen [R, P or 1, num_items] (the N positions are R rows of P): items each position (or
-    each row's positions) leaves out of its softmax, its own target excepted
-    (`loss.exclude_window`).
+    h [N, D], t [N]; W [rows, D], b [rows] or None. Each item shard (`mesh`'s model axis, or
+    the whole table without a mesh) scores only its block of rows and keeps a running max and
+    sum of exponentials; the blocks' log-sum-exps are combined with one max and one sum over
+    the shards, so the [N, items] logits never exist on one device. chunk_size > 0 streams
+    each block in chunks under jax.checkpoint (`_block_logsumexp`).
+
+    window [R, W] (+ segments [R, W], columns [R, P] when packed; the N positions are R rows
+    of P): `loss.exclude_window`, each position's softmax leaves out the other items of its
+    row's window (segment), its own target excepted.
     """
-    items, item_bias = W[1:], (None if b is None else b[1:])
-    if seen is not None:
-        scores = _scores(h, items, item_bias)
-        scores = jnp.where(seen, -jnp.inf, scores.reshape(seen.shape[0], -1, scores.shape[-1]))
-        target = _target_scores(h, t, W, b)
-        lse = jax.nn.logsumexp(scores.reshape(h.shape[0], -1), axis=-1)
-        return jnp.logaddexp(lse, target) - target  # the target back among its competitors
-    if chunk_size > 0:
-        lse = chunked_logsumexp(h, items, item_bias, chunk_size)
-    else:
-        lse = jax.nn.logsumexp(_scores(h, items, item_bias), axis=-1)
-    target = _target_scores(h, t, W, b)
-    if label_smoothing == 0.0:
-        return lse - target
-    # Mean score over all items, without materialising them: h · mean(W) + mean(b).
-    mean_score = _scores(h, items.mean(axis=0, keepdims=True), None)[:, 0]
-    if item_bias is not None:
-        mean_score = mean_score + item_bias.mean()
-    return lse - (1.0 - label_smoothing) * target - label_smoothing * mean_score
+    leave_out = window is not None
+    packed = columns is not None
+    if b is None:  # (a zero bias adds exactly nothing)
+        b = jnp.zeros(W.shape[0], jnp.float32)
+
+    def per_shard(h, t, W, b, window, segments, columns, *, axis):
+        first_id = sharding.row_offset(W.shape[0], axis)
+        ids = first_id + jnp.arange(W.shape[0])
+        rankable = jnp.broadcast_to((ids >= 1) & (ids <= num_items), (1, 1, W.shape[0]))
+        if leave_out:  # [R, P or 1, rows]: the ids of this block each position leaves out
+            seen = samplers.block_items(window, first_id, W.shape[0], segments if packed else None)
+            if packed:
+                seen = seen[jnp.arange(window.shape[0])[:, None], columns]
+            rankable = rankable & ~seen
+        # The target's score: from the shard that holds its row, 0 from the others.
+        local = t - first_id
+        mine = (local >= 0) & (local < W.shape[0])
+        row = jnp.clip(local, 0, W.shape[0] - 1)
+        target = jnp.einsum("nd,nd->n", h, W[row].astype(h.dtype), preferred_element_type=jnp.float32)
+        target = sharding.over_items(jnp.where(mine, target + b[row], 0.0), axis)
+        running_max, running_sum = _block_logsumexp(h, W, b, rankable, chunk_size, axis)
+        # Combine the shards: a shared max (no gradient flows through it; lse does not depend
+        # on it), then the sum of each shard's rescaled exponentials.
+        top = sharding.over_items(jax.lax.stop_gradient(running_max), axis, jax.lax.pmax)
+        lse = top + jnp.log(sharding.over_items(running_sum * jnp.exp(running_max - top), axis))
+        if leave_out:
+            return jnp.logaddexp(lse, target) - target  # the target back among its competitors
+        if label_smoothing == 0.0:
+            return lse - target
+        # Mean score over all items, without materialising them: h · mean(W) + mean(b).
+        real = (ids >= 1) & (ids <= num_items)
+        mean_row = sharding.over_items(jnp.where(real[:, None], W, 0.0).sum(axis=0), axis) / num_items
+        mean_bias = sharding.over_items(jnp.where(real, b, 0.0).sum(), axis) / num_items
+        mean_score = _scores(h, mean_row[None, :], None)[:, 0] + mean_bias
+        return lse - (1.0 - label_smoothing) * target - label_smoothing * mean_score
+
+    data, items = P(sharding.DATA), P(sharding.MODEL)
+    run = sharding.item_parallel(per_shard, mesh, in_specs=(data, data, items, items, data, data, data),
+                                 out_specs=data)
+    return run(h, t, W, b, window, segments, columns)
 
 
-def chunked_logsumexp(h, items, item_bias, chunk_size: int):
-    """logsumexp_j(h · items_j + bias_j) per row of h, streamed over item chunks.
+def _block_logsumexp(h, W, b, rankable, chunk_size: int, axis=None):
+    """(max, sum of exp(score - max)) per row of h over the rows of W that are `rankable`.
 
-    The scan body is checkpointed: the backward pass saves only the running (max, sum)
-    carries and recomputes each [N, chunk] block, so memory stays O(N · chunk).
+    rankable: bool [R, P or 1, rows] broadcast over the N = R * P positions of h (R = 1: the
+    same for all). chunk_size > 0 streams the rows in chunks; the scan body is checkpointed,
+    so the backward pass saves only the running (max, sum) carries and recomputes each
+    [N, chunk] block: memory O(N · chunk) instead of O(N · rows).
     """
-    num, dim = items.shape
+    floor = jnp.finfo(jnp.float32).min  # a running max over no item yet (never -inf: inf - inf)
+
+    def block(rows, bias, ok):
+        scores = _scores(h, rows, bias)
+        scores = jnp.where(ok, scores.reshape(ok.shape[0], -1, scores.shape[-1]), -jnp.inf)
+        scores = scores.reshape(h.shape[0], -1)
+        top = jnp.maximum(scores.max(axis=-1), floor)
+        return top, jnp.exp(scores - top[:, None]).sum(axis=-1)
+
+    if chunk_size <= 0 or chunk_size >= W.shape[0]:
+        return block(W, b, rankable)
+    num, dim = W.shape
     num_chunks = -(-num // chunk_size)
     padding = num_chunks * chunk_size - num
-    chunks = jnp.pad(items, ((0, padding), (0, 0))).reshape(num_chunks, chunk_size, dim)
-    bias = jnp.zeros((num,), jnp.float32) if item_bias is None else item_bias.astype(jnp.float32)
-    bias_chunks = jnp.pad(bias, (0, padding)).reshape(num_chunks, chunk_size)
-    valid = (jnp.arange(num_chunks * chunk_size) < num).reshape(num_chunks, chunk_size)
+    chunks = jnp.pad(W, ((0, padding), (0, 0))).reshape(num_chunks, chunk_size, dim)
+    bias_chunks = jnp.pad(b.astype(jnp.float32), (0, padding)).reshape(num_chunks, chunk_size)
+    ok = jnp.pad(rankable, ((0, 0), (0, 0), (0, padding)))  # padded rows: never rankable
+    ok = jnp.moveaxis(ok.reshape(*ok.shape[:2], num_chunks, chunk_size), 2, 0)
 
     @jax.checkpoint
     def step(carry, chunk):
         running_max, running_sum = carry
-        rows, row_bias, row_valid = chunk
-        scores = jnp.where(row_valid, _scores(h, rows, row_bias), -jnp.inf)
-        new_max = jnp.maximum(running_max, scores.max(axis=-1))
-        rescaled = running_sum * jnp.exp(running_max - new_max)
-        new_sum = rescaled + jnp.exp(scores - new_max[:, None]).sum(axis=-1)
+        top, total = block(*chunk)
+        new_max = jnp.maximum(running_max, top)
+        new_sum = running_sum * jnp.exp(running_max - new_max) + total * jnp.exp(top - new_max)
         return (new_max, new_sum), None
 
     rows = h.shape[0]
-    start = (jnp.full((rows,), jnp.finfo(jnp.float32).min), jnp.zeros((rows,), jnp.float32))
-    (running_max, running_sum), _ = jax.lax.scan(step, start, (chunks, bias_chunks, valid))
-    return running_max + jnp.log(running_sum)
+    start = sharding.varying((jnp.full((rows,), floor), jnp.zeros((rows,), jnp.float32)), axis)
+    (running_max, running_sum), _ = jax.lax.scan(step, start, (chunks, bias_chunks, ok))
+    return running_max, running_sum
 
 
 def sampled_softmax(h, t, W, b, negatives, *, log_q):

@@ -3,12 +3,15 @@
   python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,debug --workdir=/tmp/x \
       --config.train.batch_size=64
+
+Several processes (one per host) run the same command with their own
+--config.cluster.process_id; see cluster.py.
 """
 
 from absl import flags
 from ml_collections import config_flags
 
-from transrec_jax import cli, host_memory, train
+from transrec_jax import cli, cluster, host_memory, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path.py:arg).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -26,11 +29,13 @@ def main(argv):
     del argv
     if _KEEP_FREED_MEMORY.value:
         host_memory.keep_freed_memory()  # before JAX's first computation starts its threads
+    cluster.initialize(_CONFIG.value.cluster)  # before any JAX computation: joins the other processes
     try:
         results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)
     except train.NonFiniteLossError as e:
         cli.fail(str(e))
-    print(summary_table(results))
+    if cluster.is_chief():
+        print(summary_table(results))
 
 
 def summary_table(results: dict) -> str:

@@ -5,6 +5,9 @@ starts or resumes, so after a kill and a resume both hold each (kind, step, metr
 logged after the checkpoint the run resumes from, `test` rows (written again at the end of
 every launch) and a line torn by a kill are dropped, the remaining rows are replayed into a
 fresh event file, and the run appends from there.
+
+With several processes only process 0 writes (`write`); on the others a MetricLog touches no
+file and `write` does nothing.
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ import glob
 import json
 import os
 
+import jax
 from tensorboardX import SummaryWriter
 
 
 class MetricLog:
-    def __init__(self, workdir: str, resume_step: int):
+    def __init__(self, workdir: str, resume_step: int, *, write: bool | None = None):
+        """`write`: whether this process writes the logs; default: process 0 only."""
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.writes = jax.process_index() == 0 if write is None else write
+        if not self.writes:
+            return
         rows = _keep_rows(self.path, resume_step)
         tb_dir = os.path.join(workdir, "tensorboard")
         for old in glob.glob(os.path.join(tb_dir, "events.out.tfevents.*")):
@@ -31,6 +39,8 @@ class MetricLog:
         self._file = open(self.path, "a")
 
     def write(self, step: int, kind: str, values: dict) -> None:
+        if not self.writes:
+            return
         row = {"step": int(step), "kind": kind, **{k: float(v) for k, v in values.items()}}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
@@ -42,6 +52,8 @@ class MetricLog:
                 self._tb.add_scalar(f"{kind}/{name.replace('@', '_at_')}", float(value), int(step))
 
     def close(self) -> None:
+        if not self.writes:
+            return
         self._file.close()
         self._tb.close()
 

@@ -54,12 +54,18 @@ def row_items(window: jax.Array, num_items: int, segments: jax.Array | None = No
     numbered 1, 2, ... with 0 for row padding (data/batching.pack_windows); each spans at least
     two columns (an item and the padding slot before it), so S = W // 2 + 1 slots hold them.
     """
+    return block_items(window, 0, num_items + 1, segments)
+
+
+def block_items(window: jax.Array, first_id, num_ids: int, segments: jax.Array | None = None):
+    """`row_items` for the ids first_id .. first_id + num_ids - 1 only: bool [R, S, num_ids]
+    (one shard's block of an item table split over devices)."""
     rows = jnp.arange(window.shape[0])[:, None]
-    if segments is None:
-        seen = jnp.zeros((window.shape[0], 1, num_items + 1), bool)
-        return seen.at[rows, 0, window].set(True)
-    seen = jnp.zeros((window.shape[0], window.shape[1] // 2 + 1, num_items + 1), bool)
-    return seen.at[rows, segments, window].set(True)
+    local = window - first_id
+    local = jnp.where((local >= 0) & (local < num_ids), local, num_ids)  # others: a spare column
+    slots = 1 if segments is None else window.shape[1] // 2 + 1
+    seen = jnp.zeros((window.shape[0], slots, num_ids + 1), bool)
+    return seen.at[rows, 0 if segments is None else segments, local].set(True)[..., :num_ids]
 
 
 def check_unseen(num_negatives: int, num_items: int, width: int) -> None:

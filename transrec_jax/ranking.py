@@ -22,6 +22,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
+
+from transrec_jax import sharding
 
 _FULL_PRECISION = jax.lax.Precision.HIGHEST
 
@@ -34,8 +37,9 @@ class _Chunk(NamedTuple):
     rankable: jax.Array  # bool[B, C]
 
 
-def _score_chunk(user_repr, W, b, targets, exclude, start, num_ids) -> _Chunk:
-    """Score ids start..start+C-1 (C = rows of W, already sliced) and mark which are rankable."""
+def _score_chunk(user_repr, W, b, targets, exclude, start, end) -> _Chunk:
+    """Score ids start..start+C-1 (C = rows of W, already sliced) and mark which are rankable:
+    real items below `end` (the catalogue's, or the item shard's, end)."""
     size = W.shape[0]
     ids = start + jnp.arange(size, dtype=jnp.int32)
     scores = jnp.matmul(user_repr, W.T, precision=_FULL_PRECISION)
@@ -47,19 +51,20 @@ def _score_chunk(user_repr, W, b, targets, exclude, start, num_ids) -> _Chunk:
     rows = jnp.arange(exclude.shape[0])[:, None]
     in_history = jnp.zeros((exclude.shape[0], size + 1), bool).at[rows, local].set(True)[:, :size]
     is_target = ids[None, :] == targets[:, None]
-    real_item = (ids > 0) & (ids < num_ids)
+    real_item = (ids > 0) & (ids < end)
     return _Chunk(ids, scores, real_item[None, :] & (~in_history | is_target))
 
 
-def _target_score(chunk: _Chunk, targets, start, s_target):
-    """s_target, with the entries whose target lies in this chunk read from the chunk's scores.
+def _target_score(chunk: _Chunk, targets, start, end, s_target):
+    """s_target, with the entries whose target lies in this chunk (below `end`) read from the
+    chunk's scores.
 
     Reading the target's score from the same matmul the competitors come from keeps exact ties
     exact; a separately computed dot product could differ in the last bit.
     """
     size = chunk.ids.shape[0]
     local = targets - start
-    inside = (local >= 0) & (local < size)
+    inside = (local >= 0) & (local < size) & (targets < end)
     picked = jnp.take_along_axis(chunk.scores, jnp.clip(local, 0, size - 1)[:, None], axis=1)[:, 0]
     return jnp.where(inside, picked, s_target)
 
@@ -89,13 +94,15 @@ def _merge_top_k(best, chunk: _Chunk, kmax):
     return top_scores, jnp.take_along_axis(items, top_pos, axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("kmax", "item_chunk"))
-def rank_full(user_repr, W, b, targets, exclude, *, kmax: int, item_chunk: int = 0):
+@functools.partial(jax.jit, static_argnames=("kmax", "item_chunk", "num_items", "mesh"))
+def rank_full(user_repr, W, b, targets, exclude, *, kmax: int, item_chunk: int = 0,
+              num_items: int | None = None, mesh=None):
     """Rank each user's target against the whole catalog and return the top-kmax items.
 
     Args:
       user_repr: f[B, D] user representations.
-      W: f[V, D] item table, V = num_items + 1 (row i scores item id i; row 0 is never ranked).
+      W: f[V, D] item table, row i scoring item id i; row 0 and rows past num_items (padding of
+        a table split over devices) are never ranked.
       b: f[V] item bias, or None.
       targets: i32[B] held-out item per user; 0 when there is none (top-k only: id 0 stays
         unrankable and the returned rank is meaningless).
@@ -108,6 +115,13 @@ def rank_full(user_repr, W, b, targets, exclude, *, kmax: int, item_chunk: int =
         matmul shape (on CPU, chunks that are not multiples of 512 differ by ~1 ulp), so items
         whose scores agree to an ulp can swap. Exactly representable scores give equal results.
 
+      num_items: the catalogue size; None = V - 1.
+      mesh: the (data, model) mesh whose `model` axis splits W and b (sharding.py), or None.
+        Each item shard then scores only its rows: the target's score comes from the shard
+        that holds it, each shard counts its items ahead of it and keeps its own top-kmax, and
+        one sum and one gather of [B, shards x kmax] combine them; the [B, V] scores never exist
+        on one device.
+
     Returns:
       ranks: i32[B], pessimistic 0-based rank of the target (module docstring).
       topk_items: i32[B, kmax], best rankable items first; equal scores go to the lower id.
@@ -118,52 +132,72 @@ def rank_full(user_repr, W, b, targets, exclude, *, kmax: int, item_chunk: int =
         raise ValueError(f"kmax={kmax!r}: expected a positive integer")
     if not isinstance(item_chunk, int) or item_chunk < 0:
         raise ValueError(f"item_chunk={item_chunk!r}: expected a non-negative integer")
+    num_ids = W.shape[0] if num_items is None else num_items + 1
     user_repr = user_repr.astype(jnp.float32)
     W = W.astype(jnp.float32)
-    b = None if b is None else b.astype(jnp.float32)
-    targets = targets.astype(jnp.int32)
-    exclude = exclude.astype(jnp.int32)
-    batch, num_ids = user_repr.shape[0], W.shape[0]
-    empty_top = (
+    b = jnp.zeros(W.shape[0], jnp.float32) if b is None else b.astype(jnp.float32)
+    data, items = P(sharding.DATA), P(sharding.MODEL)
+    run = sharding.item_parallel(
+        functools.partial(_rank_shard, kmax=kmax, item_chunk=item_chunk, num_ids=num_ids),
+        mesh, in_specs=(data, items, items, data, data),
+        out_specs=(data, P(sharding.DATA, sharding.MODEL), P(sharding.DATA, sharding.MODEL)))
+    ranks, top_scores, top_items = run(user_repr, W, b, targets.astype(jnp.int32),
+                                       exclude.astype(jnp.int32))
+    if mesh is not None:  # the shards' lists side by side, lower ids first: ties keep going low
+        top_scores, position = jax.lax.top_k(top_scores, kmax)
+        top_items = jnp.take_along_axis(top_items, position, axis=1)
+    top_items = jnp.where(top_scores == -jnp.inf, 0, top_items)
+    return ranks, top_items, top_scores
+
+
+def _rank_shard(user_repr, W, b, targets, exclude, *, kmax, item_chunk, num_ids, axis):
+    """`rank_full` on one item shard's block of rows (the whole table when axis is None)."""
+    batch = user_repr.shape[0]
+    first_id = sharding.row_offset(W.shape[0], axis)
+    empty_top = sharding.varying((
         jnp.full((batch, kmax), -jnp.inf, jnp.float32),
         jnp.zeros((batch, kmax), jnp.int32),
-    )
-
+    ), axis)
+    no_score = sharding.varying(jnp.zeros(batch, jnp.float32), axis)
+    end = jnp.minimum(first_id + W.shape[0], num_ids)  # past it: padding (of a chunk, a table)
+    # s_target: 0 from every shard but the one holding the target, so their sum is its score.
     if item_chunk == 0:
-        chunk = _score_chunk(user_repr, W, b, targets, exclude, 0, num_ids)
-        s_target = _target_score(chunk, targets, 0, jnp.zeros(batch, jnp.float32))
+        chunk = _score_chunk(user_repr, W, b, targets, exclude, first_id, end)
+        s_target = _target_score(chunk, targets, first_id, end, no_score)
+        s_target = sharding.over_items(s_target, axis)
         ranks = _count_ahead(chunk, targets, s_target)
         top_scores, top_items = _merge_top_k(empty_top, chunk, kmax)
     else:
-        num_chunks = -(-num_ids // item_chunk)
-        pad = num_chunks * item_chunk - num_ids  # padded ids (>= num_ids) are never rankable
+        rows = W.shape[0]
+        num_chunks = -(-rows // item_chunk)
+        pad = num_chunks * item_chunk - rows  # padded ids (>= end) are never rankable
         W_padded = jnp.pad(W, ((0, pad), (0, 0)))
-        b_padded = None if b is None else jnp.pad(b, (0, pad))
+        b_padded = jnp.pad(b, (0, pad))
         starts = jnp.arange(num_chunks, dtype=jnp.int32) * item_chunk
 
         def chunk_at(start):
             W_chunk = jax.lax.dynamic_slice_in_dim(W_padded, start, item_chunk)
-            b_chunk = None
-            if b is not None:
-                b_chunk = jax.lax.dynamic_slice_in_dim(b_padded, start, item_chunk)
-            return _score_chunk(user_repr, W_chunk, b_chunk, targets, exclude, start, num_ids)
+            b_chunk = jax.lax.dynamic_slice_in_dim(b_padded, start, item_chunk)
+            return _score_chunk(user_repr, W_chunk, b_chunk, targets, exclude, first_id + start, end)
 
         def read_targets_and_top_k(carry, start):
             s_target, best = carry
             chunk = chunk_at(start)
-            s_target = _target_score(chunk, targets, start, s_target)
+            s_target = _target_score(chunk, targets, first_id + start, end, s_target)
             return (s_target, _merge_top_k(best, chunk, kmax)), None
 
         def count_ahead(ranks, start):
             return ranks + _count_ahead(chunk_at(start), targets, s_target), None
 
         (s_target, (top_scores, top_items)), _ = jax.lax.scan(
-            read_targets_and_top_k, (jnp.zeros(batch, jnp.float32), empty_top), starts
+            read_targets_and_top_k, (no_score, empty_top), starts
         )
-        ranks, _ = jax.lax.scan(count_ahead, jnp.zeros(batch, jnp.int32), starts)
+        s_target = sharding.over_items(s_target, axis)
+        ranks, _ = jax.lax.scan(count_ahead, sharding.varying(jnp.zeros(batch, jnp.int32), axis),
+                                starts)
 
-    top_items = jnp.where(top_scores == -jnp.inf, 0, top_items)
-    return ranks, top_items, top_scores
+    # This shard's top-kmax; rank_full merges the shards' lists.
+    return sharding.over_items(ranks, axis), top_scores, top_items
 
 
 @jax.jit
@@ -294,13 +328,15 @@ def popularity_scores(train_item_counts) -> np.ndarray:
     return counts.astype(np.float32)
 
 
-def rank_popularity(item_scores, targets, exclude, *, kmax: int, item_chunk: int = 0):
+def rank_popularity(item_scores, targets, exclude, *, kmax: int, item_chunk: int = 0, mesh=None):
     """`rank_full` for the popularity baseline: zero user vectors, `item_scores` as the item bias.
 
     Scores are then exactly the bias (0 * 0 + b), whatever the matmul precision, so popularity
     ties stay exact ties and are broken pessimistically.
     """
-    item_scores = jnp.asarray(item_scores, jnp.float32)
+    num_items = len(item_scores) - 1
+    shards = sharding.model_size(mesh)  # rows split evenly over the item shards
+    item_scores = jnp.pad(jnp.asarray(item_scores, jnp.float32), (0, -len(item_scores) % shards))
     batch = jnp.shape(targets)[0]
     return rank_full(
         jnp.zeros((batch, 1), jnp.float32),
@@ -310,4 +346,6 @@ def rank_popularity(item_scores, targets, exclude, *, kmax: int, item_chunk: int
         jnp.asarray(exclude),
         kmax=kmax,
         item_chunk=item_chunk,
+        num_items=num_items,
+        mesh=mesh,
     )

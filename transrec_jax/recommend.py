@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 
+import jax
+import ml_collections
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv
 import pyarrow.parquet
 from absl import flags
 
-from transrec_jax import cli
+from transrec_jax import cli, sharding
 from transrec_jax.serving import Recommender
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
@@ -29,13 +31,19 @@ _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of 
 _OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
                               "With --users=all: a .parquet or .csv file.")
 _K = flags.DEFINE_integer("k", 10, "How many items to recommend.")
+_ITEM_SHARDS = flags.DEFINE_integer(
+    "item_shards", 1, "Split the item table over this many devices (a divisor of the run's "
+    "config.mesh.model); each ranks its rows and the top-K lists are merged.")
 _OUTPUT_FORMATS = (".parquet", ".csv")
 
 
 def main(argv):
     del argv
     _check_flags()
-    rec = Recommender(_WORKDIR.value)
+    mesh = None
+    if _ITEM_SHARDS.value > 1:
+        mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": _ITEM_SHARDS.value}))
+    rec = Recommender(_WORKDIR.value, mesh)
     k, catalog = _K.value, rec.catalog
     if _HISTORY.value is not None:
         history = rec.item_index(_HISTORY.value)
@@ -69,6 +77,9 @@ def _check_flags() -> None:
     """Every argument, before the checkpoint loads."""
     if _WORKDIR.value is None:
         raise cli.UsageError("--workdir is required: a directory written by transrec_jax.main")
+    shards, devices = _ITEM_SHARDS.value, jax.device_count()
+    if shards < 1 or devices % shards:
+        raise cli.UsageError(f"--item_shards={shards}: expected a divisor of the {devices} devices")
     if (_HISTORY.value is None) == (_USERS.value is None):
         raise cli.UsageError("give exactly one of --history=ID,ID,... and --users=all")
     if _K.value < 1:

@@ -1,6 +1,6 @@
 """`train_and_evaluate(config, workdir)`: one training run, readable top to bottom.
 
-data → model and optimizer → jitted train step over a data-parallel mesh → loop with
+data → model and optimizer → jitted train step over a (data, model) mesh → loop with
 periodic validation, early stopping and Orbax checkpoints → test evaluation of the best
 checkpoint beside the popularity baseline → `results.json`. Relaunching the same command in
 the same workdir resumes from the last checkpoint (params, optimizer state, step, data
@@ -21,12 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
 from transrec_jax import checkpoint as checkpoint_lib
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, hardware, host_memory, losses, negatives
+from transrec_jax import evaluate, hardware, host_memory, losses, negatives, sharding
 from transrec_jax import workdir as workdir_lib
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, splits
@@ -55,16 +54,32 @@ def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
     return optax.adam(lr, b2=t.adam_b2)
 
 
-def init_state(config, num_items: int, total_steps: int, key):
-    """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}."""
+def init_state(config, num_items: int, total_steps: int, key, mesh=None):
+    """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}.
+
+    The item tables have their rows padded to a multiple of config.mesh.model (sharding.py).
+    With a mesh the state is created in place on it: item-table rows over `model`, the rest
+    replicated (each process creates only its shards).
+    """
     dtype = jnp.bfloat16 if config.train.bf16 else jnp.float32
-    model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key))
-    graphdef, params = nnx.split(model)
     tx = make_optimizer(config.train, total_steps)
-    return graphdef, tx, {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+    def create(key):
+        model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key),
+                            row_multiple=config.mesh.model)
+        graphdef, params = nnx.split(model)
+        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+        return graphdef, state
+
+    graphdef, abstract = nnx.eval_shape(lambda: create(key))  # nothing allocated
+    if mesh is None:
+        return graphdef, tx, create(key)[1]
+    create_state = jax.jit(lambda key: create(key)[1],
+                           out_shardings=sharding.state_shardings(abstract, mesh))
+    return graphdef, tx, create_state(key)
 
 
-def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
+def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mesh=None):
     """(state, batch, key) → (state, metrics). Pure: randomness comes from fold_in(key, step)."""
     step_key = jax.random.fold_in(key, state["step"])
     dropout_key, loss_key = jax.random.split(step_key)
@@ -74,8 +89,9 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
         hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **packed)
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
-                                   item_log_probs=item_log_probs, window=batch["seq"],
-                                   segments=packed.get("segments"))[0]
+                                   num_items=member.num_items, item_log_probs=item_log_probs,
+                                   window=batch["seq"], segments=packed.get("segments"),
+                                   mesh=mesh)[0]
 
     def loss_fn(params):
         model = nnx.merge(graphdef, params)
@@ -96,6 +112,20 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs):
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
+def compile_train_step(config, graphdef, tx, state, mesh, item_log_probs=None):
+    """`train_step` jitted over `mesh`: the state keeps its shardings (donated, updated in
+    place), the batch splits over `data`, the key and the metrics are replicated."""
+    state_sharding = jax.tree.map(lambda x: x.sharding, state)
+    replicated = sharding.replicated(mesh)
+    return jax.jit(
+        functools.partial(train_step, graphdef=graphdef, tx=tx, loss_cfg=config.loss,
+                          item_log_probs=item_log_probs, mesh=mesh),
+        in_shardings=(state_sharding, sharding.batch_sharding(mesh), replicated),
+        out_shardings=(state_sharding, replicated),
+        donate_argnums=0,
+    )
+
+
 def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     """Train, or resume, the run of `config` in `workdir`; a finished run returns its results.
 
@@ -111,11 +141,16 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     # --- data ---------------------------------------------------------------------------
     dataset = load.load_dataset(config.dataset, config.seed, log=say)
     split = splits.make_split(dataset, config.dataset)
+    if dataset.num_items < config.mesh.model:
+        raise config_lib.ConfigError(
+            f"config.mesh.model={config.mesh.model} splits the item table over more devices than "
+            f"{config.dataset.name} has items ({dataset.num_items}); expected at most {dataset.num_items}")
     workdir_lib.bind(workdir, config, restart=restart)  # only once the data loaded
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
     # Packed rows come in multiples of batch/8 rows (<= 8 step shapes), split over the devices.
-    pack_rows = math.lcm(max(config.train.batch_size // 8, 1), jax.device_count())
+    mesh = sharding.make_mesh(config.mesh)
+    pack_rows = math.lcm(max(config.train.batch_size // 8, 1), mesh.shape[sharding.DATA])
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model),
                            pack_row_multiple=pack_rows if config.train.pack_rows else 0)
@@ -126,19 +161,12 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     item_counts = evaluate.train_item_counts(dataset, split)
 
     # --- model, optimizer, state, compiled steps ----------------------------------------
-    mesh = jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-    replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+    data_sharding = sharding.batch_sharding(mesh)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key)
+    graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
-    state = jax.device_put(state, replicated)
-    step_fn = jax.jit(
-        functools.partial(train_step, graphdef=graphdef, tx=tx, loss_cfg=config.loss,
-                          item_log_probs=_popularity_log_probs(item_counts, config.loss)),
-        in_shardings=(replicated, data_sharding, replicated),
-        out_shardings=(replicated, replicated),
-        donate_argnums=0,
-    )
+    step_fn = compile_train_step(config, graphdef, tx, state, mesh,
+                                 _popularity_log_probs(item_counts, config.loss))
     validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
 
     # --- resume -------------------------------------------------------------------------
@@ -171,10 +199,12 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     # save the state itself (params and optimizer state) must be finite, besides the loss.
     metric = config.train.early_stop_metric
     loop_start, first_step = time.time(), step
-    bar = tqdm(total=total_steps, initial=step, desc="train")
+    bar = tqdm(total=total_steps, initial=step, desc="train", disable=jax.process_index() != 0)
     pending = None  # the previous step's metrics, checked after the next step is dispatched
     while step < total_steps and not progress["stopped_early"]:
-        batch = jax.device_put(next(batcher), data_sharding)
+        # Every process builds the same batch; each passes only its devices' rows
+        # (jax.make_array_from_process_local_data, in sharding.global_batch).
+        batch = sharding.global_batch(next(batcher), data_sharding)
         state, step_metrics = step_fn(state, batch, train_key)
         step += 1
         if pending is not None:
@@ -247,14 +277,16 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         "train_time_s": train_seconds,
         "steps_per_s": steps_run / train_seconds if steps_run else None,
         "device": {"kind": jax.devices()[0].device_kind, "count": jax.device_count(),
+                   "mesh": dict(mesh.shape), "processes": jax.process_count(),
                    "platform": jax.default_backend(), "host": platform.node(), **hardware.host()},
         "versions": {"jax": jax.__version__},
     }
-    # Written atomically: its presence marks a finished run (sweeps skip such runs).
-    tmp = os.path.join(workdir, "results.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(_jsonable(results), f, indent=2)
-    os.replace(tmp, os.path.join(workdir, "results.json"))
+    # Written atomically, by process 0: its presence marks a finished run (sweeps skip such runs).
+    if jax.process_index() == 0:
+        tmp = os.path.join(workdir, "results.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(_jsonable(results), f, indent=2)
+        os.replace(tmp, os.path.join(workdir, "results.json"))
     return results
 
 
@@ -269,8 +301,9 @@ def _popularity_log_probs(item_counts: np.ndarray, loss_cfg):
 
 
 def say(message: str) -> None:
-    """Progress messages that do not break the progress bar."""
-    tqdm.write(message)
+    """Progress messages that do not break the progress bar (process 0's only)."""
+    if jax.process_index() == 0:
+        tqdm.write(message)
 
 
 def _check_finite(step, step_metrics, checkpoints):

@@ -37,7 +37,7 @@ def main() -> None:
     import jax
 
     from configs import sasrec
-    from transrec_jax import evaluate, train
+    from transrec_jax import evaluate, sharding, train
     from transrec_jax.data import load, splits
 
     os.chdir(REPO)  # the preset's data path is relative to the repository root
@@ -45,7 +45,7 @@ def main() -> None:
     dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
     split = splits.make_split(dataset, config.dataset)
     graphdef, _, state = train.init_state(config, dataset.num_items, 1, jax.random.key(0))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     variants = [int(v) for v in args.buckets.split(",")]
     evaluators, cold, warm, values = {}, {}, {v: [] for v in variants}, {}
     for v in variants:

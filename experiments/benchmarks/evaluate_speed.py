@@ -68,7 +68,7 @@ def run_catalog(args) -> dict:
     from flax import nnx
 
     from configs import sasrec
-    from transrec_jax import evaluate, train
+    from transrec_jax import evaluate, sharding, train
     from transrec_jax.data import load, splits
 
     config = sasrec.get_config(",".join(filter(None, ["ml-1m", args.config_overrides])))
@@ -91,7 +91,7 @@ def run_catalog(args) -> dict:
         source = "random stand-in of ML-1M's shape (the ML-1M file was not found)"
     split = splits.make_split(dataset, config.dataset)
     data_s = time.perf_counter() - start
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     graphdef, _, state = train.init_state(config, dataset.num_items, 1, jax.random.key(0))
     params = state["params"]
     test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)

@@ -52,7 +52,7 @@ def main() -> None:
     from jax.sharding import PartitionSpec as P
 
     from configs import sasrec
-    from transrec_jax import train
+    from transrec_jax import sharding, train
     from transrec_jax.data import load, splits
     from transrec_jax.data.batching import TrainBatcher
     from transrec_jax.models import training_window
@@ -70,7 +70,7 @@ def main() -> None:
         next(batcher)
         host_ms.append(1000 * (time.perf_counter() - start))
 
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     steps_total = 2 * args.rounds * args.block + 2

@@ -108,7 +108,7 @@ def train_phase(config, data: dict, steps: int) -> tuple[dict, dict, object]:
     import jax
     from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from transrec_jax import train
+    from transrec_jax import sharding, train
     from transrec_jax.data.batching import TrainBatcher
     from transrec_jax.models import training_window
 
@@ -116,7 +116,7 @@ def train_phase(config, data: dict, steps: int) -> tuple[dict, dict, object]:
     start = time.perf_counter()
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     replicated, data_sharding = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     graphdef, tx, state = train.init_state(config, dataset.num_items, steps + 1, init_key)
@@ -162,9 +162,7 @@ def train_phase(config, data: dict, steps: int) -> tuple[dict, dict, object]:
 
 
 def eval_phase(config, data: dict, params, graphdef, num_users: int, seed: int) -> dict:
-    import jax
-
-    from transrec_jax import evaluate
+    from transrec_jax import evaluate, sharding
 
     dataset, split = data["dataset"], data["split"]
     test_users = split.eval_users("test")
@@ -173,7 +171,7 @@ def eval_phase(config, data: dict, params, graphdef, num_users: int, seed: int) 
     keep = np.zeros(dataset.num_users, bool)
     keep[chosen] = True
     sample = dataclasses.replace(split, test_pos=np.where(keep, split.test_pos, -1))
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     test = evaluate.Evaluator(config, dataset, sample, "test", graphdef, mesh)
     start = time.perf_counter()
     metrics = test(params)

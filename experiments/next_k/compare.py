@@ -35,7 +35,7 @@ import time
 import jax
 
 import readme_table  # next to this script
-from transrec_jax import evaluate, host_memory
+from transrec_jax import evaluate, host_memory, sharding
 from transrec_jax.serving import load_run
 from transrec_jax.studies import runner
 from transrec_jax.studies.study import Run, StudyError
@@ -98,8 +98,7 @@ def main() -> None:
         run = load_run(os.path.join(root, model))
         config, dataset, split, graphdef, params = (run.config, run.dataset, run.split(),
                                                     run.graphdef, run.params)
-        mesh = jax.make_mesh((jax.device_count(),), ("data",),
-                             axis_types=(jax.sharding.AxisType.Auto,))
+        mesh = sharding.make_mesh(config.mesh)
         methods = [("top_k", None)]
         if model == "encdec":
             methods += [("generate", int(w)) for w in args.beam_widths.split(",")]

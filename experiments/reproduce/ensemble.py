@@ -20,11 +20,10 @@ import itertools
 import json
 import os
 
-import jax
 from flax import nnx
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate
+from transrec_jax import evaluate, sharding
 from transrec_jax.models import Ensemble
 from transrec_jax.serving import load_run
 
@@ -32,7 +31,7 @@ METRICS = ("ndcg@10", "hr@10", "mrr@10")
 
 
 def evaluate_model(config, dataset, split, model) -> dict:
-    mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+    mesh = sharding.make_mesh(config.mesh)
     graphdef, params = nnx.split(model)
     out = {}
     for part in ("val", "test"):

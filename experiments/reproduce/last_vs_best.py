@@ -19,10 +19,9 @@ import argparse
 import json
 import os
 
-import jax
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate
+from transrec_jax import evaluate, sharding
 from transrec_jax.serving import load_run
 
 METRICS = ("ndcg@10", "hr@10")
@@ -34,7 +33,7 @@ def checkpoint_metrics(workdir: str) -> dict:
     for name in ("best", "last"):
         run = load_run(workdir, checkpoint=name)
         if name == "best":
-            mesh = jax.make_mesh((1,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
+            mesh = sharding.make_mesh(run.config.mesh)
             split = run.split()
             evaluators = {part: evaluate.Evaluator(run.config, run.dataset, split, part,
                                                    run.graphdef, mesh) for part in ("val", "test")}

@@ -65,8 +65,8 @@ class EncoderDecoder(Recommender):
     causal = False  # the encoder reads the whole history at once
     has_mask_token = True  # the extra embedding row, id num_items + 1, is the decoder's [START]
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
         m = model_cfg
         if m.next_k < 1:
             raise ValueError(f"config.model.next_k={m.next_k}: expected a positive integer")
@@ -149,7 +149,7 @@ class EncoderDecoder(Recommender):
 
     def log_probs(self, hidden: jax.Array) -> jax.Array:
         """hidden [..., D] -> float32 log-softmax over items 1..num_items; id 0 gets -inf."""
-        scores = self.score_all(hidden)
+        scores = self.score_all(hidden)[..., : self.num_items + 1]  # (a split table has more rows)
         scores = jnp.where(jnp.arange(scores.shape[-1]) == 0, -jnp.inf, scores)
         return jax.nn.log_softmax(scores, axis=-1)
 

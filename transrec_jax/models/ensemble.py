@@ -22,6 +22,7 @@ class Ensemble(nnx.Module):
         if len(members) < 2:
             raise ValueError(f"an Ensemble needs at least 2 members, got {len(members)}")
         self.members = nnx.List(members)
+        self.num_items = members[0].num_items
 
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """[B, K·D]: the members' user vectors side by side (key=None: no dropout)."""
@@ -30,7 +31,7 @@ class Ensemble(nnx.Module):
             [m.user_representation(history, key=k) for m, k in zip(self.members, keys)], axis=-1)
 
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:
-        """(W [num_items + 1, K·D], summed b or None): row i scores item i."""
+        """(W [output_rows, K·D], summed b or None): row i scores item i."""
         tables = [m.output_table() for m in self.members]
         biases = [b for _, b in tables if b is not None]
         weight = jnp.concatenate([w for w, _ in tables], axis=-1)

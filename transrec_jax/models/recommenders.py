@@ -35,6 +35,20 @@ def l2_normalize(x: jax.Array) -> jax.Array:
     return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), 1e-12))
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def _padded(init, rows: int):
+    """`init` for the first `rows` rows of a table, zeros below: the real rows draw exactly
+    what an unpadded table draws."""
+
+    def padded(key, shape, dtype=jnp.float32):
+        return jnp.pad(init(key, (rows, *shape[1:]), dtype), ((0, shape[0] - rows), (0, 0)))
+
+    return padded
+
+
 class Recommender(nnx.Module):
     """Item embedding, positions, encoder stack, final norm and output table.
 
@@ -44,7 +58,7 @@ class Recommender(nnx.Module):
     causal: bool = True
     has_mask_token: bool = False  # an extra embedding row, id num_items + 1
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
         if num_items < 1:
             raise ValueError(f"num_items={num_items}: a model needs at least one item")
         if model_cfg.head not in ("tied", "linear"):
@@ -56,9 +70,14 @@ class Recommender(nnx.Module):
         self.max_len = m.max_len
         self.dropout_rate = m.dropout
         self.embedding_scale = d_model**0.5 if m.scale_embeddings else 1.0
+        # Item tables split over devices get zero rows appended up to a multiple of the
+        # shards (`row_multiple`, sharding.py); those rows are never items (ids > num_items), so
+        # every consumer of the output table masks them, as it masks id 0.
         vocab_size = num_items + (2 if self.has_mask_token else 1)
+        table_rows = _round_up(vocab_size, row_multiple)
+        self.output_rows = num_items + 1 if row_multiple == 1 else table_rows
         self.item_embedding = nnx.Embed(
-            vocab_size, d_model, dtype=dtype, embedding_init=table_init, rngs=rngs
+            table_rows, d_model, dtype=dtype, embedding_init=_padded(table_init, vocab_size), rngs=rngs
         )
         self.positions = make_positions(m, dtype=dtype, rngs=rngs)
         self.positions_from = m.positions_from
@@ -67,10 +86,11 @@ class Recommender(nnx.Module):
         final_norm = has_final_norm(m.norm_placement)
         self.final_norm = make_norm(m.norm, d_model, dtype=dtype, rngs=rngs) if final_norm else None
         # Each attribute is assigned once: NNX fixes data vs static at the first assignment.
-        rows = num_items + 1
+        rows = self.output_rows
         linear = m.head == "linear"
         self.output_weight = (
-            nnx.Param(table_init(rngs.params(), (rows, d_model))) if linear else None
+            nnx.Param(_padded(table_init, num_items + 1)(rngs.params(), (rows, d_model)))
+            if linear else None
         )
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
         self.score_temperature = float(m.score_temperature)
@@ -109,10 +129,11 @@ class Recommender(nnx.Module):
         return x
 
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:
-        """(W [num_items + 1, D], b [num_items + 1] or None): row i scores item id i.
+        """(W [output_rows, D], b [output_rows] or None): row i scores item id i.
 
-        Row 0 is padding (callers mask it). tied: the item-embedding rows 0..num_items
-        (BERT4Rec's [MASK] row excluded); linear: a separate weight. b exists when
+        Row 0 is padding and rows past num_items are not items (callers mask both); output_rows
+        is num_items + 1 unless the tables are split over devices. tied: the item-embedding
+        rows (BERT4Rec's [MASK] row excluded when unsplit); linear: a separate weight. b exists when
         model.head_bias, for either head (BERT4Rec's tied head has an output bias). With
         model.score_temperature the rows are unit vectors (and `encode` returns user vectors of
         norm 1 / temperature), so every consumer of (hidden, W) scores by scaled cosine.
@@ -120,14 +141,14 @@ class Recommender(nnx.Module):
         if self.output_weight is not None:
             weight = self.output_weight[...]
         else:
-            weight = self.item_embedding.embedding[...][: self.num_items + 1]
+            weight = self.item_embedding.embedding[...][: self.output_rows]
         if self.score_temperature:
             weight = l2_normalize(weight)
         bias = self.output_bias[...] if self.output_bias is not None else None
         return weight, bias
 
     def score_all(self, hidden: jax.Array) -> jax.Array:
-        """hidden [..., D] -> float32 scores [..., num_items + 1]."""
+        """hidden [..., D] -> float32 scores [..., output_rows] (row i: item id i)."""
         weight, bias = self.output_table()
         weight = weight.astype(hidden.dtype)
         scores = jnp.einsum("...d,vd->...v", hidden, weight, preferred_element_type=jnp.float32)
@@ -149,8 +170,8 @@ class Recommender(nnx.Module):
 class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
         self.first_item_target = bool(model_cfg.first_item_target)
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
@@ -211,8 +232,8 @@ class BERT4Rec(Recommender):
     causal = False
     has_mask_token = True
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
         self.mask_id = num_items + 1
         self.mask_prob = model_cfg.mask_prob
 
@@ -244,8 +265,11 @@ class BERT4Rec(Recommender):
 MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
 
 
-def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs):
+def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs,
+                row_multiple: int = 1):
     """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32.
+
+    row_multiple: the item tables' rows are padded to a multiple of it (the item shards).
 
     model.ensemble_size > 1: an Ensemble of that many members, drawn one after another from
     `rngs` (so each starts from its own initialisation).
@@ -254,9 +278,9 @@ def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs)
         raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
     make = MODELS[model_cfg.name]
     if model_cfg.ensemble_size > 1:
-        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs)
+        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
                          for _ in range(model_cfg.ensemble_size)])
-    return make(model_cfg, num_items, dtype=dtype, rngs=rngs)
+    return make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
 
 
 def training_window(model_cfg) -> int:

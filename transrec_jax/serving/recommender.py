@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transrec_jax import ranking
+from transrec_jax import ranking, sharding
 from transrec_jax.config import ConfigError
 from transrec_jax.data.batching import gather_windows
 from transrec_jax.data.catalog import build_catalog
@@ -22,8 +22,10 @@ _BATCH = 256  # histories per compiled call: one shape, whatever the number of u
 class Recommender:
     """A run's best model, its dataset and catalogue (the ids and titles people know)."""
 
-    def __init__(self, workdir: str):
-        self.run = load_run(workdir)
+    def __init__(self, workdir: str, mesh=None):
+        """mesh: rank over a (data, model) mesh, item-table rows split over `model`
+        (sharding.make_mesh); None: one device."""
+        self.run = load_run(workdir, mesh=mesh)
         self.config, self.dataset = self.run.config, self.run.dataset
         self.catalog = build_catalog(self.dataset.item_ids, self.config.dataset)
 
@@ -50,22 +52,29 @@ class Recommender:
             s, e = np.pad(s, (0, pad)), np.pad(e, (0, pad))
             history = gather_windows(items, s, e, model_cfg.max_len)
             exclude = gather_windows(items, s, e, width)
+            if self.run.mesh is not None:  # each process passes its rows of the global batch
+                batch = sharding.global_batch({"history": history, "exclude": exclude},
+                                              sharding.batch_sharding(self.run.mesh))
+                history, exclude = batch["history"], batch["exclude"]
             if generates:
                 top_items, top_scores = generate(graphdef, params, history, exclude,
                                                  k=k, beam_width=model_cfg.beam_width)
             else:
-                top_items, top_scores = _top_k(graphdef, params, history, exclude,
-                                               k=k, item_chunk=self.config.eval.item_chunk)
+                top_items, top_scores = _top_k(graphdef, params, history, exclude, k=k,
+                                               item_chunk=self.config.eval.item_chunk,
+                                               mesh=self.run.mesh)
             out_items.append(np.asarray(top_items)[: _BATCH - pad])
             out_scores.append(np.asarray(top_scores)[: _BATCH - pad])
         return np.concatenate(out_items), np.concatenate(out_scores)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "k", "item_chunk"))
-def _top_k(graphdef, params, history, exclude, *, k, item_chunk):
+@functools.partial(jax.jit, static_argnames=("graphdef", "k", "item_chunk", "mesh"))
+def _top_k(graphdef, params, history, exclude, *, k, item_chunk, mesh):
+    """Top-k of every item (per item shard with a mesh: their top-k lists merged)."""
     model = nnx.merge(graphdef, params)
     W, b = model.output_table()
     no_target = jnp.zeros(history.shape[0], jnp.int32)  # id 0 is never rankable
     _, top_items, top_scores = ranking.rank_full(model.user_representation(history), W, b,
-                                                 no_target, exclude, kmax=k, item_chunk=item_chunk)
+                                                 no_target, exclude, kmax=k, item_chunk=item_chunk,
+                                                 num_items=model.num_items, mesh=mesh)
     return top_items, top_scores

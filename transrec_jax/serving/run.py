@@ -9,6 +9,7 @@ import jax
 from flax import nnx
 
 from transrec_jax import config as config_lib
+from transrec_jax import sharding
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.config import ConfigError
 from transrec_jax.data import load, splits
@@ -24,6 +25,7 @@ class Run:
     graphdef: object
     params: object  # nnx.State of the restored checkpoint
     step: int  # its training step
+    mesh: object = None  # the mesh the params live on (item-table rows over `model`), or None
 
     def model(self) -> nnx.Module:
         return nnx.merge(self.graphdef, self.params)
@@ -32,10 +34,12 @@ class Run:
         return splits.make_split(self.dataset, self.config.dataset)
 
 
-def load_run(workdir: str, checkpoint: str = "best") -> Run:
+def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
     """The run in `workdir` at its best-validation checkpoint, or at its `last` periodic one.
 
     A run that has not validated yet has no best checkpoint: `best` then falls back to the last.
+    With a `mesh` (sharding.make_mesh) the params are restored onto it, item-table rows split
+    over its `model` axis, which must divide the run's config.mesh.model (the tables' padding).
     """
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"checkpoint={checkpoint!r}: expected 'best' or 'last'")
@@ -44,7 +48,11 @@ def load_run(workdir: str, checkpoint: str = "best") -> Run:
         raise ConfigError(f"{path} not found: --workdir must be a directory written by transrec_jax.main")
     config = config_lib.recorded_config(path)
     dataset = load.load_dataset(config.dataset, config.seed, log=lambda *_: None)
-    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed))
+    if mesh is not None and config.mesh.model % mesh.shape[sharding.MODEL]:
+        raise ConfigError(f"{workdir} was trained with mesh.model={config.mesh.model}: its item "
+                          f"tables split over a divisor of {config.mesh.model} devices, not "
+                          f"{mesh.shape[sharding.MODEL]}")
+    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     restored = None
     if checkpoint == "best":
@@ -54,4 +62,4 @@ def load_run(workdir: str, checkpoint: str = "best") -> Run:
     checkpoints.close()
     if restored is None:
         raise ConfigError(f"{workdir} holds no checkpoint yet")
-    return Run(workdir, config, dataset, graphdef, restored["params"], int(restored["step"]))
+    return Run(workdir, config, dataset, graphdef, restored["params"], int(restored["step"]), mesh)
