@@ -421,22 +421,21 @@ def test_pure_train_step():
 
 
 @pytest.mark.parametrize(
-    "name,placement,activation,norm,positions,head",
+    "name,placement,activation,positions,head",
     [
-        ("sasrec", "pre", "gelu", "layernorm", "learned", "tied"),
-        ("sasrec", "sasrec", "relu", "layernorm", "learned", "linear"),
-        ("bert4rec", "post", "swiglu", "rmsnorm", "sinusoidal", "tied"),
-        ("bert4rec", "sasrec", "gelu", "rmsnorm", "rotary", "linear"),
-        ("transformer_recommender", "post", "relu", "layernorm", "none", "tied"),
-        ("transformer_recommender", "pre", "swiglu", "rmsnorm", "rotary", "linear"),
+        ("sasrec", "pre", "gelu", "learned", "tied"),
+        ("sasrec", "sasrec", "relu", "learned", "linear"),
+        ("bert4rec", "post", "swiglu", "sinusoidal", "tied"),
+        ("bert4rec", "sasrec", "gelu", "rotary", "linear"),
+        ("transformer_recommender", "post", "relu", "none", "tied"),
+        ("transformer_recommender", "pre", "swiglu", "rotary", "linear"),
     ],
 )
-def test_variants_build_and_run(name, placement, activation, norm, positions, head):
+def test_variants_build_and_run(name, placement, activation, positions, head):
     model = make(
         name,
         norm_placement=placement,
         activation=activation,
-        norm=norm,
         positions=positions,
         head=head,
         head_bias=head == "linear",
@@ -480,7 +479,7 @@ def test_bad_configurations_raise():
 def hand_count(m, items: int) -> int:
     """Parameters of a model config, counted from its sizes."""
     d, f = m.d_model, m.d_ff
-    norm = 2 * d if m.norm == "layernorm" else d  # scale (+ bias)
+    norm = 2 * d  # LayerNorm: scale and bias
     attention = 4 * (d * d + d)  # Q, K, V and output projections with biases
     ffn = 3 * d * f + 2 * f + d if m.activation == "swiglu" else (d * f + f) + (f * d + d)
     embedding = (items + (2 if m.name == "bert4rec" else 1)) * d  # + padding row (+ [MASK] row)
@@ -517,7 +516,7 @@ def test_reference_ml1m_parameter_counts():
 @pytest.mark.parametrize(
     "overrides",
     [
-        dict(activation="swiglu", norm="rmsnorm"),
+        dict(activation="swiglu"),
         dict(norm_placement="post", positions="rotary", head="linear", head_bias=True),
     ],
 )

@@ -31,6 +31,7 @@ REMOVED = {
     "train.optimizer": "adam",
     "train.weight_decay": 0.0,
     "train.clip_norm": 0.0,  # no gradient clipping
+    "model.norm": "layernorm",  # every norm is a LayerNorm (scale and bias)
 }
 
 
@@ -97,7 +98,6 @@ def base_config() -> ml_collections.ConfigDict:
     m.dropout = 0.2
     m.attention_dropout = 0.2
     m.activation = "gelu"  # gelu | relu | swiglu
-    m.norm = "layernorm"  # layernorm | rmsnorm
     m.norm_placement = "pre"  # pre | post | sasrec
     m.positions = "learned"  # learned | sinusoidal | rotary | none
     # end: the most recent item is position 0 (padding-invariant); start: the oldest item in the
@@ -298,7 +298,6 @@ def _validate_model(m, d):
     if m.positions == "rotary" and (m.d_model // m.num_heads) % 2:
         raise ConfigError("config.model.positions='rotary' needs an even head dimension")
     _choice("model.activation", m.activation, ("gelu", "relu", "swiglu"))
-    _choice("model.norm", m.norm, ("layernorm", "rmsnorm"))
     _choice("model.norm_placement", m.norm_placement, ("pre", "post", "sasrec"))
     _choice("model.positions", m.positions, ("learned", "sinusoidal", "rotary", "none"))
     _choice("model.positions_from", m.positions_from, ("end", "start"))

@@ -24,7 +24,6 @@ SETTINGS = (
     "num_heads",
     "d_ff",
     "activation",
-    "norm",
     "norm_placement",
     "positions",
     "head",

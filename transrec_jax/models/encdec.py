@@ -80,7 +80,7 @@ class EncoderDecoder(Recommender):
         self.decoder_layers = nnx.List(layers)
         final_norm = has_final_norm(m.norm_placement)
         self.decoder_final_norm = (
-            make_norm(m.norm, m.d_model, dtype=dtype, rngs=rngs) if final_norm else None
+            make_norm(m.d_model, dtype=dtype, rngs=rngs) if final_norm else None
         )
 
     @classmethod

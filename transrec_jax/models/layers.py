@@ -1,6 +1,6 @@
 """Transformer blocks: feed-forward, norms, residual wiring, encoder and decoder layers.
 
-Norm placement (`model.norm_placement`) for a sublayer f, with N the configured norm:
+Norm placement (`model.norm_placement`) for a sublayer f, with N a LayerNorm:
   pre:    x = x + Dropout(f(N(x)))        the stack ends with a final N
   post:   x = N(x + Dropout(f(x)))        no final N
   sasrec: h = N(x); x = h + f(h)          the stack ends with a final N
@@ -29,13 +29,9 @@ from transrec_jax.models.attention import (
 )
 
 
-def make_norm(kind: str, d_model: int, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
-    """LayerNorm (scale and bias) or RMSNorm (scale only)."""
-    if kind == "layernorm":
-        return nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
-    if kind == "rmsnorm":
-        return nnx.RMSNorm(d_model, dtype=dtype, rngs=rngs)
-    raise ValueError(f"config.model.norm={kind!r}: expected layernorm | rmsnorm")
+def make_norm(d_model: int, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
+    """LayerNorm with scale and bias."""
+    return nnx.LayerNorm(d_model, dtype=dtype, rngs=rngs)
 
 
 def has_final_norm(placement: str) -> bool:
@@ -145,10 +141,10 @@ class EncoderLayer(nnx.Module):
         self.dropout_rate = model_cfg.dropout
         # SASRec's block has no dropout on the attention output (see the module docstring).
         self.attention_output_dropout = 0.0 if self.placement == "sasrec" else model_cfg.dropout
-        self.attention_norm = make_norm(model_cfg.norm, model_cfg.d_model, dtype=dtype, rngs=rngs)
+        self.attention_norm = make_norm(model_cfg.d_model, dtype=dtype, rngs=rngs)
         rotary = model_cfg.positions == "rotary"
         self.attention = _attention(model_cfg, rotary=rotary, dtype=dtype, rngs=rngs)
-        self.ffn_norm = make_norm(model_cfg.norm, model_cfg.d_model, dtype=dtype, rngs=rngs)
+        self.ffn_norm = make_norm(model_cfg.d_model, dtype=dtype, rngs=rngs)
         self.ffn = _feed_forward(model_cfg, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None, key: jax.Array | None = None,
@@ -187,14 +183,13 @@ class DecoderLayer(nnx.Module):
         self.placement = model_cfg.norm_placement
         self.dropout_rate = model_cfg.dropout
         self.attention_output_dropout = 0.0 if self.placement == "sasrec" else model_cfg.dropout
-        norm = model_cfg.norm
         d_model = model_cfg.d_model
-        self.self_attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+        self.self_attention_norm = make_norm(d_model, dtype=dtype, rngs=rngs)
         rotary = model_cfg.positions == "rotary"
         self.self_attention = _attention(model_cfg, rotary=rotary, dtype=dtype, rngs=rngs)
-        self.cross_attention_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+        self.cross_attention_norm = make_norm(d_model, dtype=dtype, rngs=rngs)
         self.cross_attention = _attention(model_cfg, rotary=False, dtype=dtype, rngs=rngs)
-        self.ffn_norm = make_norm(norm, d_model, dtype=dtype, rngs=rngs)
+        self.ffn_norm = make_norm(d_model, dtype=dtype, rngs=rngs)
         self.ffn = _feed_forward(model_cfg, dtype=dtype, rngs=rngs)
 
     def __call__(

@@ -84,7 +84,7 @@ class Recommender(nnx.Module):
         layers = [EncoderLayer(m, dtype=dtype, rngs=rngs) for _ in range(m.num_layers)]
         self.layers = nnx.List(layers)
         final_norm = has_final_norm(m.norm_placement)
-        self.final_norm = make_norm(m.norm, d_model, dtype=dtype, rngs=rngs) if final_norm else None
+        self.final_norm = make_norm(d_model, dtype=dtype, rngs=rngs) if final_norm else None
         # Each attribute is assigned once: NNX fixes data vs static at the first assignment.
         rows = self.output_rows
         linear = m.head == "linear"
