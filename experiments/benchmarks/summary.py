@@ -303,6 +303,64 @@ def train_buckets_figures(recs: list[dict]) -> list[str]:
     return lines
 
 
+def item_sharding_figures(recs: list[dict]) -> list[str]:
+    (rec,) = recs
+    rows = [r for r in rec["results"] if "error" not in r]
+    failed = [r for r in rec["results"] + rec["weak_scaling"] if "error" in r]
+    settings = rec["settings"]
+    mesh = lambda r: f"{r['mesh'][0]}x{r['mesh'][1]}"  # noqa: E731
+    mib = lambda x: f"{x / 2**20:,.0f} MiB"  # noqa: E731
+    devices = lambda r: f"{r['mesh'][0] * r['mesh'][1]} device" + "s" * (r["mesh"] != [1, 1])  # noqa: E731
+    lines = []
+    first = rows[0]["items"]  # the largest catalogue run
+    base = next(r for r in rows if r["mesh"] == [1, 1] and r["items"] == first)
+    widest = max((r for r in rows if r["items"] == first), key=lambda r: r["mesh"][1])
+    b, w = base["bytes_device0"], widest["bytes_device0"]
+    lines.append(
+        f"{base['items']:,} items, d_model {settings['d_model']}, {settings['loss']}: item table "
+        f"per device (params + Adam) **{mib(b['table_params_and_adam'])} at mesh 1x1, "
+        f"{mib(w['table_params_and_adam'])} at {mesh(widest)}** "
+        f"({b['table_params_and_adam'] / w['table_params_and_adam']:.2f}x less); XLA step "
+        f"temporaries per device {mib(base['train_xla']['xla_temp_bytes'])} → "
+        f"{mib(widest['train_xla']['xla_temp_bytes'])}; shapes of the whole table in the "
+        f"sharded step's program: {widest['train_hlo']['lines_with_whole_table_rows']}")
+    for r in [r for r in rows + rec["weak_scaling"] if "error" not in r and r["mesh"][0] > 1][:1]:
+        lines.append(
+            f"with mesh.data > 1 ({mesh(r)}, {r['items']:,} items) the step's collectives carry "
+            f"{r['train_hlo']['table_block_arrays_in_collectives']} arrays the size of a device's "
+            f"block of table rows (the table gradient's all-reduce over `data`); XLA step "
+            f"temporaries per device {mib(r['train_xla']['xla_temp_bytes'])}"
+            + "".join(f" vs {mib(o['train_xla']['xla_temp_bytes'])} at {mesh(o)}" for o in rows
+                      if o["items"] == r["items"] and o["mesh"] == [1, r["mesh"][1]]))
+    for r in rows:
+        lines.append(
+            f"{r['items']:,} items, mesh {mesh(r)} ({devices(r)}): table/device "
+            f"{mib(r['bytes_device0']['table_params_and_adam'])}, median step "
+            f"{r['median_step_s']:.2f} s, evaluation of {r['eval_users']} users over every item "
+            f"{r['eval_warm_s']:.1f} s warm, peak RSS {r['peak_rss_gib']:.2f} GiB")
+    for items in dict.fromkeys(s["items"] for s in rec["skipped"]):
+        skipped = [s for s in rec["skipped"] if s["items"] == items]
+        over = [s for s in skipped if s["process_peak_bytes"] > s["budget_gib"] * 2**30]
+        if over:
+            lines.append(f"{items:,} items not run at mesh {', '.join(mesh(s) for s in over)}: "
+                         f"estimated process peak {min(s['process_peak_bytes'] for s in over) / 2**30:.1f}"
+                         f" GiB or more > the {over[0]['budget_gib']:g} GiB budget")
+        for s in skipped:
+            if s not in over:
+                lines.append(f"{items:,} items, mesh {mesh(s)} not run: {s['reason']}")
+    weak = [r for r in rec["weak_scaling"] if "error" not in r]
+    if weak:
+        lines.append(
+            f"weak scaling, {weak[0]['items']:,} items, {settings['weak_batch_per_device']} "
+            f"sequences a device, data parallel: median step "
+            + " / ".join(f"{r['median_step_s'] * 1000:.0f}" for r in weak) + " ms at "
+            + " / ".join(str(r["mesh"][0]) for r in weak) + " simulated devices on "
+            f"{rec['machine']['cpu_cores']} cores")
+    if failed:
+        lines.append(f"FAILED configurations: {len(failed)}")
+    return lines
+
+
 # ---------------------------------------------------------------- what is current
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +398,8 @@ CURRENT = [
               preprocess_figures),
     Benchmark("length-bucketed training batches: quality A/B (rejected)",
               ("train_buckets_ab.json",), train_buckets_figures),
+    Benchmark("item tables split over the mesh's `model` axis (simulated CPU devices)",
+              ("item_sharding.json",), item_sharding_figures),
 ]
 
 SUPERSEDED = {
