@@ -37,9 +37,10 @@ class _Chunk(NamedTuple):
     rankable: jax.Array  # bool[B, C]
 
 
-def _score_chunk(user_repr, W, b, targets, exclude, start, end) -> _Chunk:
+def _score_chunk(user_repr, W, b, targets, exclude, start, own) -> _Chunk:
     """Score ids start..start+C-1 (C = rows of W, already sliced) and mark which are rankable:
-    real items below `end` (the catalogue's, or the item shard's, end)."""
+    real items whose id is in the chunk's `own` range [lo, hi) (below it: ids an overlapping
+    earlier chunk scored; from hi: the catalogue's, or the item shard's, end)."""
     size = W.shape[0]
     ids = start + jnp.arange(size, dtype=jnp.int32)
     scores = jnp.matmul(user_repr, W.T, precision=_FULL_PRECISION)
@@ -51,12 +52,12 @@ def _score_chunk(user_repr, W, b, targets, exclude, start, end) -> _Chunk:
     rows = jnp.arange(exclude.shape[0])[:, None]
     in_history = jnp.zeros((exclude.shape[0], size + 1), bool).at[rows, local].set(True)[:, :size]
     is_target = ids[None, :] == targets[:, None]
-    real_item = (ids > 0) & (ids < end)
+    real_item = (ids > 0) & (ids >= own[0]) & (ids < own[1])
     return _Chunk(ids, scores, real_item[None, :] & (~in_history | is_target))
 
 
-def _target_score(chunk: _Chunk, targets, start, end, s_target):
-    """s_target, with the entries whose target lies in this chunk (below `end`) read from the
+def _target_score(chunk: _Chunk, targets, start, own, s_target):
+    """s_target, with the entries whose target lies in this chunk's `own` ids read from the
     chunk's scores.
 
     Reading the target's score from the same matmul the competitors come from keeps exact ties
@@ -64,7 +65,7 @@ def _target_score(chunk: _Chunk, targets, start, end, s_target):
     """
     size = chunk.ids.shape[0]
     local = targets - start
-    inside = (local >= 0) & (local < size) & (targets < end)
+    inside = (local >= 0) & (local < size) & (targets >= own[0]) & (targets < own[1])
     picked = jnp.take_along_axis(chunk.scores, jnp.clip(local, 0, size - 1)[:, None], axis=1)[:, 0]
     return jnp.where(inside, picked, s_target)
 
@@ -114,6 +115,7 @@ def rank_full(user_repr, W, b, targets, exclude, *, kmax: int, item_chunk: int =
         ones up to float32 rounding: XLA may sum the D products in another order for another
         matmul shape (on CPU, chunks that are not multiples of 512 differ by ~1 ulp), so items
         whose scores agree to an ulp can swap. Exactly representable scores give equal results.
+        A chunk as large as a table (or shard) block scores it at once.
 
       num_items: the catalogue size; None = V - 1.
       mesh: the (data, model) mesh whose `model` axis splits W and b (sharding.py), or None.
@@ -159,35 +161,37 @@ def _rank_shard(user_repr, W, b, targets, exclude, *, kmax, item_chunk, num_ids,
         jnp.zeros((batch, kmax), jnp.int32),
     ), axis)
     no_score = sharding.varying(jnp.zeros(batch, jnp.float32), axis)
-    end = jnp.minimum(first_id + W.shape[0], num_ids)  # past it: padding (of a chunk, a table)
+    rows = W.shape[0]
+    end = jnp.minimum(first_id + rows, num_ids)  # past it: the table's padding rows
     # s_target: 0 from every shard but the one holding the target, so their sum is its score.
-    if item_chunk == 0:
-        chunk = _score_chunk(user_repr, W, b, targets, exclude, first_id, end)
-        s_target = _target_score(chunk, targets, first_id, end, no_score)
+    if not 0 < item_chunk < rows:
+        chunk = _score_chunk(user_repr, W, b, targets, exclude, first_id, (first_id, end))
+        s_target = _target_score(chunk, targets, first_id, (first_id, end), no_score)
         s_target = sharding.over_items(s_target, axis)
         ranks = _count_ahead(chunk, targets, s_target)
         top_scores, top_items = _merge_top_k(empty_top, chunk, kmax)
     else:
-        rows = W.shape[0]
         num_chunks = -(-rows // item_chunk)
-        pad = num_chunks * item_chunk - rows  # padded ids (>= end) are never rankable
-        W_padded = jnp.pad(W, ((0, pad), (0, 0)))
-        b_padded = jnp.pad(b, (0, pad))
         starts = jnp.arange(num_chunks, dtype=jnp.int32) * item_chunk
 
         def chunk_at(start):
-            W_chunk = jax.lax.dynamic_slice_in_dim(W_padded, start, item_chunk)
-            b_chunk = jax.lax.dynamic_slice_in_dim(b_padded, start, item_chunk)
-            return _score_chunk(user_repr, W_chunk, b_chunk, targets, exclude, first_id + start, end)
+            """The chunk that owns ids from first_id + start: the last one ends at the block's
+            end and overlaps the one before it (no padded copy of the table), whose ids it
+            leaves to that chunk."""
+            begin = jnp.minimum(start, rows - item_chunk)
+            W_chunk = jax.lax.dynamic_slice_in_dim(W, begin, item_chunk)
+            b_chunk = jax.lax.dynamic_slice_in_dim(b, begin, item_chunk)
+            own = (first_id + start, end)
+            return _score_chunk(user_repr, W_chunk, b_chunk, targets, exclude, first_id + begin, own), own
 
         def read_targets_and_top_k(carry, start):
             s_target, best = carry
-            chunk = chunk_at(start)
-            s_target = _target_score(chunk, targets, first_id + start, end, s_target)
+            chunk, own = chunk_at(start)
+            s_target = _target_score(chunk, targets, chunk.ids[0], own, s_target)
             return (s_target, _merge_top_k(best, chunk, kmax)), None
 
         def count_ahead(ranks, start):
-            return ranks + _count_ahead(chunk_at(start), targets, s_target), None
+            return ranks + _count_ahead(chunk_at(start)[0], targets, s_target), None
 
         (s_target, (top_scores, top_items)), _ = jax.lax.scan(
             read_targets_and_top_k, (no_score, empty_top), starts
