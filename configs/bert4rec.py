@@ -9,7 +9,7 @@ Results: experiments/reproduce/RESULTS.md, row `bert4rec` of the ML-1M and Amazo
 Run:
   python -m transrec_jax.main --config=configs/bert4rec.py --workdir=/tmp/bert4rec
   python -m transrec_jax.main --config=configs/bert4rec.py:ml-1m --workdir=/tmp/bert4rec_ml1m
-Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, and any
+Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, and any
 `a.b=value` override.
 """
 

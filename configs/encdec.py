@@ -17,7 +17,7 @@ Run:
   # encdec vs SASRec top-K on that split, with wall times:
   python experiments/next_k/compare.py --dataset=ml-1m --out=experiments/next_k/results/ml-1m.json
   python -m transrec_jax.recommend --workdir=/tmp/encdec_ml1m --history=2858,1196,260 --k=5
-Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, `next_k`
+Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, `next_k`
 (dataset.split=next_k), `beam` (model.beam_width=4) and any `a.b=value` override.
 """
 

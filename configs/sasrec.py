@@ -12,7 +12,7 @@ Run:
   python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m --workdir=/tmp/sasrec_ml1m
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,bce --workdir=/tmp/sasrec_bce
-Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, `bce`, and any
+Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, `bce`, and any
 `a.b=value` override.
 """
 

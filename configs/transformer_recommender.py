@@ -9,7 +9,7 @@ every-position training at equal settings: experiments/ablations/output_head.py.
 Run:
   python -m transrec_jax.main --config=configs/transformer_recommender.py --workdir=/tmp/tr
   python -m transrec_jax.main --config=configs/transformer_recommender.py:ml-1m --workdir=/tmp/tr_ml1m
-Arg words: a dataset (synthetic, ml-1m, ml-100k, beauty, local, tfds), `debug`, and any
+Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, and any
 `a.b=value` override.
 """
 

@@ -36,6 +36,14 @@ def test_every_config_and_preset_validates(name, arg):
         assert c.train.batch_size == 64
 
 
+def test_full_ml1m_preset_reads_every_rated_movie_by_original_id():
+    c = load("sasrec.py:ml-1m-full")
+    config_lib.validate(c)
+    assert c.dataset.path.endswith("ml-1m_seq_rawid.txt.gz") and c.dataset.format == "user_item"
+    assert c.dataset.item_map == "" and c.dataset.item_titles.endswith("movies.dat")
+    assert c.model.max_len == 200 and c.dataset.min_item_interactions == 0
+
+
 def test_sasrec_bce_variant_is_the_original_recipe():
     c = load("sasrec.py:ml-1m,bce")
     assert (c.loss.name, c.loss.num_negatives, c.model.norm_placement) == ("bce", 1, "sasrec")

@@ -12,7 +12,7 @@ import json
 
 import ml_collections
 
-DATASETS = ("synthetic", "ml-1m", "ml-100k", "beauty", "local", "tfds")
+DATASETS = ("synthetic", "ml-1m", "ml-1m-full", "ml-100k", "beauty", "local", "tfds")
 MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec")
 SPLITS = ("leave_one_out", "temporal", "next_k")
 LOSSES = ("bce", "ce", "sampled_softmax", "gbce")
@@ -201,6 +201,13 @@ def apply_dataset_preset(c: ml_collections.ConfigDict, name: str) -> None:
         d.source, d.format = "local", "user_item"
         d.path = "../shared/data/ml-1m/ml-1m_sasrec-equiv_derived.txt.gz"
         d.item_map = "../shared/data/ml-1m/ml-1m_sasrec-equiv_itemmap.tsv"  # → MovieIDs
+        d.item_titles = "../shared/data/ml-1m/movies.dat"
+        c.model.max_len = 200
+    elif name == "ml-1m-full":
+        # All 3,706 rated movies (the HSTU papers' ML-1M), by original MovieID; items a user
+        # rated in the same second keep the file's order (its source's, not a timestamp sort).
+        d.source, d.format = "local", "user_item"
+        d.path = "../shared/data/ml-1m/ml-1m_seq_rawid.txt.gz"
         d.item_titles = "../shared/data/ml-1m/movies.dat"
         c.model.max_len = 200
     elif name == "ml-100k":
