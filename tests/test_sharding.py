@@ -39,7 +39,7 @@ def _wait(proc, timeout=600):
 
 
 @pytest.mark.parametrize("every", [False, pytest.param(True, marks=pytest.mark.slow)],
-                         ids=["split_tables", "every_mesh"])
+                         ids=["2x4", "every_mesh"])
 def test_item_parallel_kernels_match_whole_arrays(every):
     """Losses and their gradients (hidden states, table, bias) to float32 rounding; ranks and
     top-10 ids exactly, ties included (rows 7 and 8 score alike)."""
