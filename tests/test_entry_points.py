@@ -103,6 +103,10 @@ def _cases(run, tmp):
                                 "--output goes with --users=all"),
         "not_a_workdir": (recommend[0], [f"--workdir={tmp}", "--history=1"], "config.json not found"),
         "bad_users_value": (recommend[0], [recommend[1], "--users=some"], "--users"),
+        "item_shards_not_a_divisor": (recommend[0], [recommend[1], "--history={m}", "--item_shards=2"],
+                                      "--item_shards=2: expected a divisor of the 1 devices"),
+        "item_shards_zero": (recommend[0], [recommend[1], "--history={m}", "--item_shards=0"],
+                             "--item_shards=0: expected a divisor"),
         # prepare, sweep, report
         "prepare_unknown_key": ("transrec_jax.prepare", [SASREC, "--config.dataset.foo=1"],
                                 "config key 'dataset.foo' unknown"),

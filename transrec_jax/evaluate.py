@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
 from transrec_jax import metrics, ranking, sharding
 from transrec_jax.data.batching import EvalBatcher
 from transrec_jax.data.dataset import SequenceDataset
