@@ -12,7 +12,7 @@ import pytest
 from transrec_jax import config as config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = ["sasrec.py", "bert4rec.py", "transformer_recommender.py", "encdec.py"]
+CONFIGS = ["sasrec.py", "bert4rec.py", "transformer_recommender.py", "encdec.py", "hstu.py"]
 
 
 def load(spec):
@@ -111,7 +111,13 @@ def _base(**kv):
         ({"loss.num_negatives": 0}, "loss.num_negatives=0: expected a positive integer"),
         ({"eval.length_buckets": 0}, "eval.length_buckets=0: expected a positive integer"),
         ({"model.name": "transformer_recommender", "train.pack_rows": True},
-         "train.pack_rows=True needs model.name 'sasrec' or 'bert4rec'"),
+         "train.pack_rows=True needs model.name 'sasrec', 'bert4rec' or 'hstu'"),
+        ({"model.name": "hstu"}, "attention_dropout=0.2: HSTU's pointwise attention has no"),
+        ({"model.name": "hstu", "model.attention_dropout": 0.0, "model.positions": "rotary"},
+         "positions='rotary': HSTU blocks use a learned relative position bias"),
+        ({"loss.sample_per": "token"}, "loss.sample_per='token': expected one of"),
+        ({"loss.name": "sampled_softmax", "loss.sampler": "unseen", "loss.sample_per": "position"},
+         "sample_per='position': the 'unseen' sampler draws once per training row"),
         ({"train.early_stop_metric": "ndcg@50"}, "early_stop_metric"),
         ({"dataset.source": "local"}, "dataset.path is empty"),
         ({"dataset.split": "temporal"}, "temporal split needs"),

@@ -192,9 +192,12 @@ def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
     np.testing.assert_allclose(at_zero, bce, rtol=1e-6)
 
 
-# logQ-corrected, accidental hits dropped; 'unseen' (equally likely candidates) skips the correction
-@pytest.mark.parametrize("sampler", ["uniform", "popularity", "in_batch", "unseen"])
-def test_sampled_softmax_matches_numpy(sampler):
+# logQ-corrected, accidental hits dropped; 'unseen' (equally likely candidates) skips the correction;
+# one draw per sequence (SASRec+) or per position (HSTU)
+@pytest.mark.parametrize("sampler,per", [("uniform", "sequence"), ("popularity", "sequence"),
+                                         ("in_batch", "sequence"), ("unseen", "sequence"),
+                                         ("uniform", "position"), ("popularity", "position")])
+def test_sampled_softmax_matches_numpy(sampler, per):
     hidden, _, _, W, b = case()
     flat = np.where(TARGETS == 0, 4, TARGETS).reshape(
         -1
@@ -203,7 +206,7 @@ def test_sampled_softmax_matches_numpy(sampler):
     window = jnp.asarray(np.concatenate([[[1], [10]], flat.reshape(TARGETS.shape)], axis=1))
     k = 3 if sampler == "unseen" else 6
     key = jax.random.key(7)
-    cfg = loss_cfg("sampled_softmax", sampler=sampler, num_negatives=k)
+    cfg = loss_cfg("sampled_softmax", sampler=sampler, num_negatives=k, sample_per=per)
     item_log_probs = jnp.asarray(LOG_PROBS, jnp.float32)
     targets = jnp.asarray(flat.reshape(TARGETS.shape))
     loss, _ = compute_loss(
@@ -214,7 +217,7 @@ def test_sampled_softmax_matches_numpy(sampler):
         negatives.sample(
             sampler,
             key,
-            (TARGETS.shape[0], k),  # one draw per sequence
+            (TARGETS.shape[0] if per == "sequence" else flat.size, k),
             num_items=NUM_ITEMS,
             item_log_probs=item_log_probs,
             targets=jnp.asarray(flat),
@@ -230,7 +233,8 @@ def test_sampled_softmax_matches_numpy(sampler):
     }[sampler]
     s = np_scores(hidden, W, b)
     positive = s[np.arange(flat.size), flat] - log_q(flat)
-    row_negs = np.repeat(negs, TARGETS.shape[1], axis=0)  # each position gets its row's draw
+    # each position gets its row's draw, or its own
+    row_negs = np.repeat(negs, TARGETS.shape[1], axis=0) if per == "sequence" else negs
     negative = np.take_along_axis(s, row_negs, 1) - log_q(row_negs)
     negative = np.where(row_negs == flat[:, None], -np.inf, negative)
     logits = np.concatenate([positive[:, None], negative], 1)

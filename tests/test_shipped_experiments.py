@@ -17,7 +17,7 @@ from transrec_jax.studies import grid, study
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEPS = sorted(p for p in glob.glob(os.path.join(REPO, "experiments", "ablations", "*.py"))
                 if not p.endswith("budget.py"))
-TABLES = [os.path.join(REPO, "experiments", "reproduce", name) for name in ("ml1m.py", "beauty.py")]
+TABLES = [os.path.join(REPO, "experiments", "reproduce", name) for name in ("ml1m.py", "ml1m_full.py", "beauty.py")]
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ import json
 import ml_collections
 
 DATASETS = ("synthetic", "ml-1m", "ml-1m-full", "ml-100k", "beauty", "local", "tfds")
-MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec")
+MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec", "hstu")
 SPLITS = ("leave_one_out", "temporal", "next_k")
 LOSSES = ("bce", "ce", "sampled_softmax", "gbce")
 
@@ -132,6 +132,8 @@ def base_config() -> ml_collections.ConfigDict:
     # > 0: std of the embedding tables alone (items, learned positions, a linear head's output
     # embeddings). PyTorch's nn.Embedding starts from N(0, 1), which gSASRec's code keeps.
     m.embedding_init_std = 0.0
+    # > 0: std of the learned position table alone (HSTU's code: sqrt(1 / d_model)).
+    m.position_init_std = 0.0
 
     # --- loss -------------------------------------------------------------
     c.loss = lo = ml_collections.ConfigDict()
@@ -144,6 +146,9 @@ def base_config() -> ml_collections.ConfigDict:
     # ce: each position's softmax leaves out its row's other items, as evaluation leaves out
     # the history (per window when rows are packed; no chunking, no label smoothing)
     lo.exclude_window = False
+    # sampled_softmax: one draw of num_negatives per training sequence, shared by its positions
+    # (SASRec+), or one per position (HSTU's LocalNegativesSampler); bce / gbce: per position
+    lo.sample_per = "sequence"
 
     # --- training ---------------------------------------------------------
     c.train = t = ml_collections.ConfigDict()
@@ -322,7 +327,7 @@ def _validate_model(m, d):
     if m.score_temperature and m.name == "encdec":
         raise ConfigError("config.model.score_temperature: not supported for model.name='encdec' "
                           "(its encoder output feeds the decoder, not the scores)")
-    for key in ("init_std", "qkv_init_std", "embedding_init_std"):
+    for key in ("init_std", "qkv_init_std", "embedding_init_std", "position_init_std"):
         if not m[key] >= 0.0:
             raise ConfigError(f"config.model.{key}={m[key]}: expected a non-negative std")
     _positive("model.attention_chunk", m.attention_chunk, allow_zero=True)
@@ -337,6 +342,15 @@ def _validate_model(m, d):
         raise ConfigError(
             f"config.dataset.next_k={d.next_k} > model.next_k={m.next_k}: encdec generates at most model.next_k items"
         )
+    if m.name == "hstu":  # models/hstu.py: pointwise attention inside its own block
+        for key, value, expected in (("attention_dropout", m.attention_dropout, 0.0),
+                                     ("fused_attention", m.fused_attention, False)):
+            if value != expected:
+                raise ConfigError(f"config.model.{key}={value!r}: HSTU's pointwise attention has "
+                                  f"no softmax core and no attention dropout; expected {expected}")
+        if m.positions == "rotary":
+            raise ConfigError("config.model.positions='rotary': HSTU blocks use a learned relative "
+                              "position bias; expected learned | sinusoidal | none")
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
 
@@ -353,6 +367,10 @@ def _validate_loss(lo, m, t):
     if lo.sampler == "unseen" and t.pack_rows:
         raise ConfigError("config.loss.sampler='unseen' draws outside each training row's items, "
                           "and a packed row holds several users: expected train.pack_rows=False")
+    _choice("loss.sample_per", lo.sample_per, ("sequence", "position"))
+    if lo.sample_per == "position" and lo.sampler == "unseen":
+        raise ConfigError("config.loss.sample_per='position': the 'unseen' sampler draws once per "
+                          "training row; expected loss.sample_per='sequence'")
     _positive("loss.num_negatives", lo.num_negatives)
     _positive("loss.ce_chunk_size", lo.ce_chunk_size, allow_zero=True)
     if not 0.0 <= lo.gbce_t <= 1.0:
@@ -376,10 +394,10 @@ def _validate_train(t, m):
         raise ConfigError("config.train.num_epochs and train.num_steps are both 0: nothing to train")
     _choice("train.schedule", t.schedule, ("constant", "cosine"))
     _choice("train.window", t.window, ("last", "random", "shifted"))
-    if t.pack_rows and m.name not in ("sasrec", "bert4rec"):
+    if t.pack_rows and m.name not in ("sasrec", "bert4rec", "hstu"):
         raise ConfigError(
-            f"config.train.pack_rows=True needs model.name 'sasrec' or 'bert4rec' (targets at every "
-            f"position); {m.name!r} reads each training row's last position"
+            "config.train.pack_rows=True needs model.name 'sasrec', 'bert4rec' or 'hstu' (targets "
+            f"at every position); {m.name!r} reads each training row's last position"
         )
     for key in ("log_every", "checkpoint_every_steps", "keep_checkpoints"):
         _positive(f"train.{key}", t[key])

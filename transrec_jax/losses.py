@@ -20,7 +20,8 @@ the compute dtype of `hidden`.
                    α = K / (num_items - 1), β = α (t (1 - 1/α) + 1/α); β = 1 at t = 0 (= bce).
   sampled_softmax: softmax over [positive, K negatives], one [K] draw per SEQUENCE (row of
                    hidden), shared by its positions, as SASRec+ (Klenitskiy & Vasilev 2023)
-                   draws them. One draw for the whole batch costs no less and learns far
+                   draws them, or with loss.sample_per='position' one per position, as
+                   HSTU's code does. One draw for the whole batch costs no less and learns far
                    worse: each drawn item is then pushed down at every position of the batch
                    at once (measured: experiments/ablations/README.md, the loss ablation's
                    last finding). The logQ correction subtracts log q(item) from the
@@ -75,7 +76,8 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: in
             segments=segments if lo.exclude_window else None, columns=columns, mesh=mesh,
         )
     elif lo.name == "sampled_softmax":
-        rows = hidden.shape[0] if hidden.ndim > 2 else h.shape[0]  # sequences, or positions
+        per_sequence = hidden.ndim > 2 and lo.sample_per == "sequence"
+        rows = hidden.shape[0] if per_sequence else h.shape[0]  # sequences, or positions
         negatives = samplers.sample(lo.sampler, key, (rows, lo.num_negatives), **draws)
         log_q = None
         if lo.sampler != "unseen":

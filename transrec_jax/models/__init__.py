@@ -1,4 +1,4 @@
-"""Transformer sequential recommenders: attention, blocks, positions, the four models, ensembles."""
+"""Transformer sequential recommenders: attention, blocks, positions, the five models, ensembles."""
 
 from transrec_jax.models.attention import (
     KVCache,
@@ -13,6 +13,7 @@ from transrec_jax.models.layers import DecoderLayer, EncoderLayer, FeedForward, 
 from transrec_jax.models import recommenders
 from transrec_jax.models.encdec import EncoderDecoder, generate
 from transrec_jax.models.ensemble import Ensemble
+from transrec_jax.models.hstu import HSTU, HSTUBlock
 from transrec_jax.models.recommenders import (
     BERT4Rec,
     Recommender,
@@ -23,6 +24,7 @@ from transrec_jax.models.recommenders import (
 )
 
 recommenders.MODELS["encdec"] = EncoderDecoder
+recommenders.MODELS["hstu"] = HSTU
 
 __all__ = [
     "BERT4Rec",
@@ -30,6 +32,8 @@ __all__ = [
     "EncoderDecoder",
     "EncoderLayer",
     "Ensemble",
+    "HSTU",
+    "HSTUBlock",
     "FeedForward",
     "KVCache",
     "MultiHeadAttention",

@@ -36,6 +36,9 @@ COMPONENTS = (
     "layers.attention",
     "layers.ffn_norm",
     "layers.ffn",
+    "layers.uvqk",
+    "layers.relative_bias",
+    "layers.output",
     "final_norm",
     "decoder_positions",
     "decoder_layers",
@@ -43,6 +46,9 @@ COMPONENTS = (
     "output_weight",
     "output_bias",
 )
+
+# Settings a model does not read (HSTU blocks have no feed-forward and no norm placement).
+UNUSED = {"hstu": ("d_ff", "activation", "norm_placement")}
 
 
 def reference_model_config(name: str):
@@ -71,7 +77,8 @@ def main() -> None:
         counts[name] = parameter_counts(model)
     present = {component for n in counts.values() for component in n}
     rows = [("num_items", [ML1M_NUM_ITEMS] * len(configs))]
-    rows += [(key, [cfg[key] for cfg in configs.values()]) for key in SETTINGS]
+    rows += [(key, ["—" if key in UNUSED.get(name, ()) else cfg[key]
+                    for name, cfg in configs.items()]) for key in SETTINGS]
     rows += [(c, [f"{n.get(c, 0):,}" for n in counts.values()]) for c in COMPONENTS if c in present]
     rows += [("total parameters", [f"{sum(n.values()):,}" for n in counts.values()])]
     width = max(len(label) for label, _ in rows) + 2

@@ -274,7 +274,7 @@ def attention_core(q, k, v, mask, key, *, rate: float, scale: float):
     return out, weights
 
 
-def chunked_attention_core(q, k, v, mask, key, *, core, chunk: int):
+def chunked_attention_core(q, k, v, mask, key, *, core, chunk: int, bias=None):
     """`core`'s output (see attention_core), computed `chunk` query rows at a time.
 
     Query rows are independent, so this is exact up to float rounding. Each chunk is
@@ -285,6 +285,8 @@ def chunked_attention_core(q, k, v, mask, key, *, core, chunk: int):
     Lq is padded up to a multiple of `chunk` (the padded rows are computed, then dropped).
     A mask with a query axis (causal) is split with the queries: it stays an input of up to
     B·Lq·Lk bools, 1 byte each and not per head; one without (key padding) is shared.
+    bias: an additive score bias [..., Lq, Lk] (HSTU's relative positions), split with the
+    queries and passed on as core(..., bias=chunk_of_bias).
     """
     q_len = q.shape[2]
     num_chunks = -(-q_len // chunk)
@@ -299,15 +301,22 @@ def chunked_attention_core(q, k, v, mask, key, *, core, chunk: int):
         mask = jnp.asarray(mask)
         mask = mask.reshape((1,) * (4 - mask.ndim) + mask.shape)
     per_query = mask is not None and mask.shape[2] > 1
+    if bias is not None:
+        bias = bias.reshape((1,) * (4 - bias.ndim) + bias.shape)
 
     @functools.partial(jax.checkpoint, prevent_cse=False)
     def one_chunk(xs):
-        index, q_chunk, mask_chunk = xs
+        index, q_chunk, mask_chunk, bias_chunk = xs
         chunk_key = None if key is None else jax.random.fold_in(key, index)
-        out, _ = core(q_chunk, k, v, mask_chunk if per_query else mask, chunk_key)
+        mask_chunk = mask_chunk if per_query else mask
+        if bias_chunk is None:
+            out, _ = core(q_chunk, k, v, mask_chunk, chunk_key)
+        else:
+            out, _ = core(q_chunk, k, v, mask_chunk, chunk_key, bias=bias_chunk)
         return out
 
-    xs = (jnp.arange(num_chunks), split(q), split(mask) if per_query else None)
+    xs = (jnp.arange(num_chunks), split(q), split(mask) if per_query else None,
+          None if bias is None else split(bias))
     out = jax.lax.map(one_chunk, xs)  # [num_chunks, B, H, chunk, Dh]
     out = jnp.moveaxis(out, 0, 2).reshape(*q.shape[:2], num_chunks * chunk, q.shape[3])
     return out[:, :, :q_len]

@@ -84,7 +84,7 @@ def make_positions(model_cfg, *, dtype, rngs: nnx.Rngs):
     kind = model_cfg.positions
     if kind == "learned":
         m = model_cfg
-        std = m.embedding_init_std or m.init_std
+        std = m.position_init_std or m.embedding_init_std or m.init_std
         return LearnedPositions(m.max_len, m.d_model, init_std=std, dtype=dtype, rngs=rngs)
     if kind == "sinusoidal":
         return SinusoidalPositions(model_cfg.d_model, dtype=dtype)

@@ -81,9 +81,9 @@ class Recommender(nnx.Module):
         )
         self.positions = make_positions(m, dtype=dtype, rngs=rngs)
         self.positions_from = m.positions_from
-        layers = [EncoderLayer(m, dtype=dtype, rngs=rngs) for _ in range(m.num_layers)]
+        layers = [self.make_layer(m, dtype=dtype, rngs=rngs) for _ in range(m.num_layers)]
         self.layers = nnx.List(layers)
-        final_norm = has_final_norm(m.norm_placement)
+        final_norm = self.ends_with_norm(m)
         self.final_norm = make_norm(d_model, dtype=dtype, rngs=rngs) if final_norm else None
         # Each attribute is assigned once: NNX fixes data vs static at the first assignment.
         rows = self.output_rows
@@ -94,6 +94,16 @@ class Recommender(nnx.Module):
         )
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
         self.score_temperature = float(m.score_temperature)
+
+    @classmethod
+    def make_layer(cls, model_cfg, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
+        """One block of the stack: a Transformer EncoderLayer (HSTU has its own)."""
+        return EncoderLayer(model_cfg, dtype=dtype, rngs=rngs)
+
+    @classmethod
+    def ends_with_norm(cls, model_cfg) -> bool:
+        """Whether a norm follows the last block (pre and sasrec placements: yes)."""
+        return has_final_norm(model_cfg.norm_placement)
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
@@ -261,7 +271,7 @@ class BERT4Rec(Recommender):
         return self.encode(tokens, key=key, last_only=True)[:, 0]
 
 
-# models/__init__.py adds "encdec" (its module imports this one).
+# models/__init__.py adds "encdec" and "hstu" (their modules import this one).
 MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
 
 

@@ -1,0 +1,60 @@
+"""HSTU (Zhai et al., ICML 2024) as its authors train it on ML-1M; the `large` word: HSTU-large.
+
+facebookresearch/generative-recommenders @2e81fab, configs/ml-1m/:
+  hstu-sampled-softmax-n128-final.gin        lines 11-40: max_sequence_length 200, batch 128,
+      dropout_rate 0.2, user_embedding_norm l2_norm, num_epochs 101, item_embedding_dim 50;
+      2 blocks, 1 head, dqk = dv = 50, linear_dropout_rate 0.2; lr 1e-3, weight decay 0, no
+      warm-up; DotProduct similarity; SampledSoftmaxLoss with 128 negatives, sampling_strategy
+      "local" (uniform over all items, per position), temperature 0.05, item_l2_norm
+  hstu-sampled-softmax-n128-large-final.gin  the same with 8 blocks, 2 heads, dqk = dv = 25
+and the code those keys reach (generative_recommenders/research/):
+  trainer/train.py line 272-276: AdamW(betas=(0.9, 0.98)), here Adam with adam_b2 0.98
+  modeling/sequential/input_features_preprocessors.py lines 82-88: item embeddings times
+      sqrt(d), plus learned positions numbered from the oldest item, then dropout
+  modeling/sequential/hstu.py: the block (transrec_jax/models/hstu.py), no final norm
+Per head, dqk = dv = d_model / num_heads (50 / 1 and 50 / 2 = 25), as both configs have.
+
+Results: experiments/reproduce/RESULTS.md, the ML-1M (all 3,706 items) table, rows `hstu`
+(this config) and `hstu_large` (`large`).
+
+Run:
+  python -m transrec_jax.main --config=configs/hstu.py:ml-1m-full --workdir=/tmp/hstu
+  python -m transrec_jax.main --config=configs/hstu.py:ml-1m-full,large --workdir=/tmp/hstu_large
+Arg words: a dataset, `large`, `debug`, and any `a.b=value` override.
+"""
+
+from transrec_jax import config as config_lib
+
+
+# Arg words of this file (besides a dataset, `debug` and key=value): the keys each one sets.
+VARIANTS = {
+    "large": {"model.num_layers": 8, "model.num_heads": 2},  # ...-large-final.gin lines 21-24
+}
+
+
+def get_config(arg=None):
+    c = config_lib.base_config()
+    c.model.update(
+        name="hstu",
+        d_model=50,  # item_embedding_dim
+        num_layers=2,  # hstu_encoder.num_blocks
+        num_heads=1,  # dqk = dv = d_model / num_heads = 50
+        dropout=0.2,  # dropout_rate (input embeddings) and linear_dropout_rate (blocks)
+        attention_dropout=0.0,  # HSTU's pointwise attention has none
+        positions="learned",
+        positions_from="start",  # torch.arange(N) over left-aligned rows: the oldest item is 0
+        scale_embeddings=True,  # past_embeddings * embedding_dim ** 0.5
+        position_init_std=50**-0.5,  # truncated_normal(std=sqrt(1.0 / embedding_dim)), line 66-70
+        score_temperature=0.05,  # l2-normalised user and item vectors, temperature 0.05
+    )
+    c.loss.update(name="sampled_softmax", num_negatives=128, sampler="uniform",
+                  sample_per="position")
+    c.train.update(
+        pack_rows=True,
+        batch_size=128,
+        learning_rate=1e-3,
+        adam_b2=0.98,
+        num_epochs=101,
+        patience=0,  # the authors train all 101 epochs; the best validation checkpoint is kept
+    )
+    return config_lib.finalize(c, arg, VARIANTS)
