@@ -14,12 +14,19 @@ and the code those keys reach (generative_recommenders/research/):
   modeling/sequential/hstu.py: the block (transrec_jax/models/hstu.py), no final norm
 Per head, dqk = dv = d_model / num_heads (50 / 1 and 50 / 2 = 25), as both configs have.
 
+The authors' attention bias also has a relative time term, 128 buckets of log time gaps
+(modeling/sequential/hstu.py lines 606-613, RelativeBucketedTimeAndPositionBasedBias): the
+override `model.time_buckets=128` adds it (models/hstu.py) on a dataset with timestamps (the
+ml-100k and tfds presets, a `local` movielens_dat / ml100k / ratings_csv file or a table with
+dataset.time_col). The ML-1M presets here have no timestamps, so these runs go without it.
+
 Results: experiments/reproduce/RESULTS.md, the ML-1M (all 3,706 items) table, rows `hstu`
 (this config) and `hstu_large` (`large`).
 
 Run:
   python -m transrec_jax.main --config=configs/hstu.py:ml-1m-full --workdir=/tmp/hstu
   python -m transrec_jax.main --config=configs/hstu.py:ml-1m-full,large --workdir=/tmp/hstu_large
+  python -m transrec_jax.main --config=configs/hstu.py:ml-100k,model.time_buckets=128 --workdir=/tmp/hstu_t
 Arg words: a dataset, `large`, `debug`, and any `a.b=value` override.
 """
 

@@ -183,3 +183,58 @@ def test_eval_part_is_checked():
     ds = _ds(SEQS)
     with pytest.raises(ValueError, match="part="):
         EvalBatcher(ds, splits.leave_one_out(ds), "train", 3, 2)
+
+
+def _timed_ds(seqs, start=1_500_000_000):
+    """_ds with each item's time a function of its id: start + 1000 (item - 1) seconds."""
+    ds = _ds(seqs)
+    ds.timestamps = start + 1000 * (ds.items.astype(np.int64) - 1)
+    return ds
+
+
+def _times_of(items):
+    """The relative time `_timed_ds` gives each item id (0 for padding, as item 1)."""
+    return np.where(items != 0, 1000 * (items.astype(np.int64) - 1), 0)
+
+
+@pytest.mark.parametrize("pack", [0, 2])
+def test_train_batches_with_times_align_them_with_seq(pack):
+    ds = _timed_ds(LONG_SEQS)
+    sp = splits.leave_one_out(ds)
+    plain = TrainBatcher(ds, sp, max_len=5, batch_size=6, seed=0, window="random",
+                         pack_row_multiple=pack)
+    timed = TrainBatcher(ds, sp, max_len=5, batch_size=6, seed=0, window="random",
+                         pack_row_multiple=pack, with_times=True)
+    for _ in range(5):
+        a, b = next(plain), next(timed)
+        assert set(b) == set(a) | {"times"}
+        for key in a:
+            np.testing.assert_array_equal(b[key], a[key])
+        assert b["times"].dtype == np.int32
+        np.testing.assert_array_equal(b["times"], _times_of(b["seq"]))
+
+
+def test_eval_batches_with_times_carry_the_history_and_target_times():
+    ds = _timed_ds(LONG_SEQS)
+    sp = splits.leave_one_out(ds)
+    plain = EvalBatcher(ds, sp, "test", max_len=6, batch_size=4, length_buckets=3)
+    timed = EvalBatcher(ds, sp, "test", max_len=6, batch_size=4, length_buckets=3,
+                        with_times=True)
+    for a, b in zip(plain, timed, strict=True):
+        assert set(b) == set(a) | {"history_times", "target_time"}
+        for key in a:
+            np.testing.assert_array_equal(b[key], a[key])
+        np.testing.assert_array_equal(b["history_times"], _times_of(b["history"]))
+        np.testing.assert_array_equal(b["target_time"], _times_of(b["target"]))
+        assert b["history_times"].dtype == b["target_time"].dtype == np.int32
+
+
+def test_times_spanning_more_than_int32_seconds_are_refused():
+    from transrec_jax.data.batching import relative_times
+    from transrec_jax.data.errors import DataError
+
+    ds = _timed_ds(SEQS)
+    np.testing.assert_array_equal(relative_times(ds), _times_of(ds.items))
+    ds.timestamps[-1] = ds.timestamps[0] + 2**31
+    with pytest.raises(DataError, match="int32"):
+        TrainBatcher(ds, splits.leave_one_out(ds), 3, 2, seed=0, with_times=True)

@@ -1,4 +1,9 @@
-"""HSTU: its block against a numpy reference, the relative bias, masks, packing and chunking."""
+"""HSTU: its block against a numpy reference, the relative position and time biases, masks,
+packing, chunking, and a run with times end to end."""
+
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -6,11 +11,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from transrec_jax.config import base_config
+from transrec_jax import config as config_lib
+from transrec_jax.config import ConfigError, base_config
+from transrec_jax.data.batching import pack_windows
 from transrec_jax.losses import compute_loss
 from transrec_jax.models import build_model
 from transrec_jax.models.attention import causal_mask, combine_masks, key_padding_mask
-from transrec_jax.models.hstu import HSTUBlock, RelativePositionBias, hstu_attention_core
+from transrec_jax.models.hstu import (HSTUBlock, RelativePositionBias, hstu_attention_core,
+                                      time_buckets)
 
 from test_models import MAX_LEN, NUM_ITEMS, packed_pair, packed_places
 
@@ -36,10 +44,17 @@ def layer_norm(x, eps=1e-6):
     return (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + eps)
 
 
-def numpy_block(block, x, allowed, max_len, heads):
+def numpy_time_buckets(delta, num_buckets):
+    """The authors' bucketization_fn (hstu.py lines 610-612) on float32, as torch computes it."""
+    seconds = np.maximum(np.abs(np.asarray(delta, np.int64)), 1).astype(np.float32)
+    return np.clip((np.log(seconds) / np.float32(0.301)).astype(np.int64), 0, num_buckets)
+
+
+def numpy_block(block, x, allowed, max_len, heads, times=None):
     """The authors' block (hstu.py lines 316-339, 204-212, 419-434) in float64 numpy.
 
-    allowed: bool [B, L, L], query i may use key j.
+    allowed: bool [B, L, L], query i may use key j. times [B, L + 1]: the authors' time bias
+    (lines 87-147) for query i and key j, bucket of times[i + 1] - times[j].
     """
     x = np.asarray(x, np.float64)
     w_uvqk = np.asarray(block.uvqk.kernel[...], np.float64)
@@ -57,6 +72,10 @@ def numpy_block(block, x, allowed, max_len, heads):
                 for j in range(length):
                     if allowed[b, i, j]:
                         bias = rab[max_len - 1 + j - i]
+                        if times is not None:
+                            ts_w = np.asarray(block.time_bias.weight[...], np.float64)
+                            delta = times[b, i + 1] - times[b, j]
+                            bias += ts_w[numpy_time_buckets(delta, len(ts_w) - 1)]
                         weight = silu(q[b, i, cols] @ k[b, j, cols] + bias) / max_len
                         out[b, i, cols] += weight * v[b, j, cols]
     return x + (u * layer_norm(out)) @ w_o + b_o
@@ -168,3 +187,164 @@ def test_hstu_trains_with_every_loss_and_dropout_comes_from_the_key():
         cfg.update(name=name, **extra)
         loss = compute_loss(cfg, *out_a, *model.output_table(), jax.random.key(2))[0]
         assert np.isfinite(loss) and loss > 0, name
+
+
+# --- the relative time bias (model.time_buckets) ---------------------------------------------
+
+
+def random_times(tokens, seed=0):
+    """int32 [B, L + 1]: increasing times (gaps from a second to a year) for tokens [B, L + 1],
+    and garbage in the padding slots, which no query may see."""
+    rng = np.random.default_rng(seed)
+    gaps = np.exp(rng.uniform(0, np.log(3e7), size=np.shape(tokens))).astype(np.int64)
+    times = np.cumsum(gaps, axis=1)
+    return np.where(np.asarray(tokens) != 0, times, rng.integers(0, 2**30, size=times.shape))
+
+
+def test_time_buckets_are_the_authors_bucketization():
+    rng = np.random.default_rng(0)
+    delta = np.concatenate([np.arange(-50, 50), rng.integers(-(2**31) + 1, 2**31, size=5000),
+                            np.exp(rng.uniform(0, 21, size=5000)).astype(np.int64)])
+    got = np.asarray(time_buckets(jnp.asarray(delta, jnp.int32), 128))
+    np.testing.assert_array_equal(got, numpy_time_buckets(delta, 128))
+    # |Δ| <= 1 s: bucket 0; 2 s: ln 2 / 0.301 = 2.3; a day: 37.9; 2³¹ - 1 s: 71.4; clamped
+    np.testing.assert_array_equal(
+        time_buckets(jnp.asarray([0, -1, 1, 2, -2, 86400, 2**31 - 1]), 128),
+        [0, 0, 0, 2, 2, 37, 71])
+    np.testing.assert_array_equal(time_buckets(jnp.asarray([86400, -86400]), 10), [10, 10])
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_block_with_times_matches_numpy(heads):
+    cfg = hstu_cfg(num_heads=heads, time_buckets=128)
+    block = HSTUBlock(cfg, dtype=jnp.float32, rngs=nnx.Rngs(3))
+    assert block.time_bias.weight[...].shape == (129,)
+    x = jax.random.normal(jax.random.key(1), (2, MAX_LEN, 8))
+    valid = np.ones((2, MAX_LEN), bool)
+    valid[0, :3] = False
+    times = random_times(np.pad(valid, ((0, 0), (0, 1)), constant_values=True))
+    mask = combine_masks(causal_mask(MAX_LEN), key_padding_mask(jnp.asarray(valid)))
+    got = block(x, mask=mask, times=jnp.asarray(times, jnp.int32))
+    allowed = np.asarray(jnp.broadcast_to(mask, (2, 1, MAX_LEN, MAX_LEN)))[:, 0]
+    expected = numpy_block(block, x, allowed, MAX_LEN, heads, times)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert not np.allclose(got, block(x, mask=mask, times=jnp.asarray(times // 7, jnp.int32)))
+    last = block(x, mask=mask, last_only=True, times=jnp.asarray(times, jnp.int32))
+    np.testing.assert_allclose(last, got[:, -1:], atol=1e-5)
+    with pytest.raises(ValueError, match="time_buckets"):
+        block(x, mask=mask)
+
+
+def test_time_bias_ignores_left_padding_and_reads_the_query_time():
+    model = make(time_buckets=128)
+    items = np.array([[3, 5, 7, 2, 9], [1, 9, 12, 4, 6]], np.int32)
+    times = random_times(np.ones((2, 6)))  # the items' times and the query time
+    padded = {}
+    for pad in (1, 3):
+        tokens = np.pad(items, ((0, 0), (pad, 0)))
+        garbage = np.random.default_rng(pad).integers(0, 2**30, size=(2, pad))
+        padded[pad] = model.encode(jnp.asarray(tokens), times=jnp.asarray(
+            np.concatenate([garbage, times], axis=1), jnp.int32))
+        user = model.user_representation(
+            jnp.asarray(tokens), times=jnp.asarray(np.concatenate([garbage, times[:, :-1]], 1)),
+            query_time=jnp.asarray(times[:, -1]))
+        np.testing.assert_allclose(user, padded[pad][:, -1], atol=1e-5)
+    np.testing.assert_allclose(padded[1][:, 1:], padded[3][:, 3:], atol=1e-5)
+    later = times.copy()
+    later[:, -1] += 10**7  # the scored item's time changes the last user vector only
+    moved = model.encode(jnp.asarray(np.pad(items, ((0, 0), (1, 0)))),
+                         times=jnp.asarray(np.concatenate([np.zeros((2, 1)), later], 1), jnp.int32))
+    np.testing.assert_allclose(moved[:, :-1], padded[1][:, :-1], atol=1e-6)
+    assert not np.allclose(moved[:, -1], padded[1][:, -1])
+
+
+def test_chunked_attention_with_times_equals_unchunked():
+    plain, chunked = make(time_buckets=128), make(time_buckets=128, attention_chunk=3)
+    seq = jnp.asarray([[0, 0, 3, 5, 7, 2, 9, 4, 8], [1, 9, 12, 4, 6, 6, 2, 11, 3]], jnp.int32)
+    times = jnp.asarray(random_times(seq), jnp.int32)
+    np.testing.assert_allclose(chunked.training_forward(seq, key=None, times=times)[0],
+                               plain.training_forward(seq, key=None, times=times)[0], atol=1e-5)
+
+
+def test_packed_rows_with_times_give_the_unpacked_loss():
+    model = make(time_buckets=128)
+    windows, _ = packed_pair()
+    times = random_times(windows)
+    packed = pack_windows(np.asarray(windows), 1, {"times": times.astype(np.int32)})
+    packed = {k: jnp.asarray(v) for k, v in packed.items()}
+    plain = model.training_forward(windows, key=None, times=jnp.asarray(times, jnp.int32))
+    packed_out = model.training_forward(packed["seq"], key=None, segments=packed["segments"],
+                                        positions=packed["positions"], times=packed["times"])
+    plain_idx, packed_idx = packed_places(windows, packed, drop_first=False)
+    np.testing.assert_allclose(packed_out[0][packed_idx], plain[0][plain_idx], atol=1e-5)
+    cfg = base_config().loss
+    plain_loss = compute_loss(cfg, *plain, *model.output_table(), None, window=windows)[0]
+    packed_loss = compute_loss(cfg, *packed_out, *model.output_table(), None,
+                               window=packed["seq"], segments=packed["segments"])[0]
+    np.testing.assert_allclose(packed_loss, plain_loss, rtol=1e-5)
+
+
+def test_time_buckets_config_is_checked():
+    for name, value, match in (("hstu", -1, "non-negative"), ("sasrec", 128, "only HSTU")):
+        c = base_config()
+        c.model.update(name=name, time_buckets=value, attention_dropout=0.0)
+        with pytest.raises(ConfigError, match=f"model.time_buckets={value}.*{match}"):
+            config_lib.validate(c, 1)
+
+
+def hstu_time_config(tmp_path, **dataset):
+    """configs/hstu.py, debug, with the authors' 128 time buckets and a few steps."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "hstu_config", os.path.join(os.path.dirname(__file__), "..", "configs", "hstu.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config("debug,model.time_buckets=128")
+    c.dataset.update(cache_dir=str(tmp_path / "cache"), **dataset)
+    c.train.update(num_steps=4, eval_every_steps=2, checkpoint_every_steps=2, batch_size=16)
+    c.eval.update(batch_size=32, ks=(5, 10))
+    return c
+
+
+def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path):
+    from transrec_jax import train
+    from transrec_jax.serving import Recommender
+
+    rng = np.random.default_rng(0)
+    rows = ["user,item,time"]
+    for user in range(40):
+        t = 1_000_000_000 + int(rng.integers(0, 10**8))
+        for item in rng.integers(1, 30, size=int(rng.integers(5, 12))):
+            t += int(np.exp(rng.uniform(0, 15)))
+            rows.append(f"u{user},{item},{t}")
+    path = tmp_path / "timed.csv"
+    path.write_text("\n".join(rows) + "\n")
+    config = hstu_time_config(tmp_path, name="local", source="local", path=str(path),
+                              format="table", time_col="time")
+    workdir = str(tmp_path / "run")
+    results = train.train_and_evaluate(config, workdir)
+    assert np.isfinite(results["test"]["ndcg@10"]) and results["steps"] == 4
+    rec = Recommender(workdir)
+    ds = rec.dataset
+    items, scores = rec.top_k(ds.offsets[:2], ds.offsets[1:3], ds.items, 5, rec.times)
+    assert items.shape == (2, 5) and not set(items[0]) & set(ds.sequence(0))
+    with pytest.raises(ConfigError, match="time_buckets=128"):
+        rec.top_k(ds.offsets[:1], ds.offsets[1:2], ds.items, 5)
+    bad = subprocess.run([sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}",
+                          "--history=1,2"], capture_output=True, text=True, timeout=300,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --history: this run's HSTU")
+
+
+def test_time_bias_on_a_dataset_without_timestamps_is_a_one_line_error(tmp_path):
+    from transrec_jax import train
+
+    config = hstu_time_config(tmp_path)  # the synthetic preset: no timestamps
+    with pytest.raises(ConfigError) as error:
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    message = str(error.value)
+    assert "\n" not in message and "config.model.time_buckets=128" in message
+    assert "synthetic" in message
+    assert not os.path.exists(tmp_path / "run" / "config.json")  # refused before binding

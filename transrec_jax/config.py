@@ -134,6 +134,9 @@ def base_config() -> ml_collections.ConfigDict:
     m.embedding_init_std = 0.0
     # > 0: std of the learned position table alone (HSTU's code: sqrt(1 / d_model)).
     m.position_init_std = 0.0
+    # hstu: > 0 adds a learned bias per bucket of log time gaps to the relative position bias
+    # (models/hstu.py; HSTU's code: 128 buckets). Needs a dataset with timestamps. 0 = none.
+    m.time_buckets = 0
 
     # --- loss -------------------------------------------------------------
     c.loss = lo = ml_collections.ConfigDict()
@@ -351,6 +354,10 @@ def _validate_model(m, d):
         if m.positions == "rotary":
             raise ConfigError("config.model.positions='rotary': HSTU blocks use a learned relative "
                               "position bias; expected learned | sinusoidal | none")
+    _positive("model.time_buckets", m.time_buckets, allow_zero=True)
+    if m.time_buckets and m.name != "hstu":
+        raise ConfigError(f"config.model.time_buckets={m.time_buckets}: only HSTU blocks have a "
+                          f"relative time bias; expected 0 for model.name={m.name!r}")
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
 

@@ -58,7 +58,8 @@ class Evaluator:
         self.config, self.part, self.num_items, self.mesh = config, part, dataset.num_items, mesh
         self.ks, self.kmax = tuple(e.ks), max(e.ks)
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
-                                   mask_history=e.mask_history, length_buckets=e.length_buckets)
+                                   mask_history=e.mask_history, length_buckets=e.length_buckets,
+                                   with_times=config.model.time_buckets > 0)
         self._data_sharding = sharding.batch_sharding(mesh)
         self._negatives = None
         if e.mode == "sampled100":
@@ -127,9 +128,17 @@ class Evaluator:
         return result
 
 
+def _times(batch) -> dict:
+    """user_representation's times, from a batch that has them (model.time_buckets > 0): the
+    history's and, as the authors' evaluation does (models/hstu.py), the target's."""
+    if "history_times" not in batch:
+        return {}
+    return {"times": batch["history_times"], "query_time": batch["target_time"]}
+
+
 def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh):
     model = nnx.merge(graphdef, params)
-    user_repr = model.user_representation(batch["history"])
+    user_repr = model.user_representation(batch["history"], **_times(batch))
     W, b = model.output_table()
     if sampled:
         ranks = ranking.rank_sampled(user_repr, W, b, batch["target"], batch["negatives"])
@@ -166,7 +175,8 @@ class NextKEvaluator:
             raise ValueError(f"config.model.name={config.model.name!r} cannot generate: use method='top_k'")
         self.batcher = EvalBatcher(dataset, split, part, config.model.max_len, e.batch_size,
                                    mask_history=e.mask_history, next_k=self.k,
-                                   length_buckets=e.length_buckets)
+                                   length_buckets=e.length_buckets,
+                                   with_times=config.model.time_buckets > 0)
         self._data_sharding = sharding.batch_sharding(mesh)
         self._step = jax.jit(
             functools.partial(_next_k_step, graphdef=graphdef, k=self.k, method=self.method,
@@ -192,8 +202,9 @@ def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, 
     else:
         W, b = model.output_table()
         no_target = jnp.zeros_like(batch["target"])  # id 0 is never rankable: plain top-K
-        _, items, _ = ranking.rank_full(model.user_representation(batch["history"]), W, b,
-                                        no_target, exclude, kmax=k, item_chunk=item_chunk,
-                                        num_items=model.num_items, mesh=mesh)
+        user_repr = model.user_representation(batch["history"], **_times(batch))
+        _, items, _ = ranking.rank_full(user_repr, W, b, no_target, exclude, kmax=k,
+                                        item_chunk=item_chunk, num_items=model.num_items,
+                                        mesh=mesh)
     per_user = metrics.next_k_metrics(items, batch["targets"], batch["valid"], (k,))
     return {name: v.sum() for name, v in per_user.items()}

@@ -7,7 +7,9 @@ Item ids are the dataset's original ids (MovieLens MovieIDs through config.datas
 shown with titles where config.dataset.item_titles names a file; the given history (or, for
 --users=all, each user's whole sequence) is excluded from the recommendations. An encdec
 workdir generates the list (greedy or beam search, config.model.beam_width; --k at most
-config.model.next_k) and its scores are the log-probabilities of each list prefix.
+config.model.next_k) and its scores are the log-probabilities of each list prefix. An HSTU
+with a relative time bias (config.model.time_buckets > 0) reads each item's time, which only the
+dataset has: --users=all, not --history.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def main(argv):
     rec = Recommender(_WORKDIR.value, mesh)
     k, catalog = _K.value, rec.catalog
     if _HISTORY.value is not None:
+        if rec.times is not None:
+            raise cli.UsageError(
+                f"--history: this run's HSTU has a relative time bias (config.model.time_buckets="
+                f"{rec.config.model.time_buckets}) and --history's ids carry no times; "
+                "use --users=all")
         history = rec.item_index(_HISTORY.value)
         _check_k(k, rec.dataset.num_items, np.array([len(np.unique(history))]))
         items, scores = rec.top_k(np.array([0]), np.array([len(history)]), history, k)
@@ -56,7 +63,7 @@ def main(argv):
         return
     ds = rec.dataset
     _check_k(k, ds.num_items, _distinct_per_user(ds))
-    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k)
+    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k, rec.times)
     columns = {
         "user": np.repeat(ds.user_ids, k),
         "rank": np.tile(np.arange(1, k + 1), ds.num_users),

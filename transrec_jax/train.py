@@ -85,12 +85,12 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mes
     dropout_key, loss_key = jax.random.split(step_key)
 
     def member_loss(member, dropout_key, loss_key):
-        packed = {k: batch[k] for k in ("segments", "positions") if k in batch}
-        hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **packed)
+        aligned = {k: batch[k] for k in ("segments", "positions", "times") if k in batch}
+        hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **aligned)
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
                                    num_items=member.num_items, item_log_probs=item_log_probs,
-                                   window=batch["seq"], segments=packed.get("segments"),
+                                   window=batch["seq"], segments=aligned.get("segments"),
                                    mesh=mesh)[0]
 
     def loss_fn(params):
@@ -145,6 +145,10 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         raise config_lib.ConfigError(
             f"config.mesh.model={config.mesh.model} splits the item table over more devices than "
             f"{config.dataset.name} has items ({dataset.num_items}); expected at most {dataset.num_items}")
+    if config.model.time_buckets and dataset.timestamps is None:
+        raise config_lib.ConfigError(
+            f"config.model.time_buckets={config.model.time_buckets} needs timestamps, and dataset "
+            f"{config.dataset.name} ({dataset.name}) has none: expected model.time_buckets=0")
     workdir_lib.bind(workdir, config, restart=restart)  # only once the data loaded
     stats = dataset.stats()
     say(f"dataset {config.dataset.name}: {format_stats(stats)}")
@@ -153,7 +157,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     pack_rows = math.lcm(max(config.train.batch_size // 8, 1), mesh.shape[sharding.DATA])
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model),
-                           pack_row_multiple=pack_rows if config.train.pack_rows else 0)
+                           pack_row_multiple=pack_rows if config.train.pack_rows else 0,
+                           with_times=config.model.time_buckets > 0)
     if config.loss.name == "sampled_softmax" and config.loss.sampler == "unseen":
         negatives.check_unseen(config.loss.num_negatives, dataset.num_items, batcher.width)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch

@@ -6,6 +6,10 @@ right-aligned and left-padded with 0. Evaluation rows are the last `max_len` his
 before a target, plus the user's whole history for masking, padded to a fixed batch size
 with a `valid` mask.
 
+With `with_times` (HSTU's relative time bias, config.model.time_buckets > 0) training batches
+also carry `times` aligned with `seq`, evaluation batches `history_times` aligned with `history`
+and `target_time`: int32 seconds since the dataset's earliest timestamp (`relative_times`).
+
 Padding is most of a batch on real data (ML-1M training windows: 46% of the slots), and
 both batchers can skip it without changing what is computed: training batches can pack
 several users' windows into one row (`pack_windows`), evaluation batches can group users of
@@ -19,6 +23,7 @@ import dataclasses
 import numpy as np
 
 from transrec_jax.data.dataset import SequenceDataset
+from transrec_jax.data.errors import DataError
 from transrec_jax.data.splits import Split
 
 
@@ -27,6 +32,16 @@ def gather_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, widt
     idx = ends[:, None] - width + np.arange(width)[None, :]
     valid = idx >= starts[:, None]
     return np.where(valid, items[np.where(valid, idx, 0)], 0).astype(np.int32)
+
+
+def relative_times(dataset: SequenceDataset) -> np.ndarray:
+    """int32 seconds of each interaction since the dataset's earliest (it has timestamps)."""
+    start = int(dataset.timestamps.min())
+    span = int(dataset.timestamps.max()) - start
+    if span > np.iinfo(np.int32).max:
+        raise DataError(f"{dataset.name}: timestamps span {span:,} s, more than int32 seconds "
+                        "(68 years) hold: expected unix seconds")
+    return (dataset.timestamps - start).astype(np.int32)
 
 
 def bucket_widths(full: int, n: int) -> np.ndarray:
@@ -41,7 +56,8 @@ def bucket_width(widths: np.ndarray, longest: int) -> int:
     return int(widths[np.searchsorted(widths, min(longest + 1, widths[-1]))])
 
 
-def pack_windows(windows: np.ndarray, row_multiple: int) -> dict[str, np.ndarray]:
+def pack_windows(windows: np.ndarray, row_multiple: int,
+                 aligned: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Right-aligned windows [n, W] packed into fewer rows of W: {"seq", "segments", "positions"}.
 
     A window's segment is its items plus the one padding slot before them (a full window
@@ -54,7 +70,9 @@ def pack_windows(windows: np.ndarray, row_multiple: int) -> dict[str, np.ndarray
     those two, every model computes on a packed row exactly what it computes on the rows it
     came from; only random draws laid out over the rows differ (dropout and cloze masks, and
     sampled softmax's negatives, which a row's windows then share), not their law.
+    `aligned` ({name: int32 [n, W]}, e.g. times) arrays go where their windows go, under `name`.
     """
+    aligned = aligned or {}
     n, width = windows.shape
     lengths = np.minimum((windows != 0).sum(axis=1) + 1, width)
     lengths[lengths == 1] = 0  # an all-padding window (the end of an epoch) has no segment
@@ -68,7 +86,9 @@ def pack_windows(windows: np.ndarray, row_multiple: int) -> dict[str, np.ndarray
         free[row] -= lengths[i]
         rows_of[i] = row
     num_rows = min(max(-(-len(free) // row_multiple) * row_multiple, row_multiple), n)
-    out = {name: np.zeros((num_rows, width), np.int32) for name in ("seq", "segments", "positions")}
+    arrays = {"seq": windows, **aligned}
+    names = (*arrays, "segments", "positions")
+    out = {name: np.zeros((num_rows, width), np.int32) for name in names}
     end = np.full(num_rows, width)  # each row fills from the right
     count = np.zeros(num_rows, np.int32)
     for i in range(n):  # window order within a row: the order of the batch
@@ -78,7 +98,8 @@ def pack_windows(windows: np.ndarray, row_multiple: int) -> dict[str, np.ndarray
         row = rows_of[i]
         cols = slice(end[row] - length, end[row])
         count[row] += 1
-        out["seq"][row, cols] = windows[i, width - length :]
+        for name, array in arrays.items():
+            out[name][row, cols] = array[i, width - length :]
         out["segments"][row, cols] = count[row]
         out["positions"][row, cols] = np.arange(length - 1, -1, -1)
         end[row] -= length
@@ -101,6 +122,7 @@ class TrainBatcher:
 
     `pack_row_multiple` > 0 packs each batch's windows into fewer rows (`pack_windows`, a
     multiple of that many rows): the same users, targets and loss, on less padding.
+    `with_times`: batches also carry `times`, each item's `relative_times`, aligned with `seq`.
     """
 
     dataset: SequenceDataset
@@ -113,9 +135,11 @@ class TrainBatcher:
     batch: int = 0
     width: int | None = None  # items per row; None = max_len + 1
     pack_row_multiple: int = 0  # > 0: pack windows into rows, a multiple of this many
+    with_times: bool = False
 
     def __post_init__(self):
         self.width = self.width or self.max_len + 1
+        self._times = relative_times(self.dataset) if self.with_times else None
         self.users = np.flatnonzero(self.split.train_end >= 2)
         if len(self.users) == 0:
             raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
@@ -149,12 +173,16 @@ class TrainBatcher:
             ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
         seq = np.zeros((self.batch_size, width), dtype=np.int32)
         seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
+        aligned = {}
+        if self.with_times:
+            aligned["times"] = np.zeros_like(seq)
+            aligned["times"][: len(users)] = gather_windows(self._times, starts, ends, width)
         self.batch += 1
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
         if self.pack_row_multiple:
-            return pack_windows(seq, self.pack_row_multiple)
-        return {"seq": seq}
+            return pack_windows(seq, self.pack_row_multiple, aligned)
+        return {"seq": seq, **aligned}
 
 
 class EvalBatcher:
@@ -165,6 +193,8 @@ class EvalBatcher:
     `exclude` [B, H]: the user's whole history before the target, H = the longest such
     history in this part (so every batch has the same shape). With `next_k` > 0 a batch also
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
+    With `with_times`, `history_times` (aligned with `history`) and `target_time` [B]: the
+    items' `relative_times`.
 
     With `length_buckets` n > 1 the users are visited shortest history first (`order`) and
     each batch's `history` is only as wide as the smallest of the n widths
@@ -177,10 +207,11 @@ class EvalBatcher:
 
     def __init__(self, dataset: SequenceDataset, split: Split, part: str, max_len: int,
                  batch_size: int, mask_history: bool = True, next_k: int = 0,
-                 length_buckets: int = 1):
+                 length_buckets: int = 1, with_times: bool = False):
         if part not in ("val", "test"):
             raise ValueError(f"part={part!r}: expected 'val' or 'test'")
         self.dataset, self.max_len, self.batch_size = dataset, max_len, batch_size
+        self._times = relative_times(dataset) if with_times else None
         self.users = split.eval_users(part)
         pos = (split.val_pos if part == "val" else split.test_pos)[self.users]
         self.starts = dataset.offsets[self.users]
@@ -225,6 +256,11 @@ class EvalBatcher:
             batch["target"][:n] = items[ends]
             batch["valid"][:n] = True
             batch["user"][:n] = self.users[rows]
+            if self._times is not None:
+                batch["history_times"] = np.zeros((b, width), np.int32)
+                batch["history_times"][:n] = gather_windows(self._times, starts, ends, width)
+                batch["target_time"] = np.zeros(b, np.int32)
+                batch["target_time"][:n] = self._times[ends]
             if self.exclude_width:
                 batch["exclude"] = np.zeros((b, self.exclude_width), np.int32)
                 batch["exclude"][:n] = gather_windows(items, starts, ends, self.exclude_width)

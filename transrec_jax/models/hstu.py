@@ -15,8 +15,25 @@ padded sequence length of the authors' batches, a constant (line 166: the size o
 attention mask): here model.max_len, so a query's scale does not depend on how much padding
 an evaluation batch carries. rab is a learned relative position bias, one scalar per offset
 j - i in (-max_len, max_len) (lines 87-147, `_pos_w`); in slot offsets, which left padding and
-packing leave unchanged within a sequence. The authors' bias also has a bucketed
-time-difference term; the datasets here carry no timestamps into batches, so it is not built.
+packing leave unchanged within a sequence.
+
+With model.time_buckets > 0 (the authors: num_buckets=128, line 609) rab also has their
+relative time term (class RelativeBucketedTimeAndPositionBasedBias, lines 87-147): one learned
+scalar per bucket (`_ts_w`, line 101: num_buckets + 1 from N(0, 0.02)), for query i and key j
+
+  ts_w[bucket(t_query(i) - t(j))],  bucket(Δ) = clamp(floor(ln(max(|Δ|, 1)) / 0.301), 0, num_buckets)
+
+(bucketization_fn, lines 610-612; the natural log: a gap under 2³¹ s reaches bucket 71 at most).
+t_query(i) is the time of the item after position i, the one it predicts (lines 129-136:
+ext_timestamps[:, 1:] - ext_timestamps[:, :-1]). At evaluation too, the last position's query
+time is the held-out target's: research/modeling/sequential/features.py lines 68-83 write
+target_timestamps into `timestamps` at index past_lengths (line 90), for the training rows
+(research/trainer/train.py lines 313-317) and the evaluation rows (lines 454-456) alike, and
+the user vector is the encoder output at past_lengths - 1 (research/data/eval.py lines
+108-113, hstu.py line 771). Here times are int32 seconds since the dataset's first timestamp
+(data/batching.relative_times), passed as [B, L + 1]: the L items' times, then the last
+position's query time, so query i's time is times[:, i + 1]. Only differences count, and left
+padding (masked keys) and packing (a segment's queries see only its own keys) keep them.
 
 Per head: q and k have d_model / num_heads features, as do u and v (dqk = dv = 50 / 25 in
 the ML-1M configs). The model around the blocks is SASRec's (`SASRec` training, every
@@ -53,6 +70,27 @@ def hstu_attention_core(q, k, v, mask, key=None, *, bias, scale: float):
     return out, weights
 
 
+def time_buckets(delta: jax.Array, num_buckets: int) -> jax.Array:
+    """int32 bucket of each time difference Δ (seconds): the authors' bucketization_fn,
+    floor(ln(max(|Δ|, 1)) / 0.301) in float32, clamped to [0, num_buckets]."""
+    seconds = jnp.maximum(jnp.abs(delta), 1).astype(jnp.float32)
+    return jnp.clip((jnp.log(seconds) / 0.301).astype(jnp.int32), 0, num_buckets)
+
+
+class RelativeTimeBias(nnx.Module):
+    """One learned scalar per bucket of t_query - t_key, num_buckets + 1 from N(0, 0.02)."""
+
+    def __init__(self, num_buckets: int, *, rngs: nnx.Rngs):
+        self.num_buckets = num_buckets
+        self.weight = nnx.Param(0.02 * jax.random.normal(rngs.params(), (num_buckets + 1,)))
+
+    def __call__(self, times: jax.Array, q_len: int) -> jax.Array:
+        """times int32 [B, L + 1] (see the module docstring) -> float32 [B, q_len, L]; the
+        queries are the last q_len of the L positions."""
+        delta = times[:, -q_len:, None] - times[:, None, :-1]
+        return self.weight[...][time_buckets(delta, self.num_buckets)]
+
+
 class RelativePositionBias(nnx.Module):
     """One learned scalar per slot offset j - i, |j - i| < max_len, from N(0, 0.02)."""
 
@@ -77,7 +115,8 @@ def _torch_linear_bias_init(fan_in: int):
 
 
 class HSTUBlock(nnx.Module):
-    """Pointwise gated attention with a relative position bias (see the module docstring)."""
+    """Pointwise gated attention with a relative position (and time) bias (see the module
+    docstring)."""
 
     def __init__(self, model_cfg, *, dtype, rngs: nnx.Rngs):
         d_model, heads = model_cfg.d_model, model_cfg.num_heads
@@ -95,6 +134,8 @@ class HSTUBlock(nnx.Module):
         self.uvqk = nnx.Linear(d_model, 4 * d_model, use_bias=False, dtype=dtype,
                                kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
         self.relative_bias = RelativePositionBias(model_cfg.max_len, rngs=rngs)
+        buckets = model_cfg.time_buckets
+        self.time_bias = RelativeTimeBias(buckets, rngs=rngs) if buckets else None
         self.attention_norm = nnx.LayerNorm(d_model, epsilon=1e-6, use_scale=False,
                                             use_bias=False, dtype=dtype, rngs=rngs)
         self.output = nnx.Linear(d_model, d_model, dtype=dtype,
@@ -102,11 +143,14 @@ class HSTUBlock(nnx.Module):
                                  bias_init=_torch_linear_bias_init(d_model), rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None, key: jax.Array | None = None,
-                 last_only: bool = False) -> jax.Array:
+                 last_only: bool = False, times: jax.Array | None = None) -> jax.Array:
         """x [B, L, D] -> [B, L, D] ([B, 1, D] with last_only: the last position alone).
 
         mask: bool, broadcastable to [B, H, L, L] (causal, key padding, packed segments).
+        times: int32 [B, L + 1], required with model.time_buckets > 0 and only then.
         """
+        if (times is None) != (self.time_bias is None):
+            raise ValueError("HSTU blocks take times exactly when config.model.time_buckets > 0")
         length = x.shape[1]
         u, v, q, k = jnp.split(jax.nn.silu(self.uvqk(self.input_norm(x))), 4, axis=-1)
         if last_only:
@@ -118,6 +162,8 @@ class HSTUBlock(nnx.Module):
 
         q, k, v = heads(q), heads(k), heads(v)
         bias = self.relative_bias(q.shape[2], length)[None, None]
+        if times is not None:
+            bias = bias + self.time_bias(times, q.shape[2])[:, None]
         core = functools.partial(hstu_attention_core, scale=self.scale)
         if self.chunk and q.shape[2] > self.chunk:
             out = chunked_attention_core(q, k, v, mask, None, core=core, chunk=self.chunk,

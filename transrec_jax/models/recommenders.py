@@ -107,12 +107,14 @@ class Recommender(nnx.Module):
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
-               positions: jax.Array | None = None) -> jax.Array:
+               positions: jax.Array | None = None, times: jax.Array | None = None) -> jax.Array:
         """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
 
         last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
         layer then computes that position alone). segments / positions int32[B, L]: a packed
-        row's segment numbers (attention stays within a segment) and position ids.
+        row's segment numbers (attention stays within a segment) and position ids. times
+        int32[B, L + 1]: each token's time, then the last position's query time (HSTU blocks
+        with model.time_buckets; models/hstu.py), given to every layer.
         """
         length = tokens.shape[1]
         if length > self.max_len:
@@ -129,8 +131,9 @@ class Recommender(nnx.Module):
         order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
         mask = combine_masks(key_padding_mask(tokens != 0), order, same_segment_mask(segments))
         top = len(self.layers) - 1
+        timed = {} if times is None else {"times": times}
         for i, (layer, layer_key) in enumerate(zip(self.layers, layer_keys, strict=True)):
-            x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top)
+            x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top, **timed)
         if last_only:
             x = x[:, -1:]  # a no-op unless there are no layers
         x = self.final_norm(x) if self.final_norm is not None else x
@@ -164,9 +167,17 @@ class Recommender(nnx.Module):
         scores = jnp.einsum("...d,vd->...v", hidden, weight, preferred_element_type=jnp.float32)
         return scores if bias is None else scores + bias
 
-    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-        """The vector that scores the item after history int32[B, L]: the last hidden state."""
-        return self.encode(history, key=key, last_only=True)[:, 0]
+    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
+                            times: jax.Array | None = None,
+                            query_time: jax.Array | None = None) -> jax.Array:
+        """The vector that scores the item after history int32[B, L]: the last hidden state.
+
+        times int32[B, L] (the history's) and query_time int32[B] (the scored item's): for a
+        model with a time bias (model.time_buckets), else None.
+        """
+        if times is not None:
+            times = jnp.concatenate([times, query_time[:, None]], axis=1)
+        return self.encode(history, key=key, last_only=True, times=times)[:, 0]
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
@@ -184,7 +195,8 @@ class SASRec(Recommender):
         super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
         self.first_item_target = bool(model_cfg.first_item_target)
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None,
+                         times=None):
         """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weights.
 
         Every non-padding target trains. A window shorter than max_len + 1 has a padding input
@@ -194,11 +206,13 @@ class SASRec(Recommender):
         data/batching.pack_windows) holds several windows, each with that padding slot; an
         input's position id is then one less than in its window (the window's last item is
         only a target), and a segment's last item, an input with no target, gets id 0.
+        times [B, max_len + 1], aligned with seq (model.time_buckets): each input's query time
+        is its target's.
         """
         inputs, targets = seq[:, :-1], seq[:, 1:]
         if segments is not None:
             segments, positions = segments[:, :-1], jnp.maximum(positions[:, :-1] - 1, 0)
-        hidden = self.encode(inputs, key=key, segments=segments, positions=positions)
+        hidden = self.encode(inputs, key=key, segments=segments, positions=positions, times=times)
         trained = targets != 0
         if not self.first_item_target:
             trained = trained & (inputs != 0)
