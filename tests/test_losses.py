@@ -192,6 +192,45 @@ def test_gbce_matches_paper_formula_and_reduces_to_bce_at_t0():
     np.testing.assert_allclose(at_zero, bce, rtol=1e-6)
 
 
+def np_gsasrec_pytorch_loss(s_pos, s_neg, mask, num_items, t):
+    """gSASRec-pytorch train_gsasrec.py lines 59-72, in numpy float64: the positive's logit
+    becomes log(1 / (σ(s⁺)^-β - 1)) (so its BCE term is -β log σ(s⁺)), with the authors'
+    clamps; BCE-with-logits over the 1 + K logits, `.mean(-1)`, then averaged over the mask."""
+    k = s_neg.shape[-1]
+    alpha = k / (num_items - 1)
+    beta = alpha * ((1 - 1 / alpha) * t + 1 / alpha)
+    eps, big = 1e-10, np.finfo(np.float64).max
+    p = np.clip(1 / (1 + np.exp(-s_pos)), eps, 1 - eps)
+    to_log = np.clip(1 / (np.clip(p ** -beta, 1 + eps, big) - 1), eps, big)
+    logits = np.concatenate([np.log(to_log)[:, None], s_neg], axis=1)
+    labels = np.zeros_like(logits)
+    labels[:, 0] = 1
+    bce = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+    return (bce.mean(-1) * mask).sum() / mask.sum()
+
+
+def test_gbce_is_gsasrec_pytorch_loss_times_one_plus_k():
+    """Ours sums the K negatives' terms where the authors' code means over the 1 + K logits:
+    the same loss times 1 + K (a constant Adam does not see), golden value from their code."""
+    rng = np.random.default_rng(7)
+    num_items, k, n, t = 40, 5, 9, 0.75
+    h = rng.normal(size=(n, D)).astype(np.float32)
+    W = (2.0 * rng.normal(size=(num_items + 1, D))).astype(np.float32)  # logits up to ~±20
+    targets = rng.integers(1, num_items + 1, size=n)
+    negs = (targets[:, None] + rng.integers(1, num_items, size=(n, k)) - 1) % num_items + 1
+    assert not (negs == targets[:, None]).any()  # no accidental hit: the codes then agree
+    weights = np.ones(n, np.float32)
+    weights[[0, 4]] = 0.0  # padding positions
+    s = h.astype(np.float64) @ W.astype(np.float64).T
+    rows = np.arange(n)
+    theirs = np_gsasrec_pytorch_loss(s[rows, targets], s[rows[:, None], negs], weights, num_items, t)
+    beta = (k / (num_items - 1)) * (t * (1 - (num_items - 1) / k) + (num_items - 1) / k)
+    per_position = binary_cross_entropy(jnp.asarray(h), jnp.asarray(targets), jnp.asarray(W), None,
+                                        jnp.asarray(negs), positive_weight=beta)
+    ours = (np.asarray(per_position, np.float64) * weights).sum() / weights.sum()
+    np.testing.assert_allclose(ours, (1 + k) * theirs, rtol=1e-5)
+
+
 # logQ-corrected, accidental hits dropped; 'unseen' (equally likely candidates) skips the correction;
 # one draw per sequence (SASRec+) or per position (HSTU)
 @pytest.mark.parametrize("sampler,per", [("uniform", "sequence"), ("popularity", "sequence"),

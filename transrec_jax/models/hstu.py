@@ -9,7 +9,7 @@ generative_recommenders/research/modeling/sequential/hstu.py):
   x = x + W_o(Dropout(u ⊙ LN(A v))) + b_o                              lines 419-434
 
 The LayerNorms have no scale or bias (F.layer_norm, eps 1e-6); W_uvqk has no bias and starts
-from N(0, 0.02); W_o from xavier_uniform, b_o from PyTorch's default uniform(±1/√fan_in).
+from N(0, 0.02); W_o from xavier_uniform, b_o from PyTorch's default (uniform, bound one over the root of fan_in).
 There is no softmax, no 1/√d scaling, no attention dropout and no feed-forward. n is the
 padded sequence length of the authors' batches, a constant (line 166: the size of the
 attention mask): here model.max_len, so a query's scale does not depend on how much padding
