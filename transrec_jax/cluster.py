@@ -4,7 +4,8 @@
 cluster (TPU pods, SLURM, ...); `'explicit'` names it: the coordinator's host:port (process 0
 serves there), the process count and this process's id. Afterwards every process runs the same
 program on its share of the global device mesh; process 0 (`is_chief`) writes the workdir,
-`barrier` and `all_agree` keep the processes in step around what it writes and reads.
+`barrier` and `all_agree` keep the processes in step around what it writes and reads, and
+`finish` leaves the cluster together. `cluster.timeout_s` bounds the waits to join and to leave.
 
 jax.distributed.initialize does not raise when a peer is missing: the process aborts in C++
 (SIGABRT, about timeout + 5 s) when no coordinator answers or the processes do not all join,
@@ -45,7 +46,8 @@ def initialize(cluster_cfg) -> None:
         late = (f"{where}: the processes JAX detected did not all join within {timeout} s "
                 "(config.cluster.timeout_s)")
         _join(where, late, deadline, "JAX found no cluster to join (TPU pod, SLURM, ...; "
-              "launch='explicit' names one)", initialization_timeout=timeout)
+              "launch='explicit' names one)", initialization_timeout=timeout,
+              shutdown_timeout_seconds=timeout)
         return
     address, n, i = cluster_cfg.coordinator_address, cluster_cfg.num_processes, cluster_cfg.process_id
     where = f"config.cluster.coordinator_address={address!r}"
@@ -57,7 +59,18 @@ def initialize(cluster_cfg) -> None:
     late = (f"config.cluster.num_processes={n}: not all {n} processes joined the coordinator at "
             f"{address} within {timeout} s (config.cluster.timeout_s; this is process {i})")
     _join(where, late, deadline, "jax.distributed.initialize failed", coordinator_address=address,
-          num_processes=n, process_id=i, initialization_timeout=timeout)
+          num_processes=n, process_id=i, initialization_timeout=timeout,
+          shutdown_timeout_seconds=timeout)
+
+
+def finish() -> None:
+    """Leave the cluster once every process is done: a barrier, then JAX's shutdown, which
+    waits for every process again. Otherwise each process shuts down at interpreter exit
+    whenever it gets there, and one may wait out the whole shutdown timeout for a peer that has
+    already gone."""
+    if jax.process_count() > 1:
+        barrier("finished")
+        jax.distributed.shutdown()
 
 
 def is_chief() -> bool:

@@ -161,6 +161,7 @@ def base_config() -> ml_collections.ConfigDict:
     t.learning_rate = 1e-3  # plain Adam (optax.adam): no weight decay, no gradient clipping
     t.schedule = "constant"  # constant | cosine
     t.warmup_steps = 0
+    t.warmup_epochs = 0.0  # > 0 overrides warmup_steps: a warm-up that scales with the data
     t.adam_b2 = 0.98
     t.window = "last"  # last | random | shifted: which window of a history trains (TrainBatcher)
     t.pack_rows = False  # pack each batch's windows into fewer rows (same loss, less padding)
@@ -411,6 +412,9 @@ def _validate_train(t, m):
     _positive("train.eval_every_steps", t.eval_every_steps, allow_zero=True)
     _positive("train.eval_every_epochs", t.eval_every_epochs, allow_zero=t.eval_every_steps > 0)
     _positive("train.patience", t.patience, allow_zero=True)
+    _positive("train.warmup_steps", t.warmup_steps, allow_zero=True)
+    if not t.warmup_epochs >= 0:
+        raise ConfigError(f"config.train.warmup_epochs={t.warmup_epochs}: expected >= 0")
     if not t.learning_rate > 0:
         raise ConfigError(f"config.train.learning_rate={t.learning_rate}: expected > 0")
 

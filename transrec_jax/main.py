@@ -36,6 +36,7 @@ def main(argv):
         cli.fail(str(e))
     if cluster.is_chief():
         print(summary_table(results))
+    cluster.finish()
 
 
 def summary_table(results: dict) -> str:

@@ -40,21 +40,31 @@ class NonFiniteLossError(FloatingPointError):
     (a non-finite state is never saved)."""
 
 
-def make_optimizer(train_cfg, total_steps: int) -> optax.GradientTransformation:
-    """Adam with optional warmup + cosine schedule."""
+def make_optimizer(train_cfg, total_steps: int, steps_per_epoch: int = 0) -> optax.GradientTransformation:
+    """Adam with optional warmup + cosine schedule (`steps_per_epoch`: for train.warmup_epochs)."""
     t = train_cfg
+    warmup = warmup_steps(t, steps_per_epoch)
     if t.schedule == "cosine":
         lr = optax.warmup_cosine_decay_schedule(
-            0.0, t.learning_rate, max(t.warmup_steps, 1), max(total_steps, t.warmup_steps + 1)
+            0.0, t.learning_rate, max(warmup, 1), max(total_steps, warmup + 1)
         )
-    elif t.warmup_steps:
-        lr = optax.linear_schedule(0.0, t.learning_rate, t.warmup_steps)
+    elif warmup:
+        lr = optax.linear_schedule(0.0, t.learning_rate, warmup)
     else:
         lr = t.learning_rate
     return optax.adam(lr, b2=t.adam_b2)
 
 
-def init_state(config, num_items: int, total_steps: int, key, mesh=None):
+def warmup_steps(train_cfg, steps_per_epoch: int) -> int:
+    """train.warmup_epochs in steps when set (> 0), else train.warmup_steps."""
+    if train_cfg.warmup_epochs > 0:
+        if steps_per_epoch < 1:
+            raise ValueError("train.warmup_epochs needs the number of steps per epoch")
+        return max(round(train_cfg.warmup_epochs * steps_per_epoch), 1)
+    return train_cfg.warmup_steps
+
+
+def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_per_epoch: int = 0):
     """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}.
 
     The item tables have their rows padded to a multiple of config.mesh.model (sharding.py).
@@ -62,7 +72,7 @@ def init_state(config, num_items: int, total_steps: int, key, mesh=None):
     replicated (each process creates only its shards).
     """
     dtype = jnp.bfloat16 if config.train.bf16 else jnp.float32
-    tx = make_optimizer(config.train, total_steps)
+    tx = make_optimizer(config.train, total_steps, steps_per_epoch)
 
     def create(key):
         model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key),
@@ -168,7 +178,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     # --- model, optimizer, state, compiled steps ----------------------------------------
     data_sharding = sharding.batch_sharding(mesh)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh)
+    graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh,
+                                     steps_per_epoch=batcher.steps_per_epoch)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
     step_fn = compile_train_step(config, graphdef, tx, state, mesh,
                                  _popularity_log_probs(item_counts, config.loss))
