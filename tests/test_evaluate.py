@@ -5,7 +5,7 @@ import pytest
 from flax import nnx
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, sharding
+from transrec_jax import evaluate, metrics, sharding
 from transrec_jax.data import preprocess, splits, synthetic
 from transrec_jax.models import build_model
 
@@ -24,7 +24,13 @@ def setup():
 
 
 def _numpy_metrics(c, ds, split, graphdef, params, part):
-    """Independent reference: score every item in numpy, mask the history, pessimistic ranks."""
+    ranks = _numpy_ranks(c, ds, split, graphdef, params, part)
+    return float(np.mean(ranks < 10)), float(np.mean(np.where(ranks < 10, 1 / np.log2(ranks + 2), 0)))
+
+
+def _numpy_ranks(c, ds, split, graphdef, params, part):
+    """Independent reference: score every item in numpy, mask the history, pessimistic ranks
+    (one per evaluated user, in split.eval_users order)."""
     model = nnx.merge(graphdef, params)
     W, b = (np.asarray(x) if x is not None else None for x in model.output_table())
     users = split.eval_users(part)
@@ -34,7 +40,7 @@ def _numpy_metrics(c, ds, split, graphdef, params, part):
         recent = ds.sequence(u)[max(0, p - c.model.max_len) : p]
         history[len(history) - len(recent) :] = recent
     reps = np.asarray(model.user_representation(histories), np.float64)  # one call, all users
-    hr, ndcg = [], []
+    ranks = []
     for u, p, rep in zip(users, pos, reps):
         seq = ds.sequence(u)
         scores = W.astype(np.float64) @ rep + (0 if b is None else b)
@@ -45,10 +51,8 @@ def _numpy_metrics(c, ds, split, graphdef, params, part):
         rankable[target] = True
         others = rankable.copy()
         others[target] = False
-        rank = int((scores[others] >= scores[target]).sum())
-        hr.append(rank < 10)
-        ndcg.append(1 / np.log2(rank + 2) if rank < 10 else 0.0)
-    return float(np.mean(hr)), float(np.mean(ndcg))
+        ranks.append(int((scores[others] >= scores[target]).sum()))
+    return np.asarray(ranks)
 
 
 @pytest.mark.parametrize("part", ["val", "test"])
@@ -59,6 +63,55 @@ def test_matches_numpy_reference(setup, part):
     assert got["hr@10"] == pytest.approx(hr, abs=1e-6)
     assert got["ndcg@10"] == pytest.approx(ndcg, abs=1e-5)
     assert 0 < got["coverage@10"] <= 1
+
+
+@pytest.mark.parametrize("length_buckets", [1, 4])  # 4: users visited shortest history first
+def test_slices_match_numpy_reference(setup, length_buckets):
+    c, ds, split, graphdef, params, mesh = setup
+    c2 = config_lib.base_config()
+    c2.update(c)
+    c2.eval.update(length_buckets=length_buckets, batch_size=32)
+    counts = evaluate.train_item_counts(ds, split)
+    ev = evaluate.Evaluator(c2, ds, split, "test", graphdef, mesh)
+    overall = ev(params)
+    got = ev.slices(counts)
+    ranks = _numpy_ranks(c, ds, split, graphdef, params, "test")
+    users = split.eval_users("test")
+    targets = np.array([ds.sequence(u)[p] for u, p in zip(users, split.test_pos[users])])
+    groups = {"target_popularity": metrics.popularity_groups(targets, counts),
+              "history_length": metrics.length_groups(split.test_pos[users])}
+    for name, labels in groups.items():
+        assert sorted(got[name]) == sorted(set(labels.tolist()))
+        assert sum(g["users"] for g in got[name].values()) == len(users)
+        for label, g in got[name].items():
+            r = ranks[labels == label]
+            assert g["users"] == len(r)
+            assert g["hr@10"] == pytest.approx(np.mean(r < 10), abs=1e-6)
+            assert g["ndcg@10"] == pytest.approx(np.mean(np.where(r < 10, 1 / np.log2(r + 2), 0)), abs=1e-5)
+        # the users-weighted mean of the slices is the overall figure
+        assert sum(g["users"] * g["ndcg@10"] for g in got[name].values()) / len(users) == \
+            pytest.approx(overall["ndcg@10"], abs=1e-5)
+    assert list(got["target_popularity"])[:1] == ["head"]
+    pop = ev.popularity(counts)
+    pop_slices = ev.slices(counts)  # now the popularity baseline's
+    assert sum(g["users"] * g["hr@10"] for g in pop_slices["target_popularity"].values()) / len(users) \
+        == pytest.approx(pop["hr@10"], abs=1e-6)
+
+
+def test_popularity_groups_and_length_bins_golden():
+    counts = np.array([0, 5, 3, 3, 0, 1, 9])  # item 4 never trained: cold
+    # seen items by count, ties to the lower id: 6, 1, 2, 3, 5 -> thirds of 5: 0,0,1,1,2
+    assert metrics.popularity_groups(np.array([6, 1, 2, 3, 5, 4]), counts).tolist() == \
+        ["head", "head", "torso", "torso", "tail", "cold"]
+    assert metrics.length_groups(np.array([0, 1, 2, 4, 5, 9, 10, 19, 20, 500])).tolist() == \
+        ["0", "1", "2-4", "2-4", "5-9", "5-9", "10-19", "10-19", "20+", "20+"]
+    ranks = np.array([0, 3, 20, 1])
+    sliced = metrics.slice_metrics(ranks, np.array(["tail", "head", "tail", "cold"]), (1, 5))
+    assert list(sliced) == ["head", "tail", "cold"]
+    assert sliced["tail"] == pytest.approx({"users": 2, "hr@1": 0.5, "hr@5": 0.5, "ndcg@1": 0.5,
+                                            "ndcg@5": 0.5, "mrr@1": 0.5, "mrr@5": 0.5,
+                                            "recall@1": 0.5, "recall@5": 0.5})
+    assert sliced["head"]["ndcg@5"] == pytest.approx(1 / np.log2(5))
 
 
 def test_results_do_not_depend_on_eval_batch_size(setup):
@@ -84,7 +137,10 @@ def test_sampled_mode_is_labelled_and_never_harder_than_full_ranking():
     mesh = sharding.make_mesh(c.mesh)
     full = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)(params)
     c.eval.mode = "sampled100"
-    sampled = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)(params)
+    sampled_evaluator = evaluate.Evaluator(c, ds, split, "test", graphdef, mesh)
+    sampled = sampled_evaluator(params)
+    with pytest.raises(ValueError, match="full-ranking"):  # ranks among 100 items: no slices
+        sampled_evaluator.slices(evaluate.train_item_counts(ds, split))
     assert all(k.startswith("sampled100/") for k in sampled)
     # The 100 negatives are a subset of the rankable items, so no target can rank lower.
     for k in ("hr@1", "hr@10", "ndcg@10"):

@@ -48,6 +48,11 @@ def test_end_to_end_loss_falls_and_beats_popularity(trained):
     assert results["test"]["hr@10"] > results["test_popularity"]["hr@10"]
     on_disk = json.load(open(os.path.join(workdir, "results.json")))
     assert on_disk["protocol"]["ranking"] == "full (all items)" and on_disk["protocol"]["history_masked"]
+    # Slices (tests/test_evaluate.py checks their values): every test user in one group each.
+    for key in ("test_slices", "test_popularity_slices"):
+        for groups in on_disk[key].values():
+            assert sum(g["users"] for g in groups.values()) == on_disk["dataset"]["users"]
+    assert set(on_disk["test_slices"]["target_popularity"]) <= {"head", "torso", "tail", "cold"}
     assert on_disk["best_step"] in (40, 80) and on_disk["dataset"]["users"] == 600
     assert os.path.isdir(os.path.join(workdir, "tensorboard"))
 

@@ -1,7 +1,8 @@
 """Evaluation of one split part: jit-compiled full ranking (default) or the legacy sampled mode.
 
 Full ranking scores every item for each user, masks padding and (by default) the items
-already in the user's history, and reports HR/NDCG/MRR/Recall@K and catalog coverage@K.
+already in the user's history, and reports HR/NDCG/MRR/Recall@K and catalog coverage@K, and
+on request the same by slice: the target's training popularity, the history's length.
 `sampled100` ranks the target among 100 sampled negatives instead: it exists only to compare
 with pre-2020 papers and every metric it produces carries the `sampled100/` prefix.
 Batches have one fixed shape (padded, with a `valid` mask), so each evaluator compiles once
@@ -61,7 +62,7 @@ class Evaluator:
                                    mask_history=e.mask_history, length_buckets=e.length_buckets,
                                    with_times=config.model.time_buckets > 0)
         self._data_sharding = sharding.batch_sharding(mesh)
-        self._negatives = None
+        self._negatives, self._ranks = None, None
         if e.mode == "sampled100":
             rng = np.random.default_rng([config.seed, 100, part == "test"])
             starts, ends = self.batcher.histories()
@@ -81,6 +82,20 @@ class Evaluator:
     def __call__(self, params) -> dict[str, float]:
         return self._run(lambda batch: self._step(params, batch))
 
+    def slices(self, item_counts: np.ndarray) -> dict[str, dict]:
+        """The last call's metrics by slice: {'target_popularity': {head|torso|tail|cold: ...},
+        'history_length': {'1'|'2-4'|...: ...}}, each with its number of users
+        (metrics.slice_metrics; popularity by `item_counts`, the training counts)."""
+        if self._ranks is None:
+            raise ValueError("slices() reads the ranks of a full-ranking evaluation: call it first")
+        starts, ends = self.batcher.histories()
+        return {
+            "target_popularity": metrics.slice_metrics(
+                self._ranks, metrics.popularity_groups(self.batcher.targets(), item_counts), self.ks),
+            "history_length": metrics.slice_metrics(
+                self._ranks, metrics.length_groups(ends - starts), self.ks),
+        }
+
     def popularity(self, item_counts: np.ndarray) -> dict[str, float]:
         """The most-popular baseline under the same protocol (history masking included).
 
@@ -99,12 +114,12 @@ class Evaluator:
                                                      kmax=self.kmax, item_chunk=item_chunk,
                                                      mesh=self.mesh)
             per_user = metrics.metrics_from_ranks(ranks, batch["valid"], self.ks)
-            return {k: v.sum() for k, v in per_user.items()}, topk
+            return {k: v.sum() for k, v in per_user.items()}, topk, ranks
 
         return self._run(step)
 
     def _run(self, step) -> dict[str, float]:
-        sums, topk, valid = {}, [], []
+        sums, topk, valid, ranks = {}, [], [], []
         for i, batch in enumerate(self.batcher):
             if self._negatives is not None:
                 n = self.batcher.batch_size
@@ -113,11 +128,15 @@ class Evaluator:
                 neg[: len(part)] = part
                 batch["negatives"] = neg
             valid.append(batch["valid"])
-            batch_sums, batch_topk = step(sharding.global_batch(batch, self._data_sharding))
+            batch_sums, batch_topk, batch_ranks = step(sharding.global_batch(batch, self._data_sharding))
             for k, v in batch_sums.items():
                 sums[k] = sums.get(k, 0.0) + v
             topk.append(batch_topk)
+            ranks.append(batch_ranks)
         result = metrics.summarize(jax.device_get(sums), self.batcher.num_users)
+        # Each evaluated user's rank, in batcher.users order (batches follow batcher.order).
+        self._ranks = np.empty(self.batcher.num_users, np.int32)
+        self._ranks[self.batcher.order] = np.concatenate(jax.device_get(ranks))[np.concatenate(valid)]
         if self._negatives is None:
             result.update(metrics.coverage_at_k(
                 np.concatenate(jax.device_get(topk)), np.concatenate(valid),
@@ -125,6 +144,7 @@ class Evaluator:
             ))
         else:
             result = {f"sampled100/{k}": v for k, v in result.items()}
+            self._ranks = None  # ranks among 100 sampled items: no slices of those
         return result
 
 
@@ -149,7 +169,7 @@ def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh):
                                            item_chunk=item_chunk, num_items=model.num_items,
                                            mesh=mesh)
     per_user = metrics.metrics_from_ranks(ranks, batch["valid"], ks)
-    return {k: v.sum() for k, v in per_user.items()}, topk
+    return {k: v.sum() for k, v in per_user.items()}, topk, ranks
 
 
 NEXT_K_METHODS = ("generate", "top_k")

@@ -9,6 +9,8 @@ A held-out SET T of items against the model's ranked list L (`next_k_metrics`):
   recall@K = |L[:K] ∩ T| / |T|
   ndcg@K   = DCG / IDCG,  DCG = Σ_{i<K, L[i] ∈ T} 1 / log2(i + 2),
                           IDCG = Σ_{i<min(K, |T|)} 1 / log2(i + 2)
+Slices (`slice_metrics`): the same per-user values averaged over each group of users, e.g. by
+the target's training popularity or by history length (`popularity_groups`, `length_groups`).
 Catalog coverage (`coverage_at_k`):
   coverage@K = |union of L[:K] over valid users| / num_items
 
@@ -74,6 +76,54 @@ def summarize(sums: dict, count) -> dict[str, float]:
     if count <= 0:
         raise ValueError(f"count={count}: no valid users to average over")
     return {name: float(total) / count for name, total in sums.items()}
+
+
+POPULARITY_GROUPS = ("head", "torso", "tail", "cold")
+LENGTH_BINS = ((1, 1), (2, 4), (5, 9), (10, 19), (20, None))  # history lengths, inclusive
+
+
+def popularity_groups(targets, item_counts) -> np.ndarray:
+    """Each target's popularity group: the items seen in training, ranked by training count
+    (more first, ties to the lower id), cut into three equal thirds: head, torso, tail; items
+    never seen in training are `cold`."""
+    targets, item_counts = np.asarray(targets), np.asarray(item_counts)
+    seen = np.flatnonzero(item_counts[1:] > 0) + 1
+    order = seen[np.lexsort((seen, -item_counts[seen]))]
+    group = np.full(len(item_counts), POPULARITY_GROUPS.index("cold"))
+    group[order] = np.arange(len(order)) * 3 // max(len(order), 1)
+    return np.asarray(POPULARITY_GROUPS)[group[targets]]
+
+
+def length_groups(history_lengths) -> np.ndarray:
+    """Each user's history-length bin: "1", "2-4", "5-9", "10-19", "20+" ("0": no history)."""
+    lengths = np.asarray(history_lengths)
+    labels = np.full(len(lengths), "0", dtype=object)
+    for lo, hi in LENGTH_BINS:
+        name = f"{lo}+" if hi is None else (str(lo) if lo == hi else f"{lo}-{hi}")
+        labels[(lengths >= lo) & (lengths <= (hi if hi is not None else np.inf))] = name
+    return labels.astype(str)
+
+
+def slice_metrics(ranks, groups, ks) -> dict[str, dict[str, float]]:
+    """{group: {'users': n, 'hr@K', 'ndcg@K', ...}}: single-target metrics averaged over the
+    users of each group (`groups[i]`: user i's label), groups in order of first appearance in
+    sorted label order."""
+    ranks, groups = np.asarray(ranks), np.asarray(groups)
+    per_user = {k: np.asarray(v) for k, v in
+                metrics_from_ranks(ranks, np.ones(len(ranks), bool), ks).items()}
+    out = {}
+    for label in sorted(set(groups.tolist()), key=_label_order):
+        members = groups == label
+        out[label] = {"users": int(members.sum()),
+                      **{k: float(v[members].mean()) for k, v in per_user.items()}}
+    return out
+
+
+def _label_order(label: str):
+    """head, torso, tail, cold; length bins by their lower bound."""
+    if label in POPULARITY_GROUPS:
+        return (0, POPULARITY_GROUPS.index(label))
+    return (1, int(label.rstrip("+").split("-")[0]))
 
 
 def coverage_at_k(topk_items, valid, num_items: int, ks) -> dict[str, float]:

@@ -260,7 +260,9 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     best_state = _best_state(checkpoints, state, progress["best_step"])
     test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
     test_metrics = test((best_state or state)["params"])
+    test_slices = test.slices(item_counts) if config.eval.mode == "full" else None
     popularity = test.popularity(item_counts)
+    popularity_slices = test.slices(item_counts) if config.eval.mode == "full" else None
     next_k_metrics = None
     if split.kind == "next_k":  # the list of K items against the K held-out ones
         next_k_start = time.time()
@@ -274,6 +276,10 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     log.close()
     say(f"test (best step {progress['best_step']}): {_fmt(test_metrics, config.eval.ks)}")
     say(f"popularity baseline: {_fmt(popularity, config.eval.ks)}")
+    for name, groups in (test_slices or {}).items():
+        k = min(config.eval.ks, key=lambda k: abs(k - 10))
+        say(f"test ndcg@{k} by {name.replace('_', ' ')}: " + ", ".join(
+            f"{label} {g[f'ndcg@{k}']:.4f} ({g['users']} users)" for label, g in groups.items()))
 
     steps_run = step - first_step
     results = {
@@ -282,6 +288,9 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         "dataset": {"name": config.dataset.name, **stats, "split": split.summary()},
         "test": test_metrics,
         "test_popularity": popularity,
+        # by the target's training popularity and the history's length (metrics.py, Slices)
+        "test_slices": test_slices,
+        "test_popularity_slices": popularity_slices,
         "test_next_k": next_k_metrics,
         "best_validation": {metric: progress["best_value"]},
         "best_step": progress["best_step"],

@@ -153,6 +153,7 @@ def _finished(run: Run) -> dict:
         "test": r["test"],
         "val": {k: v for k, v in val.items() if k not in ("step", "kind")} if val else r["best_validation"],
         "test_popularity": r["test_popularity"],
+        "test_slices": r.get("test_slices"),  # (runs from before slices have none)
         "best_step": r["best_step"],
         "best_epoch": r["best_step"] / r["steps_per_epoch"],
         "steps": r["steps"],
