@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from transrec_jax import config as config_lib
+from transrec_jax import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = ["sasrec.py", "bert4rec.py", "transformer_recommender.py", "encdec.py", "hstu.py"]
@@ -121,6 +122,12 @@ def _base(**kv):
         ({"train.early_stop_metric": "ndcg@50"}, "early_stop_metric"),
         ({"dataset.source": "local"}, "dataset.path is empty"),
         ({"dataset.split": "temporal"}, "temporal split needs"),
+        ({"dataset.split": "cold"}, r"dataset.split='cold': expected one of .*'cold_items'\)"),
+        ({"dataset.split": "cold_items", "dataset.cold_item_fraction": 0.0},
+         r"dataset.cold_item_fraction=0.0: dataset.split='cold_items' expects a value in \(0, 1\)"),
+        ({"dataset.split": "cold_items", "dataset.cold_item_fraction": 1.0},
+         r"dataset.cold_item_fraction=1.0: .* in \(0, 1\)"),
+        ({"dataset.max_history": -1}, "dataset.max_history=-1: expected a non-negative integer"),
         ({"model.dropout": 1.5}, r"model.dropout=1.5: expected a value in \[0, 1\)"),
         ({"model.attention_chunk": -1}, "model.attention_chunk=-1: expected a non-negative"),
         ({"model.qkv_init_std": -0.1}, "model.qkv_init_std=-0.1: expected a non-negative std"),
@@ -176,6 +183,16 @@ def test_recorded_config_fills_keys_added_since_with_their_defaults(tmp_path):
         config_lib.recorded_config(str(path))
     with pytest.raises(config_lib.ConfigError, match=r"missing.json not found"):
         config_lib.recorded_config(str(tmp_path / "missing.json"))
+
+
+def test_recorded_config_of_a_run_before_the_cold_start_keys_resumes(tmp_path):
+    c = load("sasrec.py")
+    recorded = json.loads(c.to_json())
+    for key in ("cold_item_fraction", "max_history"):  # older runs have neither
+        del recorded["dataset"][key]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(recorded))
+    assert workdir_lib.config_differences(config_lib.recorded_config(str(path)), c) == []
 
 
 def test_recorded_config_drops_removed_keys_at_the_value_still_implemented(tmp_path):

@@ -396,3 +396,47 @@ def test_exclude_window_leaves_each_rows_other_items_out_of_the_softmax():
     np.testing.assert_allclose(loss, np_average(expected), rtol=1e-5)
     plain, _ = compute_loss(loss_cfg("ce"), hidden, targets, weights, W, b, None)
     assert loss < plain  # fewer competitors for every target
+
+
+# Item 10 withheld from training (dataset.split=cold_items); no target is one.
+TRAINABLE = np.ones(NUM_ITEMS + 1, bool)
+TRAINABLE[[0, 10]] = False
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy_over_trainable_items_only(smoothing):
+    hidden, targets, weights, W, b = case()
+    loss, _ = compute_loss(loss_cfg("ce", label_smoothing=smoothing), hidden, targets, weights,
+                           W, b, None, trainable_items=jnp.asarray(TRAINABLE))
+    s = np_scores(hidden, W, b)[:, TRAINABLE]
+    ids = np.flatnonzero(TRAINABLE)
+    lse = np.log(np.exp(s - s.max(1, keepdims=True)).sum(1)) + s.max(1)
+    t = np.searchsorted(ids, np.maximum(TARGETS.reshape(-1), 1))
+    target = s[np.arange(len(t)), t]
+    np.testing.assert_allclose(loss, np_average(lse - (1 - smoothing) * target - smoothing * s.mean(1)),
+                               rtol=1e-5)
+
+
+def test_binary_and_sampled_losses_leave_untrainable_negatives_out():
+    hidden, targets, _, W, b = case()
+    negs = np.random.default_rng(1).integers(1, NUM_ITEMS + 1, size=(TARGETS.size, K))
+    negs[:, 0] = 10  # every row draws a withheld item
+    h, t = hidden.reshape(-1, D), jnp.maximum(targets.reshape(-1), 1)
+    got = binary_cross_entropy(h, t, W, b, jnp.asarray(negs), positive_weight=1.0,
+                               trainable_items=jnp.asarray(TRAINABLE))
+    s = np_scores(hidden, W, b)
+    rows = np.arange(TARGETS.size)
+    left_out = (negs == np.asarray(t)[:, None]) | ~TRAINABLE[negs]
+    negative = np.where(left_out, 0.0, np_softplus(s[rows[:, None], negs]))
+    np.testing.assert_allclose(got, np_softplus(-s[rows, np.asarray(t)]) + negative.sum(1), rtol=1e-5)
+    from transrec_jax.losses import sampled_softmax
+    got = sampled_softmax(hidden, jnp.maximum(targets, 1), W, b, jnp.asarray(negs[:2]), log_q=None,
+                          trainable_items=jnp.asarray(TRAINABLE))
+    for r in range(2):  # per sequence: positions share their row's negatives
+        for p in range(TARGETS.shape[1]):
+            target = max(TARGETS[r, p], 1)
+            score = s[r * TARGETS.shape[1] + p]
+            kept = [n for n in negs[r] if TRAINABLE[n] and n != target]
+            logits = np.array([score[target], *score[kept]])
+            want = np.log(np.exp(logits - logits.max()).sum()) + logits.max() - score[target]
+            np.testing.assert_allclose(got[r, p], want, rtol=1e-5)

@@ -12,9 +12,17 @@ import json
 
 import ml_collections
 
+# The item files of the presets that have one (config word `item_features`).
+PRESET_ITEM_FEATURES = {
+    "ml-1m": "../shared/data/ml-1m/movies.dat",  # genres, through the preset's item_map
+    "ml-1m-full": "../shared/data/ml-1m/movies.dat",
+    "ml-100k": "../shared/data/ml-100k/u.item",
+    "beauty": "../shared/data/amazon/s3rec_Beauty_item2attributes.json",  # categories, brand
+}
+ITEM_FEATURE_FORMATS = ("auto", "movies_dat", "u_item", "attributes_json", "table", "vectors")
 DATASETS = ("synthetic", "ml-1m", "ml-1m-full", "ml-100k", "beauty", "local", "tfds")
 MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec", "hstu")
-SPLITS = ("leave_one_out", "temporal", "next_k")
+SPLITS = ("leave_one_out", "temporal", "next_k", "cold_items")
 LOSSES = ("bce", "ce", "sampled_softmax", "gbce")
 
 
@@ -67,15 +75,33 @@ def base_config() -> ml_collections.ConfigDict:
     d.dedup = False  # keep the first (user, item) occurrence only
     d.min_user_interactions = 0  # iterated k-core; 0 disables
     d.min_item_interactions = 0
-    d.split = "leave_one_out"  # leave_one_out | temporal | next_k
+    d.split = "leave_one_out"  # leave_one_out | temporal | next_k | cold_items
     d.next_k = 5  # next_k split: the last next_k items per user are test, the next_k before them validation
     d.val_time = 0  # temporal split: interactions at t >= val_time are validation...
     d.test_time = 0  # ...and t >= test_time test (unix seconds)
+    # cold_items split: leave-one-out, with this seeded fraction of the items (drawn from seed)
+    # removed from all training data; validation and test keep them as targets and in
+    # histories, and results.json slices test metrics by withheld | warm target (data/splits.py)
+    d.cold_item_fraction = 0.1
+    # > 0: every validation and test history is cut to its last max_history items before the
+    # target, model input and history masking alike (the few-interaction regime; training is
+    # unchanged). 0 = whole histories
+    d.max_history = 0
     # For people, not training: the file's item id → original id (CSV/TSV with a header), and
     # original id → title (movies.dat, u.item, or CSV/TSV with a 'title' column); data/catalog.py
     d.item_map = ""
     d.item_titles = ""
     d.cache_dir = ""  # "" = ~/.cache/transrec_jax
+    # Item side information for model.item_tower (data/side_info.py), by original item id
+    # (through item_map where the dataset renumbered its items): "" = none. Format: auto (by
+    # name: movies.dat, u.item, *.json of {"item": [attributes]}) | movies_dat | u_item |
+    # attributes_json | table (CSV/TSV/Parquet: item_features_id_col, and item_features_columns
+    # as "col:categorical,col:numeric,col:multi:|") | vectors (Parquet: item_features_id_col
+    # and a list column `vector`). The config word `item_features` sets the preset's file.
+    d.item_features = ""
+    d.item_features_format = "auto"
+    d.item_features_id_col = "id"
+    d.item_features_columns = ""
     # Synthetic generator (planted sequential structure).
     d.synthetic = s = ml_collections.ConfigDict()
     s.num_users = 2000
@@ -115,6 +141,11 @@ def base_config() -> ml_collections.ConfigDict:
     # > 1: a deep ensemble of this many independently initialised copies, each trained on its
     # own loss over the same batches, scores summed (models/ensemble.py). Costs K x compute.
     m.ensemble_size = 1
+    # Item content (models/item_tower.py): "off" (ids only), or how an item's id row and its
+    # dataset.item_features combine: sum | gated | concat. id_dropout: the probability, while
+    # training, that an input item's id row is replaced by the learned "unknown id" vector.
+    m.item_tower = "off"
+    m.id_dropout = 0.0
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
     # > 0: explicit attention in query chunks of this many rows (e.g. 128), so training holds
     # no [B, H, L, L] float tensors: for long max_len. The loss then grows with B·L·num_items
@@ -259,6 +290,9 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _validate_eval(c.eval, c.train)
     _validate_cluster(c.cluster)
     _validate_mesh(c.mesh, c.train, c.eval, num_devices)
+    if c.model.item_tower != "off" and mesh_shape(c.mesh, num_devices)[1] > 1:
+        raise ConfigError("config.model.item_tower: not supported with the item tables split over "
+                          "devices (mesh.model > 1) yet; use mesh.model=1")
 
 
 def _validate_cluster(cl):
@@ -292,6 +326,10 @@ def _validate_dataset(d):
     _choice("dataset.source", d.source, ("synthetic", "local", "tfds"))
     _choice("dataset.split", d.split, SPLITS)
     _positive("dataset.next_k", d.next_k)
+    _positive("dataset.max_history", d.max_history, allow_zero=True)
+    if d.split == "cold_items" and not 0.0 < d.cold_item_fraction < 1.0:
+        raise ConfigError(f"config.dataset.cold_item_fraction={d.cold_item_fraction}: "
+                          "dataset.split='cold_items' expects a value in (0, 1)")
     if d.source == "local" and not d.path:
         raise ConfigError("config.dataset.path is empty: a local dataset needs a file path")
     if d.split == "temporal" and not (0 < d.val_time <= d.test_time):
@@ -325,6 +363,20 @@ def _validate_model(m, d):
         raise ConfigError(f"config.model.score_temperature={m.score_temperature}: expected 0 (dot "
                           "product) or a positive temperature")
     _positive("model.ensemble_size", m.ensemble_size)
+    _choice("model.item_tower", m.item_tower, ("off", "sum", "gated", "concat"))
+    if not 0.0 <= m.id_dropout < 1.0:
+        raise ConfigError(f"config.model.id_dropout={m.id_dropout}: expected a value in [0, 1)")
+    if m.id_dropout and m.item_tower == "off":
+        raise ConfigError(f"config.model.id_dropout={m.id_dropout}: needs model.item_tower "
+                          "(sum | gated | concat): without content an item is its id")
+    if (m.item_tower != "off") != bool(d.item_features):
+        raise ConfigError(f"config.model.item_tower={m.item_tower!r} with config.dataset.item_features="
+                          f"{d.item_features!r}: the tower reads item features and the features "
+                          "need the tower; set both (the config word `item_features` does)")
+    _choice("dataset.item_features_format", d.item_features_format, ITEM_FEATURE_FORMATS)
+    if m.item_tower != "off" and m.head == "linear":
+        raise ConfigError("config.model.item_tower: needs model.head='tied' (a linear head's own "
+                          "weights could not score an item from its content)")
     if m.ensemble_size > 1 and m.name == "encdec":
         raise ConfigError("config.model.ensemble_size > 1: not supported for model.name='encdec' "
                           "(it generates its lists; an ensemble only sums scores)")
@@ -478,12 +530,20 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None,
         c.model.update(d_model=16, num_layers=1, num_heads=2, d_ff=32, max_len=min(c.model.max_len, 20))
         c.train.update(num_epochs=0, num_steps=30, batch_size=32, eval_every_steps=15, log_every=10)
         c.eval.batch_size = 64
+    if words.get("item_features") == "True":  # the preset's item file, through a sum tower
+        if c.dataset.name not in PRESET_ITEM_FEATURES:
+            raise ConfigError(f"config arg word 'item_features': dataset {c.dataset.name!r} has no "
+                              f"item features of its own (presets with them: {tuple(PRESET_ITEM_FEATURES)}); "
+                              "set dataset.item_features and model.item_tower")
+        c.dataset.item_features = PRESET_ITEM_FEATURES[c.dataset.name]
+        c.model.item_tower = "sum"
     for key, value in words.items():
-        if key in DATASETS or key == "debug":
+        if key in DATASETS or key in ("debug", "item_features"):
             continue
         if value == "True" and "." not in key:
             raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS}, "
-                              f"'debug'{''.join(f', {w!r}' for w in variants)} or key=value")
+                              f"'debug', 'item_features'{''.join(f', {w!r}' for w in variants)} "
+                              "or key=value")
         set_by_path(c, key, value)
     c.lock()
     return c

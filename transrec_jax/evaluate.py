@@ -2,7 +2,8 @@
 
 Full ranking scores every item for each user, masks padding and (by default) the items
 already in the user's history, and reports HR/NDCG/MRR/Recall@K and catalog coverage@K, and
-on request the same by slice: the target's training popularity, the history's length.
+on request the same by slice: the target's training popularity, the history's length and,
+when the split withholds items from training (cold_items), whether the target is one.
 `sampled100` ranks the target among 100 sampled negatives instead: it exists only to compare
 with pre-2020 papers and every metric it produces carries the `sampled100/` prefix.
 Batches have one fixed shape (padded, with a `valid` mask), so each evaluator compiles once
@@ -25,7 +26,7 @@ from flax import nnx
 from transrec_jax import metrics, ranking, sharding
 from transrec_jax.data.batching import EvalBatcher
 from transrec_jax.data.dataset import SequenceDataset
-from transrec_jax.data.splits import Split
+from transrec_jax.data.splits import Split, training_view
 from transrec_jax.models import recommenders
 
 SAMPLED_NEGATIVES = 100
@@ -33,9 +34,11 @@ SAMPLED_NEGATIVES = 100
 
 def protocol(config) -> dict:
     """The evaluation protocol in words, written next to every reported figure."""
-    e = config.eval
+    e, d = config.eval, config.dataset
     return {
-        "split": config.dataset.split,
+        "split": d.split,
+        **({"cold_item_fraction": d.cold_item_fraction} if d.split == "cold_items" else {}),
+        **({"max_history": d.max_history} if d.max_history else {}),
         "ranking": "full (all items)" if e.mode == "full" else f"sampled: target + {SAMPLED_NEGATIVES} uniform negatives (pre-2020 protocol)",
         "history_masked": bool(e.mask_history),
         "ties": "pessimistic",
@@ -45,10 +48,11 @@ def protocol(config) -> dict:
 
 
 def train_item_counts(dataset: SequenceDataset, split: Split) -> np.ndarray:
-    """Training-part count of every item id (index 0 = padding, always 0)."""
-    pos = np.arange(len(dataset.items)) - np.repeat(dataset.offsets[:-1], dataset.lengths)
-    in_train = pos < np.repeat(split.train_end, dataset.lengths)
-    return np.bincount(dataset.items[in_train], minlength=dataset.num_items + 1)
+    """Training-part count of every item id (index 0 = padding, always 0; withheld items 0)."""
+    train, train_end = training_view(dataset, split)
+    pos = np.arange(len(train.items)) - np.repeat(train.offsets[:-1], train.lengths)
+    in_train = pos < np.repeat(train_end, train.lengths)
+    return np.bincount(train.items[in_train], minlength=dataset.num_items + 1)
 
 
 class Evaluator:
@@ -63,6 +67,8 @@ class Evaluator:
                                    with_times=config.model.time_buckets > 0)
         self._data_sharding = sharding.batch_sharding(mesh)
         self._negatives, self._ranks = None, None
+        self._target_withheld = (None if split.withheld is None
+                                 else np.isin(self.batcher.targets(), split.withheld))
         if e.mode == "sampled100":
             rng = np.random.default_rng([config.seed, 100, part == "test"])
             starts, ends = self.batcher.histories()
@@ -85,16 +91,22 @@ class Evaluator:
     def slices(self, item_counts: np.ndarray) -> dict[str, dict]:
         """The last call's metrics by slice: {'target_popularity': {head|torso|tail|cold: ...},
         'history_length': {'1'|'2-4'|...: ...}}, each with its number of users
-        (metrics.slice_metrics; popularity by `item_counts`, the training counts)."""
+        (metrics.slice_metrics; popularity by `item_counts`, the training counts), and when
+        the split withholds items 'target_withheld': {withheld|warm: ...}. `cold` holds every
+        target training never saw; `withheld` exactly the split's withheld ones."""
         if self._ranks is None:
             raise ValueError("slices() reads the ranks of a full-ranking evaluation: call it first")
         starts, ends = self.batcher.histories()
-        return {
+        out = {
             "target_popularity": metrics.slice_metrics(
                 self._ranks, metrics.popularity_groups(self.batcher.targets(), item_counts), self.ks),
             "history_length": metrics.slice_metrics(
                 self._ranks, metrics.length_groups(ends - starts), self.ks),
         }
+        if self._target_withheld is not None:
+            out["target_withheld"] = metrics.slice_metrics(
+                self._ranks, np.where(self._target_withheld, "withheld", "warm"), self.ks)
+        return out
 
     def popularity(self, item_counts: np.ndarray) -> dict[str, float]:
         """The most-popular baseline under the same protocol (history masking included).

@@ -44,7 +44,7 @@ from transrec_jax import sharding
 
 
 def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: int | None = None,
-                 item_log_probs=None, window=None, segments=None, mesh=None):
+                 item_log_probs=None, window=None, segments=None, mesh=None, trainable_items=None):
     """(scalar loss, {'loss', 'num_targets'}) for the loss named by loss_cfg.name.
 
     hidden [..., D], targets / weights [...]; W [rows, D], b [rows] or None, row i scoring item
@@ -55,10 +55,14 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: in
     positions of a row score the targets in its window's last P columns (SASRec's inputs
     predict seq[:, 1:], BERT4Rec's tokens are seq[:, 1:]), so a position belongs to the
     segment of its window column. mesh: the (data, model) mesh whose `model` axis splits W
-    (sharding.py); the full softmax then runs per item shard.
+    (sharding.py); the full softmax then runs per item shard. trainable_items: bool [rows] or
+    None (all): the items that exist for training; the others (dataset.split=cold_items'
+    withheld items) are no competitor of any target, in every loss.
     """
     lo = loss_cfg
     num_items = W.shape[0] - 1 if num_items is None else num_items
+    if trainable_items is not None:  # (as long as the table: its padding rows are no items)
+        trainable_items = jnp.pad(jnp.asarray(trainable_items, bool), (0, W.shape[0] - len(trainable_items)))
     h = hidden.reshape(-1, hidden.shape[-1])
     targets, weights = targets.reshape(-1), weights.reshape(-1)
     real = (targets != 0) & (weights > 0)
@@ -74,6 +78,7 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: in
             h, t, W, b, num_items=num_items, label_smoothing=lo.label_smoothing,
             chunk_size=lo.ce_chunk_size, window=window if lo.exclude_window else None,
             segments=segments if lo.exclude_window else None, columns=columns, mesh=mesh,
+            trainable_items=trainable_items,
         )
     elif lo.name == "sampled_softmax":
         per_sequence = hidden.ndim > 2 and lo.sample_per == "sequence"
@@ -86,12 +91,13 @@ def compute_loss(loss_cfg, hidden, targets, weights, W, b, key, *, num_items: in
             log_q = (target_log_q.reshape(rows, -1), samplers.log_q(lo.sampler, negatives, **batch))
         per_position = sampled_softmax(
             h.reshape(rows, -1, h.shape[-1]), t.reshape(rows, -1), W, b, negatives,
-            log_q=log_q,
+            log_q=log_q, trainable_items=trainable_items,
         ).reshape(-1)
     elif lo.name in ("bce", "gbce"):
         negatives = samplers.sample(lo.sampler, key, (t.shape[0], lo.num_negatives), **batch)
         beta = gbce_beta(lo.num_negatives, num_items, lo.gbce_t) if lo.name == "gbce" else 1.0
-        per_position = binary_cross_entropy(h, t, W, b, negatives, positive_weight=beta)
+        per_position = binary_cross_entropy(h, t, W, b, negatives, positive_weight=beta,
+                                            trainable_items=trainable_items)
     else:
         raise ValueError(
             f"config.loss.name={lo.name!r}: expected ce | bce | gbce | sampled_softmax"
@@ -121,7 +127,7 @@ def _target_scores(h, t, W, b):
 
 
 def cross_entropy(h, t, W, b, *, num_items: int, label_smoothing: float, chunk_size: int,
-                  window=None, segments=None, columns=None, mesh=None):
+                  window=None, segments=None, columns=None, mesh=None, trainable_items=None):
     """Per-position softmax cross-entropy [N] over items 1..num_items, vocab-parallel.
 
     h [N, D], t [N]; W [rows, D], b [rows] or None. Each item shard (`mesh`'s model axis, or
@@ -132,17 +138,21 @@ def cross_entropy(h, t, W, b, *, num_items: int, label_smoothing: float, chunk_s
 
     window [R, W] (+ segments [R, W], columns [R, P] when packed; the N positions are R rows
     of P): `loss.exclude_window`, each position's softmax leaves out the other items of its
-    row's window (segment), its own target excepted.
+    row's window (segment), its own target excepted. trainable_items bool [rows]: the softmax
+    runs over these items only (None: all).
     """
     leave_out = window is not None
     packed = columns is not None
     if b is None:  # (a zero bias adds exactly nothing)
         b = jnp.zeros(W.shape[0], jnp.float32)
+    if trainable_items is None:
+        trainable_items = jnp.ones(W.shape[0], bool)
 
-    def per_shard(h, t, W, b, window, segments, columns, *, axis):
+    def per_shard(h, t, W, b, window, segments, columns, trainable, *, axis):
         first_id = sharding.row_offset(W.shape[0], axis)
         ids = first_id + jnp.arange(W.shape[0])
-        rankable = jnp.broadcast_to((ids >= 1) & (ids <= num_items), (1, 1, W.shape[0]))
+        exists = (ids >= 1) & (ids <= num_items) & trainable
+        rankable = jnp.broadcast_to(exists, (1, 1, W.shape[0]))
         if leave_out:  # [R, P or 1, rows]: the ids of this block each position leaves out
             seen = samplers.block_items(window, first_id, W.shape[0], segments if packed else None)
             if packed:
@@ -164,16 +174,17 @@ def cross_entropy(h, t, W, b, *, num_items: int, label_smoothing: float, chunk_s
         if label_smoothing == 0.0:
             return lse - target
         # Mean score over all items, without materialising them: h · mean(W) + mean(b).
-        real = (ids >= 1) & (ids <= num_items)
-        mean_row = sharding.over_items(jnp.where(real[:, None], W, 0.0).sum(axis=0), axis) / num_items
-        mean_bias = sharding.over_items(jnp.where(real, b, 0.0).sum(), axis) / num_items
+        count = sharding.over_items(exists.sum(), axis)
+        mean_row = sharding.over_items(jnp.where(exists[:, None], W, 0.0).sum(axis=0), axis) / count
+        mean_bias = sharding.over_items(jnp.where(exists, b, 0.0).sum(), axis) / count
         mean_score = _scores(h, mean_row[None, :], None)[:, 0] + mean_bias
         return lse - (1.0 - label_smoothing) * target - label_smoothing * mean_score
 
     data, items = P(sharding.DATA), P(sharding.MODEL)
-    run = sharding.item_parallel(per_shard, mesh, in_specs=(data, data, items, items, data, data, data),
+    run = sharding.item_parallel(per_shard, mesh,
+                                 in_specs=(data, data, items, items, data, data, data, items),
                                  out_specs=data)
-    return run(h, t, W, b, window, segments, columns)
+    return run(h, t, W, b, window, segments, columns, trainable_items)
 
 
 def _block_logsumexp(h, W, b, rankable, chunk_size: int, axis=None):
@@ -217,9 +228,9 @@ def _block_logsumexp(h, W, b, rankable, chunk_size: int, axis=None):
     return running_max, running_sum
 
 
-def sampled_softmax(h, t, W, b, negatives, *, log_q):
+def sampled_softmax(h, t, W, b, negatives, *, log_q, trainable_items=None):
     """Per-position -log softmax of the positive among [positive, its row's negatives], a
-    negative equal to the positive left out.
+    negative equal to the positive, or not among `trainable_items` (bool [rows]), left out.
 
     h [R, P, D], t [R, P]: R rows (sequences) of P positions; negatives [R, K], shared by
     the positions of a row; log_q: None or (log q of each target [R, P], of each negative
@@ -233,14 +244,17 @@ def sampled_softmax(h, t, W, b, negatives, *, log_q):
     if log_q is not None:
         positive = positive - log_q[0]
         negative = negative - log_q[1][:, None, :]
-    negative = jnp.where(negatives[:, None, :] == t[..., None], -jnp.inf, negative)
+    left_out = negatives[:, None, :] == t[..., None]
+    if trainable_items is not None:
+        left_out = left_out | ~trainable_items[negatives][:, None, :]
+    negative = jnp.where(left_out, -jnp.inf, negative)
     logits = jnp.concatenate([positive[..., None], negative], axis=-1)
     return jax.nn.logsumexp(logits, axis=-1) - positive
 
 
-def binary_cross_entropy(h, t, W, b, negatives, *, positive_weight: float):
+def binary_cross_entropy(h, t, W, b, negatives, *, positive_weight: float, trainable_items=None):
     """Per-position positive_weight · softplus(-s⁺) + Σ_k softplus(s⁻_k), negatives [N, K], a
-    negative equal to the positive left out.
+    negative equal to the positive, or not among `trainable_items` (bool [rows]), left out.
 
     With many negatives from a small catalog (K ≥ table rows / 16, e.g. 256 of ML-1M's
     3,417) scoring every item in one matmul and picking the K columns is far cheaper than
@@ -255,5 +269,8 @@ def binary_cross_entropy(h, t, W, b, negatives, *, positive_weight: float):
         negative = jnp.einsum("nd,nkd->nk", h, rows, preferred_element_type=jnp.float32)
         if b is not None:
             negative = negative + b[negatives]
-    negative_terms = jnp.where(negatives == t[:, None], 0.0, jax.nn.softplus(negative))
+    left_out = negatives == t[:, None]
+    if trainable_items is not None:
+        left_out = left_out | ~trainable_items[negatives]
+    negative_terms = jnp.where(left_out, 0.0, jax.nn.softplus(negative))
     return positive_weight * jax.nn.softplus(-positive) + negative_terms.sum(axis=-1)

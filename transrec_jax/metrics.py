@@ -10,7 +10,8 @@ A held-out SET T of items against the model's ranked list L (`next_k_metrics`):
   ndcg@K   = DCG / IDCG,  DCG = Σ_{i<K, L[i] ∈ T} 1 / log2(i + 2),
                           IDCG = Σ_{i<min(K, |T|)} 1 / log2(i + 2)
 Slices (`slice_metrics`): the same per-user values averaged over each group of users, e.g. by
-the target's training popularity or by history length (`popularity_groups`, `length_groups`).
+the target's training popularity or by history length (`popularity_groups`, `length_groups`),
+or by whether the target is an item withheld from training (`withheld` / `warm`).
 Catalog coverage (`coverage_at_k`):
   coverage@K = |union of L[:K] over valid users| / num_items
 
@@ -119,11 +120,16 @@ def slice_metrics(ranks, groups, ks) -> dict[str, dict[str, float]]:
     return out
 
 
+WITHHELD_GROUPS = ("withheld", "warm")
+
+
 def _label_order(label: str):
-    """head, torso, tail, cold; length bins by their lower bound."""
-    if label in POPULARITY_GROUPS:
-        return (0, POPULARITY_GROUPS.index(label))
-    return (1, int(label.rstrip("+").split("-")[0]))
+    """head, torso, tail, cold; withheld, warm; length bins by their lower bound."""
+    for i, named in enumerate((POPULARITY_GROUPS, WITHHELD_GROUPS)):
+        if label in named:
+            return (i, named.index(label), "")
+    bound = label.rstrip("+").split("-")[0]
+    return (2, int(bound), "") if bound.isdigit() else (3, 0, label)
 
 
 def coverage_at_k(topk_items, valid, num_items: int, ks) -> dict[str, float]:

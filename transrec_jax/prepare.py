@@ -22,7 +22,7 @@ def main(argv):
     config = _CONFIG.value
     config_lib.validate(config)
     ds = load.load_dataset(config.dataset, config.seed)
-    split = splits.make_split(ds, config.dataset)
+    split = splits.make_split(ds, config.dataset, seed=config.seed)
     print(format_stats(ds.stats()))
     print(json.dumps({"stats": ds.stats(), "split": split.summary()}, indent=2))
 

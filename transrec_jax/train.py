@@ -28,7 +28,7 @@ from transrec_jax import config as config_lib
 from transrec_jax import evaluate, hardware, host_memory, losses, negatives, sharding
 from transrec_jax import workdir as workdir_lib
 from transrec_jax.checkpoint import Checkpoints
-from transrec_jax.data import load, splits
+from transrec_jax.data import load, side_info, splits
 from transrec_jax.data.batching import TrainBatcher
 from transrec_jax.data.dataset import format_stats
 from transrec_jax.metric_log import MetricLog
@@ -64,7 +64,8 @@ def warmup_steps(train_cfg, steps_per_epoch: int) -> int:
     return train_cfg.warmup_steps
 
 
-def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_per_epoch: int = 0):
+def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_per_epoch: int = 0,
+               item_features=None):
     """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}.
 
     The item tables have their rows padded to a multiple of config.mesh.model (sharding.py).
@@ -76,9 +77,10 @@ def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_p
 
     def create(key):
         model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key),
-                            row_multiple=config.mesh.model)
+                            row_multiple=config.mesh.model, item_features=item_features)
         graphdef, params = nnx.split(model)
-        state = {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": tx.init(params)}
+        state = {"step": jnp.zeros((), jnp.int32), "params": params,
+                 "opt_state": tx.init(trainable(params)[0])}
         return graphdef, state
 
     graphdef, abstract = nnx.eval_shape(lambda: create(key))  # nothing allocated
@@ -89,7 +91,24 @@ def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_p
     return graphdef, tx, create_state(key)
 
 
-def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mesh=None):
+def item_features(config, dataset, item_counts: np.ndarray, *, log=print):
+    """What the item tower reads (None without one): dataset.item_features aligned to `dataset`
+    (read once, cached beside the dataset) and the items seen in training (`item_counts` > 0)."""
+    if config.model.item_tower == "off":
+        return None
+    stem = os.path.splitext(load.cache_path(config.dataset, config.seed))[0]
+    info = side_info.read_item_features(config.dataset, dataset, stem, log=log)
+    return side_info.tower_inputs(info, item_counts > 0)
+
+
+def trainable(params):
+    """(the nnx.Param leaves, the rest): the model's state splits into what the optimizer trains
+    and its constants (the item tower's feature tables, models/item_tower.py)."""
+    return nnx.split_state(params, nnx.Param, ...)
+
+
+def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mesh=None,
+               trainable_items=None):
     """(state, batch, key) → (state, metrics). Pure: randomness comes from fold_in(key, step)."""
     step_key = jax.random.fold_in(key, state["step"])
     dropout_key, loss_key = jax.random.split(step_key)
@@ -100,6 +119,7 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mes
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
                                    num_items=member.num_items, item_log_probs=item_log_probs,
+                                   trainable_items=trainable_items,
                                    window=batch["seq"], segments=aligned.get("segments"),
                                    mesh=mesh)[0]
 
@@ -112,24 +132,25 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mes
         member_keys = zip(jax.random.split(dropout_key, k), jax.random.split(loss_key, k))
         return sum(member_loss(m, *keys) for m, keys in zip(model.members, member_keys)) / k
 
-    loss, grads = jax.value_and_grad(loss_fn)(state["params"])
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params, constants = trainable(state["params"])
+    loss, grads = jax.value_and_grad(lambda p: loss_fn(nnx.merge_state(p, constants)))(params)
+    updates, opt_state = tx.update(grads, state["opt_state"], params)
     new_state = {
         "step": state["step"] + 1,
-        "params": optax.apply_updates(state["params"], updates),
+        "params": nnx.merge_state(optax.apply_updates(params, updates), constants),
         "opt_state": opt_state,
     }
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
 
-def compile_train_step(config, graphdef, tx, state, mesh, item_log_probs=None):
+def compile_train_step(config, graphdef, tx, state, mesh, item_log_probs=None, trainable_items=None):
     """`train_step` jitted over `mesh`: the state keeps its shardings (donated, updated in
     place), the batch splits over `data`, the key and the metrics are replicated."""
     state_sharding = jax.tree.map(lambda x: x.sharding, state)
     replicated = sharding.replicated(mesh)
     return jax.jit(
         functools.partial(train_step, graphdef=graphdef, tx=tx, loss_cfg=config.loss,
-                          item_log_probs=item_log_probs, mesh=mesh),
+                          item_log_probs=item_log_probs, mesh=mesh, trainable_items=trainable_items),
         in_shardings=(state_sharding, sharding.batch_sharding(mesh), replicated),
         out_shardings=(state_sharding, replicated),
         donate_argnums=0,
@@ -150,7 +171,7 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
 
     # --- data ---------------------------------------------------------------------------
     dataset = load.load_dataset(config.dataset, config.seed, log=say)
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     if dataset.num_items < config.mesh.model:
         raise config_lib.ConfigError(
             f"config.mesh.model={config.mesh.model} splits the item table over more devices than "
@@ -179,10 +200,13 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     data_sharding = sharding.batch_sharding(mesh)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh,
-                                     steps_per_epoch=batcher.steps_per_epoch)
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state["params"]))
+                                     steps_per_epoch=batcher.steps_per_epoch,
+                                     item_features=item_features(config, dataset, item_counts, log=say))
+    num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable(state["params"])[0]))
+    # Items withheld from training (dataset.split=cold_items) do not exist for its losses.
+    trainable_items = None if split.withheld is None else jnp.asarray(item_counts > 0)
     step_fn = compile_train_step(config, graphdef, tx, state, mesh,
-                                 _popularity_log_probs(item_counts, config.loss))
+                                 _popularity_log_probs(item_counts, config.loss), trainable_items)
     validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
 
     # --- resume -------------------------------------------------------------------------
@@ -288,7 +312,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         "dataset": {"name": config.dataset.name, **stats, "split": split.summary()},
         "test": test_metrics,
         "test_popularity": popularity,
-        # by the target's training popularity and the history's length (metrics.py, Slices)
+        # by the target's training popularity and the history's length (metrics.py, Slices),
+        # and (split=cold_items) by whether the target was withheld from training
         "test_slices": test_slices,
         "test_popularity_slices": popularity_slices,
         "test_next_k": next_k_metrics,

@@ -43,7 +43,7 @@ def main() -> None:
     os.chdir(REPO)  # the preset's data path is relative to the repository root
     config = sasrec.get_config("ml-1m")
     dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     graphdef, _, state = train.init_state(config, dataset.num_items, 1, jax.random.key(0))
     mesh = sharding.make_mesh(config.mesh)
     variants = [int(v) for v in args.buckets.split(",")]

@@ -89,7 +89,7 @@ def run_catalog(args) -> dict:
     else:  # e.g. a GPU box without the data: same users, items and length cap, random items
         dataset = synthetic_dataset(6040, 3416, config.seed)
         source = "random stand-in of ML-1M's shape (the ML-1M file was not found)"
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     data_s = time.perf_counter() - start
     mesh = sharding.make_mesh(config.mesh)
     graphdef, _, state = train.init_state(config, dataset.num_items, 1, jax.random.key(0))

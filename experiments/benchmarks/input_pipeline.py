@@ -60,7 +60,7 @@ def main() -> None:
     os.chdir(REPO)  # the preset's data path is relative to the repository root
     config = sasrec.get_config(LOSSES[args.loss])
     dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model))
 

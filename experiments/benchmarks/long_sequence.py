@@ -71,7 +71,7 @@ def make_batches(max_len: int, args) -> tuple[np.ndarray, int]:
 
     config = get_config(max_len, 0, args)
     dataset = preprocess.preprocess(load.read_source(config.dataset, config.seed), config.dataset)
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     batcher = TrainBatcher(dataset, split, max_len, args.batch_size, config.seed)
     batches = np.stack([next(batcher)["seq"] for _ in range(args.warmup + args.steps)])
     return batches, dataset.num_items

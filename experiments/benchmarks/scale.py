@@ -97,7 +97,7 @@ def build_data(config, cache_dir: str) -> dict:
     dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
     times["generate_preprocess_cache_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    split = splits.make_split(dataset, config.dataset)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
     item_counts = evaluate.train_item_counts(dataset, split)
     times["split_and_item_counts_s"] = time.perf_counter() - start
     return {"dataset": dataset, "split": split, "item_counts": item_counts, "times": times}

@@ -114,7 +114,7 @@ def make_batches(num: int) -> tuple[np.ndarray, int, str]:
             dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
         finally:
             os.chdir(cwd)
-        split = splits.make_split(dataset, config.dataset)
+        split = splits.make_split(dataset, config.dataset, seed=config.seed)
         batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                                config.seed, config.train.window,
                                width=training_window(config.model))

@@ -24,7 +24,7 @@ import numpy as np
 
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.errors import DataError
-from transrec_jax.data.splits import Split
+from transrec_jax.data.splits import Split, training_view
 
 
 def gather_windows(items: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
@@ -123,6 +123,8 @@ class TrainBatcher:
     `pack_row_multiple` > 0 packs each batch's windows into fewer rows (`pack_windows`, a
     multiple of that many rows): the same users, targets and loss, on less padding.
     `with_times`: batches also carry `times`, each item's `relative_times`, aligned with `seq`.
+    Windows come from `splits.training_view`: a split that withholds items (cold_items) trains
+    on each history with them removed, so no window of any mode holds one.
     """
 
     dataset: SequenceDataset
@@ -139,8 +141,10 @@ class TrainBatcher:
 
     def __post_init__(self):
         self.width = self.width or self.max_len + 1
-        self._times = relative_times(self.dataset) if self.with_times else None
-        self.users = np.flatnonzero(self.split.train_end >= 2)
+        self._train, self._train_end = training_view(self.dataset, self.split)
+        # (relative to the view's earliest time when items are withheld: only differences count)
+        self._times = relative_times(self._train) if self.with_times else None
+        self.users = np.flatnonzero(self._train_end >= 2)
         if len(self.users) == 0:
             raise ValueError(f"{self.dataset.name}: no user has 2 or more training items")
         self._order_epoch, self._order = -1, None
@@ -163,8 +167,8 @@ class TrainBatcher:
             self._order = np.random.default_rng([self.seed, self.epoch]).permutation(self.users)
             self._order_epoch = self.epoch
         users = self._order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
-        starts = self.dataset.offsets[users]
-        ends = starts + self.split.train_end[users]
+        starts = self._train.offsets[users]
+        ends = starts + self._train_end[users]
         width = self.width
         if self.window != "last":
             rng = np.random.default_rng([self.seed, self.epoch, self.batch, 1])
@@ -172,7 +176,7 @@ class TrainBatcher:
             lo = starts + 2 if self.window == "random" else np.minimum(starts + width, ends)
             ends = lo + (rng.random(len(users)) * (ends - lo + 1)).astype(np.int64)
         seq = np.zeros((self.batch_size, width), dtype=np.int32)
-        seq[: len(users)] = gather_windows(self.dataset.items, starts, ends, width)
+        seq[: len(users)] = gather_windows(self._train.items, starts, ends, width)
         aligned = {}
         if self.with_times:
             aligned["times"] = np.zeros_like(seq)
@@ -191,7 +195,8 @@ class EvalBatcher:
     Each batch holds `history` [B, max_len] (the last max_len items before the target),
     `target` [B], `valid` [B], `user` [B] (dense user index) and, when history masking is on,
     `exclude` [B, H]: the user's whole history before the target, H = the longest such
-    history in this part (so every batch has the same shape). With `next_k` > 0 a batch also
+    history in this part (so every batch has the same shape). A split's `max_history` > 0 cuts
+    every history, `exclude` included, to its last max_history items. With `next_k` > 0 a batch also
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
     With `with_times`, `history_times` (aligned with `history`) and `target_time` [B]: the
     items' `relative_times`.
@@ -214,13 +219,14 @@ class EvalBatcher:
         self._times = relative_times(dataset) if with_times else None
         self.users = split.eval_users(part)
         pos = (split.val_pos if part == "val" else split.test_pos)[self.users]
-        self.starts = dataset.offsets[self.users]
-        self.ends = self.starts + pos  # exclusive end of the history = index of the target
-        self.exclude_width = int(pos.max(initial=1)) if mask_history else 0
+        self.ends = dataset.offsets[self.users] + pos  # exclusive end of the history = the target
+        self.starts = self.ends - (np.minimum(pos, split.max_history) if split.max_history else pos)
+        lengths = self.ends - self.starts
+        self.exclude_width = int(lengths.max(initial=1)) if mask_history else 0
         self.next_k = next_k
-        needed = np.minimum(pos + 1, max_len)  # history + one padding column, as bucket_width
+        needed = np.minimum(lengths + 1, max_len)  # history + one padding column, as bucket_width
         self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(pos))
-        self._lengths = np.minimum(pos, max_len)[self.order]
+        self._lengths = np.minimum(lengths, max_len)[self.order]
         self._widths = bucket_widths(max_len, length_buckets)
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
             raise ValueError(f"next_k={next_k}: some {part} user has fewer items after the target")

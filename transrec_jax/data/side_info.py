@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import hashlib
 import io
 import itertools
 import json
@@ -46,6 +47,7 @@ import pyarrow.parquet as pq
 from transrec_jax.data.catalog import build_catalog
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.errors import DataError
+from transrec_jax.models.item_tower import ItemFeatureArrays
 
 PAD, UNKNOWN = 0, 1
 RESERVED = ["<pad>", "<unknown>"]
@@ -528,3 +530,88 @@ def load(path: str) -> SideInfo:
     if len({len(f.missing) for f in features.values()}) > 1:
         raise DataError(f"{path}: features with different row counts; {expected}")
     return info
+
+
+# --- from the config: the item features a run reads, cached beside its dataset --------------------
+
+def item_features_format(dataset_cfg) -> str:
+    """dataset.item_features_format, `auto` resolved from the file name."""
+    d = dataset_cfg
+    if d.item_features_format != "auto":
+        return d.item_features_format
+    name = os.path.basename(d.item_features).lower()
+    by_name = {"movies.dat": "movies_dat", "u.item": "u_item"}
+    if name in by_name:
+        return by_name[name]
+    if name.endswith(".json"):
+        return "attributes_json"
+    raise DataError(f"config.dataset.item_features={d.item_features!r}: cannot tell its format from "
+                    "the name; set config.dataset.item_features_format (movies_dat | u_item | "
+                    "attributes_json | table | vectors)")
+
+
+def read_item_features(dataset_cfg, dataset: SequenceDataset, cache_stem: str, *, log=print) -> SideInfo:
+    """The items' features that `dataset_cfg.item_features` names, aligned to `dataset`; read
+    once and cached as `<cache_stem>-items-<digest>.npz` (the digest covers the file and every
+    key that shapes the result)."""
+    d = dataset_cfg
+    try:
+        path = os.path.abspath(_checked(os.path.expanduser(d.item_features)))
+    except DataError as e:
+        raise DataError(f"config.dataset.item_features: {e}") from None
+    fmt = item_features_format(d)
+    st = os.stat(path)
+    identity = {"v": CACHE_VERSION, "path": path, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                "format": fmt, "id_col": d.item_features_id_col, "columns": d.item_features_columns,
+                "item_map": d.item_map}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    cached = f"{cache_stem}-items-{digest}.npz"
+    if os.path.exists(cached):
+        return load(cached)
+    readers = {
+        "movies_dat": lambda: read_movies_dat(path, dataset, item_map=d.item_map),
+        "u_item": lambda: read_u_item(path, dataset, item_map=d.item_map),
+        "attributes_json": lambda: read_item_attributes(path, dataset, item_map=d.item_map),
+        "table": lambda: read_table(path, dataset, entity="item", id_col=d.item_features_id_col,
+                                    columns=_column_kinds(d.item_features_columns),
+                                    item_map=d.item_map),
+        "vectors": lambda: read_vectors(path, dataset, id_col=d.item_features_id_col,
+                                        item_map=d.item_map),
+    }
+    info = readers[fmt]()
+    save(info, cached)
+    for name, feature in info.features.items():
+        s = feature.stats
+        log(f"item feature {name} ({feature.kind}): {s['rows'] - s['missing']} of {s['rows']} items "
+            f"listed, {s['missing']} unknown, cached at {cached}")
+    return info
+
+
+def _column_kinds(spec: str) -> dict[str, str]:
+    """"genre:multi:|,price:numeric,brand:categorical" → {column: kind}."""
+    kinds = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        column, _, kind = part.partition(":")
+        if not column or not (kind in ("categorical", "numeric") or kind.startswith("multi:")):
+            raise DataError(f"config.dataset.item_features_columns={spec!r}: {part!r} is not "
+                            "column:categorical, column:numeric or column:multi:<separator>")
+        kinds[column] = kind
+    if not kinds:
+        raise DataError("config.dataset.item_features_columns is empty: a table needs "
+                        "column:kind words (categorical | numeric | multi:<separator>)")
+    return kinds
+
+
+def tower_inputs(info: SideInfo, known: np.ndarray) -> ItemFeatureArrays:
+    """What the item tower reads (models/item_tower.py): the categorical features, the numeric
+    and dense ones, and `known` (the items seen in training; the padding row counts as known)."""
+    if info.entity != "item":
+        raise ValueError(f"the item tower reads item features, not {info.entity!r} features")
+    known = np.asarray(known, bool).copy()
+    known[0] = True
+    cat = {n: f for n, f in info.features.items() if f.kind == "categorical"}
+    return ItemFeatureArrays(
+        categorical={n: f.values for n, f in cat.items()},
+        vocab_sizes={n: len(f.vocab) for n, f in cat.items()},
+        dense={n: f.values for n, f in info.features.items() if f.kind != "categorical"},
+        known=known)

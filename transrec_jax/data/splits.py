@@ -22,6 +22,24 @@ temporal — global cut points in time (the leakage-free protocol): training see
 interactions with t < val_time; a user's validation target is their first interaction in
 [val_time, test_time) and their test target their first interaction at t >= test_time,
 each predicted from everything the user did before it.
+
+cold_items — leave-one-out positions, and a fraction `dataset.cold_item_fraction` of the items
+with at least one interaction, drawn uniformly from config.seed, is `withheld`: no training data
+contains one. Training reads each user's training part with every withheld item removed
+(`training_view`: one filtered copy of the training interactions with its own offsets), so no
+training window (last, random, shifted, packed) has one as input or target, and training counts
+(the popularity baseline, the popularity sampler) see them 0 times. Validation and test are
+leave-one-out's: a target that is a withheld item stays, its user is evaluated and the target is
+ranked against the full catalogue — the new-item case this split measures. Evaluation histories
+keep withheld items where they happened (a new item the user met after training; the model sees
+its untrained embedding), and history masking excludes them like any other history item. The
+losses that rank against the catalogue (full softmax, uniformly sampled negatives) still score
+a withheld item's output row as a negative: an id-only model never learns more about a new item.
+`Split.summary()` counts the withheld items and the val/test users whose target is one.
+
+max_history (`dataset.max_history` > 0, any split) — every validation and test history is its
+last max_history items before the target: the model's input and the history masking alike (the
+few-interaction regime; training is unchanged).
 """
 
 from __future__ import annotations
@@ -41,6 +59,10 @@ class Split:
     val_pos: np.ndarray  # int64[num_users], -1 = none
     test_pos: np.ndarray  # int64[num_users], -1 = none
     num_targets: int = 1  # held-out items per example: s[pos : pos + num_targets]
+    max_history: int = 0  # > 0: evaluation histories are s[max(0, pos - max_history) : pos]
+    withheld: np.ndarray | None = None  # cold_items: sorted item ids no training data contains
+    train_lengths: np.ndarray | None = None  # cold_items: training items per user, withheld removed
+    withheld_targets: dict = dataclasses.field(default_factory=dict)  # {"val"|"test": users}
 
     def eval_users(self, part: str) -> np.ndarray:
         pos = self.val_pos if part == "val" else self.test_pos
@@ -48,23 +70,38 @@ class Split:
 
     def summary(self) -> dict:
         held_out = {"num_targets": self.num_targets} if self.num_targets > 1 else {}
+        train = self.train_end if self.train_lengths is None else self.train_lengths
+        cold = {} if self.withheld is None else {
+            "withheld_items": len(self.withheld),
+            "val_users_withheld_target": self.withheld_targets["val"],
+            "test_users_withheld_target": self.withheld_targets["test"],
+        }
         return {
             "split": self.kind,
             **held_out,
-            "train_interactions": int(self.train_end.sum()),
-            "train_users": int((self.train_end >= 2).sum()),
+            "train_interactions": int(train.sum()),
+            "train_users": int((train >= 2).sum()),
             "val_users": int((self.val_pos >= 0).sum()),
             "test_users": int((self.test_pos >= 0).sum()),
+            **cold,
+            **({"max_history": self.max_history} if self.max_history else {}),
         }
 
 
-def make_split(ds: SequenceDataset, dataset_cfg) -> Split:
+def make_split(ds: SequenceDataset, dataset_cfg, seed: int | None = None) -> Split:
+    """The split config.dataset names; `seed` (config.seed) draws cold_items' withheld items."""
     if dataset_cfg.split == "leave_one_out":
         split = leave_one_out(ds)
     elif dataset_cfg.split == "next_k":
         split = next_k(ds, dataset_cfg.next_k)
+    elif dataset_cfg.split == "cold_items":
+        if seed is None:
+            raise ValueError("dataset.split='cold_items' draws its withheld items from config.seed: "
+                             "expected make_split(..., seed=config.seed)")
+        split = cold_items(ds, dataset_cfg.cold_item_fraction, seed)
     else:
         split = temporal(ds, dataset_cfg.val_time, dataset_cfg.test_time)
+    split.max_history = dataset_cfg.max_history
     if not (split.test_pos >= 0).any():
         raise DataError(
             f"{ds.name}: the {split.kind} split leaves no user with a test item "
@@ -82,6 +119,54 @@ def leave_one_out(ds: SequenceDataset) -> Split:
         val_pos=np.where(ok, n - 2, -1),
         test_pos=np.where(ok, n - 1, -1),
     )
+
+
+COLD_ITEMS_STREAM = (2028, 3)  # the withheld items' own random stream under config.seed
+
+
+def cold_items(ds: SequenceDataset, fraction: float, seed: int) -> Split:
+    """Leave-one-out, with round(fraction * n) of the n items that have an interaction (at least
+    1, at most n - 1) withheld from training; drawn uniformly from (seed, COLD_ITEMS_STREAM)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"config.dataset.cold_item_fraction={fraction}: expected a value in (0, 1)")
+    split = leave_one_out(ds)
+    present = np.unique(ds.items)
+    count = min(max(round(fraction * len(present)), 1), len(present) - 1)
+    rng = np.random.default_rng([seed, *COLD_ITEMS_STREAM])
+    withheld = np.sort(rng.choice(present, count, replace=False))
+    users = np.repeat(np.arange(ds.num_users), ds.lengths)
+    kept = _in_training(ds, split.train_end) & ~np.isin(ds.items, withheld)
+    return dataclasses.replace(
+        split, kind="cold_items", withheld=withheld,
+        train_lengths=np.bincount(users[kept], minlength=ds.num_users).astype(np.int64),
+        withheld_targets={part: int(np.isin(_targets(ds, pos), withheld).sum())
+                          for part, pos in (("val", split.val_pos), ("test", split.test_pos))},
+    )
+
+
+def training_view(ds: SequenceDataset, split: Split) -> tuple[SequenceDataset, np.ndarray]:
+    """(sequences, train_end) that training reads: `ds` and split.train_end, or, when the split
+    withholds items, each user's training part without them (own offsets, train_end = their
+    lengths): batchers and training counts then need no idea of withheld items."""
+    if split.withheld is None:
+        return ds, split.train_end
+    kept = _in_training(ds, split.train_end) & ~np.isin(ds.items, split.withheld)
+    view = dataclasses.replace(
+        ds, offsets=np.concatenate([[0], np.cumsum(split.train_lengths)]), items=ds.items[kept],
+        timestamps=None if ds.timestamps is None else ds.timestamps[kept])
+    return view, split.train_lengths
+
+
+def _targets(ds: SequenceDataset, pos: np.ndarray) -> np.ndarray:
+    """The target item of every user with one (pos >= 0)."""
+    users = np.flatnonzero(pos >= 0)
+    return ds.items[ds.offsets[users] + pos[users]]
+
+
+def _in_training(ds: SequenceDataset, train_end: np.ndarray) -> np.ndarray:
+    """bool[num_interactions]: the interaction lies in its user's training part."""
+    pos = np.arange(len(ds.items)) - np.repeat(ds.offsets[:-1], ds.lengths)
+    return pos < np.repeat(train_end, ds.lengths)
 
 
 def next_k(ds: SequenceDataset, k: int) -> Split:

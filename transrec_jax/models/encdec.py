@@ -29,6 +29,7 @@ from flax import nnx
 from transrec_jax.models.attention import KVCache, dropout, key_padding_mask, split_key
 from transrec_jax.models.layers import DecoderLayer, has_final_norm, make_norm
 from transrec_jax.models.positions import sinusoidal_table
+from transrec_jax.models.item_tower import ItemFeatureArrays
 from transrec_jax.models.recommenders import Recommender
 
 
@@ -65,8 +66,10 @@ class EncoderDecoder(Recommender):
     causal = False  # the encoder reads the whole history at once
     has_mask_token = True  # the extra embedding row, id num_items + 1, is the decoder's [START]
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
+                 item_features: ItemFeatureArrays | None = None):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
+                         item_features=item_features)
         m = model_cfg
         if m.next_k < 1:
             raise ValueError(f"config.model.next_k={m.next_k}: expected a positive integer")
@@ -236,7 +239,7 @@ class EncoderDecoder(Recommender):
         return jnp.full((batch, 1), self.start_id, jnp.int32)
 
     def _embed_steps(self, tokens: jax.Array, steps: jax.Array) -> jax.Array:
-        x = self.item_embedding(tokens) * self.embedding_scale
+        x = self.embed_items(tokens) * self.embedding_scale
         if self.decoder_positions is not None:
             x = x + self.decoder_positions(steps)
         return x

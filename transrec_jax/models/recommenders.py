@@ -26,6 +26,7 @@ from transrec_jax.models.attention import (
     split_key,
 )
 from transrec_jax.models.ensemble import Ensemble
+from transrec_jax.models.item_tower import ItemFeatureArrays, ItemTower
 from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
 from transrec_jax.models.positions import make_positions, right_aligned_ids, start_aligned_ids
 
@@ -58,7 +59,8 @@ class Recommender(nnx.Module):
     causal: bool = True
     has_mask_token: bool = False  # an extra embedding row, id num_items + 1
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
+                 item_features: ItemFeatureArrays | None = None):
         if num_items < 1:
             raise ValueError(f"num_items={num_items}: a model needs at least one item")
         if model_cfg.head not in ("tied", "linear"):
@@ -78,6 +80,14 @@ class Recommender(nnx.Module):
         self.output_rows = num_items + 1 if row_multiple == 1 else table_rows
         self.item_embedding = nnx.Embed(
             table_rows, d_model, dtype=dtype, embedding_init=_padded(table_init, vocab_size), rngs=rngs
+        )
+        if (m.item_tower != "off") != (item_features is not None):
+            raise ValueError(f"config.model.item_tower={m.item_tower!r} needs item features exactly "
+                             "when it is not 'off' (dataset.item_features)")
+        self.item_tower = (
+            ItemTower(item_features, rows=table_rows, d_model=d_model, combine=m.item_tower,
+                      id_dropout=m.id_dropout, dtype=dtype, rngs=rngs)
+            if item_features is not None else None
         )
         self.positions = make_positions(m, dtype=dtype, rngs=rngs)
         self.positions_from = m.positions_from
@@ -120,7 +130,10 @@ class Recommender(nnx.Module):
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > config.model.max_len={self.max_len}")
         embedding_key, *layer_keys = split_key(key, len(self.layers) + 1)
-        x = self.item_embedding(tokens) * self.embedding_scale
+        # (the id dropout's key is folded from the embedding dropout's: without an item tower
+        # every key is what it was before the tower existed)
+        id_key = None if key is None or self.item_tower is None else jax.random.fold_in(embedding_key, 1)
+        x = self.embed_items(tokens, key=id_key) * self.embedding_scale
         if self.positions is not None:
             if self.positions_from == "start":
                 ids = start_aligned_ids(tokens, segments)
@@ -141,18 +154,28 @@ class Recommender(nnx.Module):
             x = l2_normalize(x) / self.score_temperature
         return x
 
+    def embed_items(self, tokens: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
+        """Input vectors of the item ids `tokens`: their id rows, combined with their content
+        by the item tower when there is one (`key`, training: its id dropout)."""
+        vectors = self.item_embedding(tokens)
+        return vectors if self.item_tower is None else self.item_tower(vectors, tokens, key=key)
+
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:
         """(W [output_rows, D], b [output_rows] or None): row i scores item id i.
 
         Row 0 is padding and rows past num_items are not items (callers mask both); output_rows
         is num_items + 1 unless the tables are split over devices. tied: the item-embedding
-        rows (BERT4Rec's [MASK] row excluded when unsplit); linear: a separate weight. b exists when
+        rows (BERT4Rec's [MASK] row excluded when unsplit), through the item tower when there
+        is one (every item's id row and content); linear: a separate weight. b exists when
         model.head_bias, for either head (BERT4Rec's tied head has an output bias). With
         model.score_temperature the rows are unit vectors (and `encode` returns user vectors of
         norm 1 / temperature), so every consumer of (hidden, W) scores by scaled cosine.
         """
         if self.output_weight is not None:
             weight = self.output_weight[...]
+        elif self.item_tower is not None:  # every item's id row with its content
+            ids = jnp.arange(self.output_rows)
+            weight = self.item_tower(self.item_embedding.embedding[...][: self.output_rows], ids)
         else:
             weight = self.item_embedding.embedding[...][: self.output_rows]
         if self.score_temperature:
@@ -191,8 +214,10 @@ class Recommender(nnx.Module):
 class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
+                 item_features: ItemFeatureArrays | None = None):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
+                         item_features=item_features)
         self.first_item_target = bool(model_cfg.first_item_target)
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None,
@@ -256,8 +281,10 @@ class BERT4Rec(Recommender):
     causal = False
     has_mask_token = True
 
-    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1):
-        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
+    def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
+                 item_features: ItemFeatureArrays | None = None):
+        super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
+                         item_features=item_features)
         self.mask_id = num_items + 1
         self.mask_prob = model_cfg.mask_prob
 
@@ -290,10 +317,11 @@ MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": Tra
 
 
 def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs,
-                row_multiple: int = 1):
+                row_multiple: int = 1, item_features: ItemFeatureArrays | None = None):
     """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32.
 
     row_multiple: the item tables' rows are padded to a multiple of it (the item shards).
+    item_features: what the item tower reads (model.item_tower); None without one.
 
     model.ensemble_size > 1: an Ensemble of that many members, drawn one after another from
     `rngs` (so each starts from its own initialisation).
@@ -302,9 +330,11 @@ def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs,
         raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
     make = MODELS[model_cfg.name]
     if model_cfg.ensemble_size > 1:
-        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
+        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
+                              item_features=item_features)
                          for _ in range(model_cfg.ensemble_size)])
-    return make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple)
+    return make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
+                item_features=item_features)
 
 
 def training_window(model_cfg) -> int:

@@ -9,12 +9,12 @@ import jax
 from flax import nnx
 
 from transrec_jax import config as config_lib
-from transrec_jax import sharding
+from transrec_jax import evaluate, sharding
 from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.config import ConfigError
 from transrec_jax.data import load, splits
 from transrec_jax.data.dataset import SequenceDataset
-from transrec_jax.train import init_state
+from transrec_jax.train import init_state, item_features
 
 
 @dataclasses.dataclass
@@ -31,7 +31,7 @@ class Run:
         return nnx.merge(self.graphdef, self.params)
 
     def split(self) -> splits.Split:
-        return splits.make_split(self.dataset, self.config.dataset)
+        return splits.make_split(self.dataset, self.config.dataset, seed=self.config.seed)
 
 
 def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
@@ -52,7 +52,11 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
         raise ConfigError(f"{workdir} was trained with mesh.model={config.mesh.model}: its item "
                           f"tables split over a divisor of {config.mesh.model} devices, not "
                           f"{mesh.shape[sharding.MODEL]}")
-    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh)
+    # (the item tower's arrays come back from the checkpoint; these give their shapes)
+    counts = evaluate.train_item_counts(dataset, splits.make_split(dataset, config.dataset, seed=config.seed)) \
+        if config.model.item_tower != "off" else None
+    graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh,
+                                    item_features=item_features(config, dataset, counts, log=lambda *_: None))
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     restored = None
     if checkpoint == "best":

@@ -1,0 +1,169 @@
+"""The item tower (models/item_tower.py) against numpy: content pooling, the three combinations,
+the unknown id for never-trained items and under id dropout, the tied output table; constants
+that the train step never changes; the models with the tower off keep their parameters."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from transrec_jax import config as config_lib
+from transrec_jax import train
+from transrec_jax.data import synthetic
+from transrec_jax.models import build_model
+from transrec_jax.models.item_tower import FeatureTable, ItemFeatureArrays
+
+NUM_ITEMS = 6
+
+
+def features(known=None) -> ItemFeatureArrays:
+    # genres: item 1 {2, 3}, item 2 {3}, item 3 unknown, items 4-6 {4}; row 0 padding
+    genres = np.array([[0, 0], [2, 3], [3, 0], [1, 0], [4, 0], [4, 0], [4, 0]], np.int32)
+    vectors = np.arange(7 * 3, dtype=np.float32).reshape(7, 3) / 10
+    vectors[5] = vectors[4]  # items 4 and 5: the same content
+    return ItemFeatureArrays(
+        categorical={"genres": genres}, vocab_sizes={"genres": 5}, dense={"text": vectors},
+        known=np.ones(NUM_ITEMS + 1, bool) if known is None else known)
+
+
+def model_config(name="sasrec", combine="sum", id_dropout=0.0):
+    c = config_lib.base_config()
+    c.model.update(name=name, max_len=5, d_model=8, num_layers=1, num_heads=2, d_ff=16,
+                   item_tower=combine, id_dropout=id_dropout, dropout=0.0, attention_dropout=0.0)
+    return c.model
+
+
+def numpy_items(model, ids, use_id):
+    """The tower's item vectors recomputed in numpy from its parameters."""
+    t = model.item_tower
+    emb = np.asarray(model.item_embedding.embedding[...])
+    id_part = np.where(use_id[:, None], emb[ids], np.asarray(t.unknown_id[...]))
+    genres = np.asarray(t.categorical[0][...])[ids]
+    table = np.asarray(t.value_embeddings[0].embedding[...])
+    pooled = np.stack([table[[g for g in row if g]].mean(0) for row in genres])
+    lin = t.projections[0]
+    dense = np.asarray(t.dense[0][...])[ids] @ np.asarray(lin.kernel[...]) + np.asarray(lin.bias[...])
+    if t.combine == "concat":
+        return np.concatenate([id_part, pooled, dense], 1) @ np.asarray(t.mix.kernel[...]) + np.asarray(t.mix.bias[...])
+    content = pooled + dense
+    if t.combine == "sum":
+        return id_part + content
+    gate = 1 / (1 + np.exp(-(np.concatenate([id_part, content], 1) @ np.asarray(t.mix.kernel[...])
+                             + np.asarray(t.mix.bias[...]))))
+    return gate * id_part + (1 - gate) * content
+
+
+@pytest.mark.parametrize("combine", ["sum", "gated", "concat"])
+def test_item_vectors_and_output_table_match_numpy(combine):
+    known = np.array([1, 1, 1, 1, 0, 0, 1], bool)  # items 4, 5 never trained
+    model = build_model(model_config(combine=combine), NUM_ITEMS, rngs=nnx.Rngs(0),
+                        item_features=features(known))
+    ids = np.arange(1, NUM_ITEMS + 1)
+    want = numpy_items(model, ids, known[ids])
+    np.testing.assert_allclose(np.asarray(model.embed_items(jnp.asarray(ids))), want, rtol=1e-5, atol=1e-6)
+    W, _ = model.output_table()
+    np.testing.assert_allclose(np.asarray(W)[1:], want, rtol=1e-5, atol=1e-6)
+    if combine != "concat":  # never-trained items 4 and 5 share content: content alone places them
+        np.testing.assert_allclose(np.asarray(W)[4], np.asarray(W)[5], rtol=1e-6)
+        assert not np.allclose(np.asarray(W)[4], np.asarray(W)[6])  # item 6 keeps its id row
+
+
+def test_id_dropout_replaces_id_rows_while_training_only():
+    model = build_model(model_config(id_dropout=0.5), NUM_ITEMS, rngs=nnx.Rngs(0),
+                        item_features=features())
+    ids = jnp.asarray(np.tile(np.arange(1, NUM_ITEMS + 1), 400))
+    ids_np = np.asarray(ids)
+    kept = numpy_items(model, ids_np, np.ones(len(ids_np), bool))
+    dropped = numpy_items(model, ids_np, np.zeros(len(ids_np), bool))
+    got = np.asarray(model.embed_items(ids, key=jax.random.key(3)))
+    is_dropped = np.all(np.isclose(got, dropped, atol=1e-6), axis=1)
+    assert np.all(is_dropped | np.all(np.isclose(got, kept, atol=1e-6), axis=1))
+    assert 0.45 < is_dropped.mean() < 0.55
+    np.testing.assert_allclose(np.asarray(model.embed_items(ids)), kept, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec", "encdec"])
+def test_a_train_step_trains_the_tower_and_keeps_its_constants(name):
+    c = config_lib.base_config()
+    c.model.update(model_config(name=name, combine="gated", id_dropout=0.2))
+    c.model.next_k = 2
+    model = build_model(c.model, NUM_ITEMS, rngs=nnx.Rngs(0), item_features=features())
+    graphdef, params = nnx.split(model)
+    tx = optax.adam(1e-2)
+    state = {"step": jnp.zeros((), jnp.int32), "params": params,
+             "opt_state": tx.init(train.trainable(params)[0])}
+    seq = jnp.asarray([[0, 1, 2, 3, 4, 5, 6], [0, 0, 0, 2, 4, 6, 1]], jnp.int32)[:, -(c.model.max_len + 1):]
+    batch = {"seq": seq}
+    if name == "encdec":
+        batch = {"seq": jnp.asarray([[1, 2, 3, 4, 5, 6, 1], [0, 0, 2, 4, 6, 1, 3]], jnp.int32)}
+    new, metrics = train.train_step(state, batch, jax.random.key(0), graphdef=graphdef, tx=tx,
+                                    loss_cfg=c.loss, item_log_probs=None)
+    assert np.isfinite(float(metrics["loss"]))
+    before, after = nnx.to_flat_state(params), nnx.to_flat_state(new["params"])
+    for (path, old), (path2, now) in zip(before, after, strict=True):
+        assert path == path2
+        if isinstance(old, FeatureTable):
+            np.testing.assert_array_equal(np.asarray(old[...]), np.asarray(now[...]))
+    changed = {path for (path, old), (_, now) in zip(before, after)
+               if not isinstance(old, FeatureTable) and not np.array_equal(np.asarray(old[...]), np.asarray(now[...]))}
+    for part in ("unknown_id", "value_embeddings", "projections", "mix"):
+        assert any(part in path for path in changed), part
+
+
+def test_tower_off_adds_nothing_and_needs_no_features():
+    off = build_model(model_config(combine="off"), NUM_ITEMS, rngs=nnx.Rngs(0))
+    assert off.item_tower is None
+    paths = {path for path, _ in nnx.to_flat_state(nnx.state(off))}
+    assert not any("item_tower" in path for path in paths)
+    with pytest.raises(ValueError, match="needs item features exactly when"):
+        build_model(model_config(combine="off"), NUM_ITEMS, rngs=nnx.Rngs(0), item_features=features())
+    with pytest.raises(ValueError, match="needs item features exactly when"):
+        build_model(model_config(combine="sum"), NUM_ITEMS, rngs=nnx.Rngs(0))
+
+
+def test_config_checks_the_tower_keys():
+    c = config_lib.base_config()
+    c.model.item_tower = "mean"
+    with pytest.raises(config_lib.ConfigError, match=r"config.model.item_tower='mean': expected one of"):
+        config_lib.validate(c)
+    c = config_lib.base_config()
+    c.model.id_dropout = 0.3
+    with pytest.raises(config_lib.ConfigError, match=r"config.model.id_dropout=0.3: needs model.item_tower"):
+        config_lib.validate(c)
+
+
+def test_content_ranks_items_training_never_saw(tmp_path):
+    """cold_items split on planted data whose items carry their topic: the id-only model cannot
+    place a withheld target (its id row never trained), the sum tower places it by its topic;
+    the tower also survives a reload through serving (its constants come from the checkpoint)."""
+    from test_train import tiny_config
+
+    from transrec_jax.serving import run as serving_run
+
+    c = tiny_config(tmp_path, **{"dataset.split": "cold_items", "dataset.cold_item_fraction": 0.2,
+                                 "dataset.synthetic.num_topics": 6})
+    s = c.dataset.synthetic
+    topic_of = synthetic._TopicSampler(s.num_items, s.num_topics,
+                                       np.random.default_rng([c.seed, 20261127])).topic_of
+    path = tmp_path / "topics.json"
+    path.write_text(json.dumps({str(i + 1): [int(t)] for i, t in enumerate(topic_of)}))
+    results = {}
+    for tower in ("off", "sum"):
+        overrides = {"model.item_tower": tower}
+        if tower != "off":
+            overrides.update({"dataset.item_features": str(path), "model.id_dropout": 0.3})
+        cfg = tiny_config(tmp_path, **{"dataset.split": "cold_items", "dataset.cold_item_fraction": 0.2,
+                                       "dataset.synthetic.num_topics": 6}, **overrides)
+        results[tower] = train.train_and_evaluate(cfg, str(tmp_path / tower))
+    cold = {t: r["test_slices"]["target_withheld"]["withheld"] for t, r in results.items()}
+    assert cold["off"]["users"] == cold["sum"]["users"] > 10
+    assert cold["sum"]["hr@10"] > cold["off"]["hr@10"] + 0.1, cold
+    run = serving_run.load_run(str(tmp_path / "sum"))
+    W, _ = run.model().output_table()
+    assert np.isfinite(np.asarray(W)).all() and run.model().item_tower is not None
