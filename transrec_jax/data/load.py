@@ -104,7 +104,6 @@ def cache_path(dataset_cfg, seed: int) -> str:
 
 
 def _write_cache(path: str, ds: SequenceDataset) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     arrays = dict(offsets=ds.offsets, items=ds.items, user_ids=ds.user_ids, item_ids=ds.item_ids)
     if ds.timestamps is not None:
         arrays["timestamps"] = ds.timestamps
@@ -112,7 +111,14 @@ def _write_cache(path: str, ds: SequenceDataset) -> None:
         "version": CACHE_VERSION, "num_items": ds.num_items, "name": ds.name, "stats": ds.stats(),
         "shapes": {key: list(a.shape) for key, a in arrays.items()},
     }
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    write_npz(path, meta, arrays)
+
+
+def write_npz(path: str, meta: dict, arrays: dict) -> None:
+    """`arrays` and a JSON `meta` in one .npz, through a temporary file renamed into place: a
+    crash never leaves a partial cache (side_info.py writes its caches so too)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, meta=np.array(json.dumps(meta)), **arrays)

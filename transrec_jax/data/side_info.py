@@ -27,7 +27,6 @@ Files that fail to parse raise a one-line `DataError` "<path>:<line>: <problem>;
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -37,7 +36,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import types
 
 import numpy as np
@@ -47,6 +45,7 @@ import pyarrow.parquet as pq
 from transrec_jax.data.catalog import build_catalog
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.errors import DataError
+from transrec_jax.data.load import write_npz
 from transrec_jax.models.item_tower import ItemFeatureArrays
 
 PAD, UNKNOWN = 0, 1
@@ -484,17 +483,7 @@ def save(info: SideInfo, path: str) -> None:
     arrays = {}
     for i, feature in enumerate(info.features.values()):
         arrays[f"values_{i}"], arrays[f"missing_{i}"] = feature.values, feature.missing
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_npz(path, meta, arrays)
 
 
 _DTYPES = {"categorical": np.int32, "numeric": np.float32, "dense": np.float32}

@@ -92,6 +92,17 @@ def launch(run: Run, env: dict | None = None) -> tuple[str, str]:
     return "failed", first
 
 
+def finished(run: Run) -> dict:
+    """The record of `run` (`record`), launched first unless it has finished; StudyError when
+    it fails (rerunning the caller retries it)."""
+    check_workdirs([run])
+    if run.status() != "done":
+        outcome, message = launch(run)
+        if outcome != "done":
+            raise StudyError(f"{run.workdir}: the run failed ({message}); rerun to retry it")
+    return record(run)
+
+
 def run_all(runs: list[Run], parallel: int = 1) -> int:
     """Launch `runs` (`parallel` at a time), printing each outcome; the number that failed."""
     env = dict(os.environ)

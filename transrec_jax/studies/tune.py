@@ -71,12 +71,7 @@ def search(config: str, root: str, seed: int = 0, log=lambda line: print(line, f
 
     def launch(blocks, dropout, epochs, stage):
         run = make_run(config, seed, root, blocks, dropout, epochs)
-        runner.check_workdirs([run])
-        if run.status() != "done":
-            outcome, message = runner.launch(run)
-            if outcome != "done":
-                raise StudyError(f"{run.workdir}: the run failed ({message}); rerun to retry it")
-        rec = runner.record(run)
+        rec = runner.finished(run)
         row = {"stage": stage, "run": run.name, "blocks": blocks, "dropout": dropout,
                "epochs": epochs, "val": rec["val"][METRIC], "best_epoch": rec["best_epoch"],
                "test": rec["test"], "wall_time_s": rec["wall_time_s"],
