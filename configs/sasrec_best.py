@@ -30,9 +30,11 @@ and beauty.md), each config with its ML-1M table row:
   configs/sasrec_best.py:ml-1m,ensemble,exclude_window           row `best_exclude_window_x3`
   configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads   row `best_exclude_window_rotary_2heads`
 On Amazon Beauty the table's row `best` runs the 4-block version with dropout 0.5 over 40
-epochs (experiments/reproduce/beauty.py). On a dataset nobody tuned on, let
-`python -m transrec_jax.tune --config=configs/sasrec_best.py:<dataset>` choose depth, dropout
-and schedule length on validation (transrec_jax/studies/tune.py; experiments/recipe/README.md).
+epochs (experiments/reproduce/beauty.py). The preset reads item ids only (model.item_tower
+off); whether genres or attributes help it is not measured yet (README, "Side information").
+On a dataset nobody tuned on, let `python -m transrec_jax.tune
+--config=configs/sasrec_best.py:<dataset>` choose depth, dropout and schedule length on
+validation (transrec_jax/studies/tune.py; experiments/recipe/README.md).
 
 Run (the table's wall-time column says how long each takes):
   python -m transrec_jax.main --config=configs/sasrec_best.py:ml-1m --workdir=/tmp/sasrec_best

@@ -141,6 +141,12 @@ def test_sampled_mode_is_labelled_and_never_harder_than_full_ranking():
     sampled = sampled_evaluator(params)
     with pytest.raises(ValueError, match="full-ranking"):  # ranks among 100 items: no slices
         sampled_evaluator.slices(evaluate.train_item_counts(ds, split))
+    # The popularity baseline ranks among the same 100 negatives (pessimistic ties), in numpy:
+    counts = evaluate.train_item_counts(ds, split)
+    pop = sampled_evaluator.popularity(counts)
+    targets, negs = sampled_evaluator.batcher.targets(), sampled_evaluator._negatives
+    ranks = (counts[negs] >= counts[targets][:, None]).sum(1)
+    assert pop["sampled100/hr@10"] == pytest.approx(np.mean(ranks < 10), abs=1e-6)
     assert all(k.startswith("sampled100/") for k in sampled)
     # The 100 negatives are a subset of the rankable items, so no target can rank lower.
     for k in ("hr@1", "hr@10", "ndcg@10"):

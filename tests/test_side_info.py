@@ -1,12 +1,15 @@
 """Side information: tiny files in each real format → rows aligned to a dataset's internal ids."""
 
+import json
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from transrec_jax import config as config_lib
 from transrec_jax.data import side_info as si
 from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.errors import DataError
@@ -349,3 +352,114 @@ def test_a_missing_file_is_named(tmp_path, monkeypatch):
         si.read_users_dat("users.dat", dataset([1]))
     expected = f"users.dat: no such file (relative to the working directory {tmp_path})"
     assert str(err.value) == expected
+
+
+# --- alignment does not depend on the file's order ------------------------------------------------
+
+ORDERED = {  # format: (file name, header line or None, one line per file id 1..8)
+    "movies_dat": ("movies.dat", None, [
+        f"{i}::Film {i} (199{i})::{g}" for i, g in enumerate(
+            ["Drama", "Comedy|Drama", "Sci-Fi", "Action|Sci-Fi|War", "Comedy", "War|Drama",
+             "Horror", "Action"], 1)]),
+    "u_item": ("u.item", None, [
+        f"{i}|Film {i}|01-Jan-1995||http://x/{i}|{flags(*g)}" for i, g in enumerate(
+            [("Drama",), ("Comedy", "Drama"), ("Sci-Fi",), ("Action", "Sci-Fi", "War"), (),
+             ("War", "Drama"), ("Horror",), ("Action",)], 1)]),
+    "attributes_json": ("attrs.json", None, [
+        f'"{i}": {json.dumps(a)}' for i, a in enumerate(
+            [[12, 3], [3], [], [40, 12, 7], [7], [3, 40], [100], [2]], 1)]),
+    "table": ("items.csv", "id,brand,tags,price", [
+        "1,acme,soap|lavender,2.5", "2,zeta,,4.5", "3,acme,soap,", "4,,rose|soap,1",
+        "5,omni,lavender,3", "6,zeta,rose,7.25", "7,acme,,0.5", "8,omni,soap|rose,2"]),
+}
+
+
+def write_lines(path, kind, header, lines):
+    if kind == "attributes_json":
+        path.write_text("{\n" + ",\n".join(lines) + "\n}\n")
+    else:
+        path.write_text("".join(line + "\n" for line in ([header] if header else []) + lines))
+    return str(path)
+
+
+@pytest.mark.parametrize("kind", list(ORDERED))
+def test_shuffled_lines_give_the_same_rows(tmp_path, kind):
+    name, header, lines = ORDERED[kind]
+    shuffled = [lines[i] for i in np.random.default_rng(0).permutation(len(lines))]
+    assert shuffled != lines
+    items = dataset([5, 3, 8, 1, 9, 2, 6])  # 9 is in no file; 4 and 7 in no dataset
+    readers = {
+        "movies_dat": si.read_movies_dat, "u_item": si.read_u_item,
+        "attributes_json": si.read_item_attributes,
+        "table": lambda p, d: si.read_table(p, d, entity="item", id_col="id", columns={
+            "brand": "categorical", "tags": "multi:|", "price": "numeric"}),
+    }
+    infos = []
+    for directory, order in (("ordered", lines), ("shuffled", shuffled)):
+        (tmp_path / directory).mkdir()
+        infos.append(readers[kind](write_lines(tmp_path / directory / name, kind, header, order), items))
+    ordered, reshuffled = infos
+    assert list(ordered.features) == list(reshuffled.features)
+    for feature_name, f in ordered.features.items():
+        g = reshuffled.features[feature_name]
+        assert f.values.dtype == g.values.dtype and np.array_equal(f.values, g.values), feature_name
+        assert np.array_equal(f.missing, g.missing) and f.vocab == g.vocab
+        assert {**f.stats, "source": ""} == {**g.stats, "source": ""}
+        assert f.missing[5] and not f.missing[0]  # item 9 (row 5): in no file; padding never
+
+
+# --- read_item_features (what a run reads): errors leave no cache, the cache is read again --------
+
+
+def features_config(path, fmt="auto", columns=""):
+    d = config_lib.base_config().dataset
+    d.update(item_features=str(path), item_features_format=fmt, item_features_columns=columns)
+    return d
+
+
+@pytest.mark.parametrize("name, fmt, columns, content, problem", [
+    ("movies.dat", "auto", "", "1::Toy Story (1995)::Animation\n2::Jumanji (1995)\n",
+     ":2: 2 '::'-separated fields"),
+    ("u.item", "auto", "", f"1|Toy Story|01-Jan-1995||http://x|{GOOD_FLAGS}\n2|GoldenEye|x\n",
+     ":2: 3 '|'-separated fields"),
+    ("attrs.json", "auto", "", '{"1": [1, 2],\n "2": [3,, 4]}', ":2: not JSON"),
+    ("items.csv", "table", "price:numeric", "id,price\n1,2.5\n2,cheap\n",
+     ":3: column 'price' is 'cheap'"),
+    ("v.parquet", "vectors", "", {"id": [1, 2], "vector": [[1.0, 2.0], [3.0]]},
+     ": row 2: a vector of 1 values"),
+])
+def test_a_malformed_file_read_for_a_run_is_one_line_and_caches_nothing(
+        tmp_path, name, fmt, columns, content, problem):
+    path = tmp_path / name
+    if isinstance(content, dict):
+        pq.write_table(pa.table(content), path)
+    else:
+        path.write_text(content)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with pytest.raises(DataError) as err:
+        si.read_item_features(features_config(path, fmt, columns), dataset([1, 2]),
+                              str(cache / "data"), log=lambda message: None)
+    message = str(err.value)
+    assert message.startswith(f"{path}{problem}") and "\n" not in message
+    assert os.listdir(cache) == []  # no *-items-*.npz, no .tmp
+
+
+def test_a_second_read_for_a_run_comes_from_the_cache(tmp_path, monkeypatch):
+    path = tmp_path / "movies.dat"
+    path.write_text("1::A (1990)::Drama|War\n3::B (1991)::Comedy\n")
+    d, items, stem = features_config(path), dataset([1, 2, 3]), str(tmp_path / "cache" / "data")
+    said = []
+    first = si.read_item_features(d, items, stem, log=said.append)
+    assert_same(first, si.read_movies_dat(str(path), items))
+    cached = os.listdir(tmp_path / "cache")
+    assert len(cached) == 1 and re.fullmatch(r"data-items-[0-9a-f]{16}\.npz", cached[0])
+    assert len(said) == 1 and cached[0] in said[0]
+
+    def unread(*args, **kwargs):
+        raise AssertionError("read the file again")
+
+    monkeypatch.setattr(si, "read_movies_dat", unread)
+    second = si.read_item_features(d, items, stem, log=said.append)
+    assert_same(first, second)
+    assert len(said) == 1  # nothing read, nothing cached again

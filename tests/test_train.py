@@ -53,6 +53,7 @@ def test_end_to_end_loss_falls_and_beats_popularity(trained):
         for groups in on_disk[key].values():
             assert sum(g["users"] for g in groups.values()) == on_disk["dataset"]["users"]
     assert set(on_disk["test_slices"]["target_popularity"]) <= {"head", "torso", "tail", "cold"}
+    assert on_disk["test_content_knn"] is None  # (no item features: no content baseline)
     assert on_disk["best_step"] in (40, 80) and on_disk["dataset"]["users"] == 600
     assert os.path.isdir(os.path.join(workdir, "tensorboard"))
 

@@ -3,7 +3,9 @@
 Full ranking scores every item for each user, masks padding and (by default) the items
 already in the user's history, and reports HR/NDCG/MRR/Recall@K and catalog coverage@K, and
 on request the same by slice: the target's training popularity, the history's length and,
-when the split withholds items from training (cold_items), whether the target is one.
+when the split withholds items from training (cold_items), whether the target is one. Two
+baselines go through the same protocol: the most popular items (`popularity`) and, given item
+features, the items whose content is nearest the user's recent items' (`content_knn`).
 `sampled100` ranks the target among 100 sampled negatives instead: it exists only to compare
 with pre-2020 papers and every metric it produces carries the `sampled100/` prefix.
 Batches have one fixed shape (padded, with a `valid` mask), so each evaluator compiles once
@@ -26,10 +28,14 @@ from flax import nnx
 from transrec_jax import metrics, ranking, sharding
 from transrec_jax.data.batching import EvalBatcher
 from transrec_jax.data.dataset import SequenceDataset
+from transrec_jax.data.side_info import RESERVED
 from transrec_jax.data.splits import Split, training_view
 from transrec_jax.models import recommenders
+from transrec_jax.models.item_tower import ItemFeatureArrays
 
 SAMPLED_NEGATIVES = 100
+# The history items whose content makes the content baseline's user profile (Evaluator.content_knn).
+CONTENT_KNN_RECENT = 10
 
 
 def protocol(config) -> dict:
@@ -115,20 +121,71 @@ class Evaluator:
         1M-item catalog would take [batch, num_items] scores and masks at once.
         """
         scores = ranking.popularity_scores(item_counts)
-        item_chunk = self.config.eval.item_chunk
+        item_chunk, sampled = self.config.eval.item_chunk, self._negatives is not None
 
         # Jitted as the model's step is: on global arrays of several processes an eager op
         # would run out of step between the processes.
         @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
         def step(batch):
-            exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
-            ranks, topk, _ = ranking.rank_popularity(scores, batch["target"], exclude,
-                                                     kmax=self.kmax, item_chunk=item_chunk,
-                                                     mesh=self.mesh)
+            if sampled:  # the counts as item biases of zero vectors, among the same negatives
+                batch_size = batch["target"].shape[0]
+                ranks = ranking.rank_sampled(jnp.zeros((batch_size, 1)), jnp.zeros((len(scores), 1)),
+                                             scores, batch["target"], batch["negatives"])
+                topk = jnp.zeros((batch_size, self.kmax), jnp.int32)
+            else:
+                exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
+                ranks, topk, _ = ranking.rank_popularity(scores, batch["target"], exclude,
+                                                         kmax=self.kmax, item_chunk=item_chunk,
+                                                         mesh=self.mesh)
             per_user = metrics.metrics_from_ranks(ranks, batch["valid"], self.ks)
             return {k: v.sum() for k, v in per_user.items()}, topk, ranks
 
         return self._run(step)
+
+    def content_knn(self, features: ItemFeatureArrays,
+                    recent: int = CONTENT_KNN_RECENT) -> dict[str, float]:
+        """The content-only nearest-neighbour baseline under the same protocol: what item
+        content alone, with no training, ranks, e.g. for items training never saw.
+
+        Every item scores the cosine between its content vector (`content_vectors`) and the
+        user's profile, the mean of the content vectors of the user's last `recent` history
+        items (of the model's window, `history`). The default 10: recent items follow the
+        user's current interest, which the whole history's mean blurs, and ten are enough that
+        one odd item, common in real logs, does not decide the profile.
+        Items of the same content tie, and ties rank pessimistically: a target ranks behind
+        every other item of its content (coarse content, e.g. genres alone, thus scores low).
+        A profile without content (no recent item has features) scores every item 0: its
+        target ranks last.
+        """
+        table = content_vectors(features)
+        if len(table) != self.num_items + 1:
+            raise ValueError(f"features: {len(table)} rows; expected num_items + 1 = "
+                             f"{self.num_items + 1}")
+        table = np.pad(table, ((0, -len(table) % sharding.model_size(self.mesh)), (0, 0)))
+        # A global array (an argument, not a constant of the program): every process holds it all.
+        table = jax.make_array_from_process_local_data(sharding.replicated(self.mesh), table,
+                                                       table.shape)
+        item_chunk, sampled = self.config.eval.item_chunk, self._negatives is not None
+
+        # Jitted as the model's step is (see `popularity`).
+        @functools.partial(jax.jit, out_shardings=sharding.replicated(self.mesh))
+        def step(table, batch):
+            profile = table[batch["history"][:, -recent:]].sum(axis=1)  # padding: a zero row
+            norm = jnp.linalg.norm(profile, axis=1, keepdims=True)
+            profile = profile / jnp.where(norm > 0, norm, 1.0)  # the mean's direction
+            if sampled:
+                ranks = ranking.rank_sampled(profile, table, None, batch["target"],
+                                             batch["negatives"])
+                topk = jnp.zeros((ranks.shape[0], self.kmax), jnp.int32)
+            else:
+                exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
+                ranks, topk, _ = ranking.rank_full(profile, table, None, batch["target"], exclude,
+                                                   kmax=self.kmax, item_chunk=item_chunk,
+                                                   num_items=self.num_items, mesh=self.mesh)
+            per_user = metrics.metrics_from_ranks(ranks, batch["valid"], self.ks)
+            return {k: v.sum() for k, v in per_user.items()}, topk, ranks
+
+        return self._run(lambda batch: step(table, batch))
 
     def _run(self, step) -> dict[str, float]:
         sums, topk, valid, ranks = {}, [], [], []
@@ -158,6 +215,33 @@ class Evaluator:
             result = {f"sampled100/{k}": v for k, v in result.items()}
             self._ranks = None  # ranks among 100 sampled items: no slices of those
         return result
+
+
+def content_vectors(features: ItemFeatureArrays) -> np.ndarray:
+    """float32[rows, D]: each item's content as one unit vector (zero for an item without any),
+    for `Evaluator.content_knn`'s cosine.
+
+    The concatenation, over the features, of a categorical feature's multi-hot over its
+    vocabulary (<pad> and <unknown> left out: an unlisted item adds nothing) and each dense or
+    numeric feature scaled to unit length, so that a vector's scale does not outweigh the other
+    features (a standardised numeric feature keeps its sign only: above or below the mean).
+    """
+    parts = []
+    for name in sorted(features.categorical):
+        values = features.categorical[name]
+        multi_hot = np.zeros((len(values), features.vocab_sizes[name] - len(RESERVED)), np.float32)
+        rows, columns = np.nonzero(values >= len(RESERVED))
+        multi_hot[rows, values[rows, columns] - len(RESERVED)] = 1.0
+        parts.append(multi_hot)
+    parts += [_unit_rows(features.dense[name]) for name in sorted(features.dense)]
+    return _unit_rows(np.concatenate(parts, axis=1))
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit L2 norm (in float64, returned as float32); zero rows stay zero."""
+    x = np.asarray(x, np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32)
 
 
 def _times(batch) -> dict:

@@ -199,9 +199,9 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     # --- model, optimizer, state, compiled steps ----------------------------------------
     data_sharding = sharding.batch_sharding(mesh)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
+    features = item_features(config, dataset, item_counts, log=say)
     graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh,
-                                     steps_per_epoch=batcher.steps_per_epoch,
-                                     item_features=item_features(config, dataset, item_counts, log=say))
+                                     steps_per_epoch=batcher.steps_per_epoch, item_features=features)
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable(state["params"])[0]))
     # Items withheld from training (dataset.split=cold_items) do not exist for its losses.
     trainable_items = None if split.withheld is None else jnp.asarray(item_counts > 0)
@@ -287,6 +287,10 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     test_slices = test.slices(item_counts) if config.eval.mode == "full" else None
     popularity = test.popularity(item_counts)
     popularity_slices = test.slices(item_counts) if config.eval.mode == "full" else None
+    content_knn = content_knn_slices = None
+    if features is not None:
+        content_knn = test.content_knn(features)
+        content_knn_slices = test.slices(item_counts) if config.eval.mode == "full" else None
     next_k_metrics = None
     if split.kind == "next_k":  # the list of K items against the K held-out ones
         next_k_start = time.time()
@@ -300,6 +304,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     log.close()
     say(f"test (best step {progress['best_step']}): {_fmt(test_metrics, config.eval.ks)}")
     say(f"popularity baseline: {_fmt(popularity, config.eval.ks)}")
+    if content_knn is not None:
+        say(f"content kNN baseline: {_fmt(content_knn, config.eval.ks)}")
     for name, groups in (test_slices or {}).items():
         k = min(config.eval.ks, key=lambda k: abs(k - 10))
         say(f"test ndcg@{k} by {name.replace('_', ' ')}: " + ", ".join(
@@ -316,6 +322,9 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         # and (split=cold_items) by whether the target was withheld from training
         "test_slices": test_slices,
         "test_popularity_slices": popularity_slices,
+        # the item-content nearest-neighbour baseline (evaluate.py), when the run has features
+        "test_content_knn": content_knn,
+        "test_content_knn_slices": content_knn_slices,
         "test_next_k": next_k_metrics,
         "best_validation": {metric: progress["best_value"]},
         "best_step": progress["best_step"],
