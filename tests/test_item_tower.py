@@ -167,3 +167,49 @@ def test_content_ranks_items_training_never_saw(tmp_path):
     run = serving_run.load_run(str(tmp_path / "sum"))
     W, _ = run.model().output_table()
     assert np.isfinite(np.asarray(W)).all() and run.model().item_tower is not None
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"model.item_tower": "sum"},
+     "config.model.item_tower='sum' with config.dataset.item_features='': the tower reads item features"),
+    ({"dataset.item_features": "x.json"},
+     "config.model.item_tower='off' with config.dataset.item_features='x.json'"),
+    ({"model.item_tower": "sum", "dataset.item_features": "x.json", "model.head": "linear"},
+     "config.model.item_tower: needs model.head='tied'"),
+    ({"model.item_tower": "sum", "dataset.item_features": "x.json",
+      "dataset.item_features_format": "csv"}, "config.dataset.item_features_format='csv'"),
+])
+def test_tower_and_feature_keys_are_one_line_errors(overrides, named):
+    c = config_lib.base_config()
+    for key, value in overrides.items():
+        config_lib.set_by_path(c, key, value)
+    with pytest.raises(config_lib.ConfigError) as err:
+        config_lib.validate(c)
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_item_features_word_needs_a_preset_with_features():
+    with pytest.raises(config_lib.ConfigError, match="config arg word 'item_features': dataset 'synthetic'"):
+        config_lib.finalize(config_lib.base_config(), "synthetic,item_features")
+    c = config_lib.finalize(config_lib.base_config(), "ml-100k,item_features")
+    assert c.dataset.item_features.endswith("u.item") and c.model.item_tower == "sum"
+
+
+@pytest.mark.parametrize("features, fmt, columns, named", [
+    ("missing.json", "auto", "", "config.dataset.item_features: "),
+    ("items.bin", "auto", "", "cannot tell its format from the name; set config.dataset.item_features_format"),
+    ("items.csv", "table", "genre", "config.dataset.item_features_columns='genre': 'genre' is not"),
+])
+def test_item_feature_settings_fail_in_one_line(tmp_path, monkeypatch, features, fmt, columns, named):
+    from transrec_jax.data import side_info
+    from transrec_jax.data.errors import DataError
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("items.bin", "items.csv"):
+        (tmp_path / name).write_text("id,genre\n1,a\n")
+    c = config_lib.base_config()
+    c.dataset.update(item_features=features, item_features_format=fmt, item_features_columns=columns)
+    with pytest.raises(DataError) as err:  # (no dataset: the settings fail before one is read)
+        side_info.read_item_features(c.dataset, None, str(tmp_path / "cache" / "x"), log=lambda *_: None)
+    assert named in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "cache").exists()
