@@ -20,6 +20,13 @@ PRESET_ITEM_FEATURES = {
     "beauty": "../shared/data/amazon/s3rec_Beauty_item2attributes.json",  # categories, brand
 }
 ITEM_FEATURE_FORMATS = ("auto", "movies_dat", "u_item", "attributes_json", "table", "vectors")
+# The user files of the presets that have one (config word `user_features`).
+PRESET_USER_FEATURES = {
+    "ml-1m": "../shared/data/ml-1m/users.dat",  # gender, age bucket, occupation
+    "ml-1m-full": "../shared/data/ml-1m/users.dat",
+    "ml-100k": "../shared/data/ml-100k/u.user",
+}
+USER_FEATURE_FORMATS = ("auto", "users_dat", "u_user", "table")
 DATASETS = ("synthetic", "ml-1m", "ml-1m-full", "ml-100k", "beauty", "local", "tfds")
 MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec", "hstu")
 SPLITS = ("leave_one_out", "temporal", "next_k", "cold_items")
@@ -102,6 +109,15 @@ def base_config() -> ml_collections.ConfigDict:
     d.item_features_format = "auto"
     d.item_features_id_col = "id"
     d.item_features_columns = ""
+    # User side information for model.user_features, by the dataset's user id: "" = none.
+    # Format: auto (by name: users.dat, u.user, .csv/.tsv/.parquet = table) | users_dat (ML-1M:
+    # gender, age, occupation) | u_user (ML-100K: the same, age bucketed) | table (CSV/TSV/Parquet:
+    # user_features_id_col, and user_features_columns as item_features_columns). The config
+    # word `user_features` sets the preset's file.
+    d.user_features = ""
+    d.user_features_format = "auto"
+    d.user_features_id_col = "id"
+    d.user_features_columns = ""
     # Synthetic generator (planted sequential structure).
     d.synthetic = s = ml_collections.ConfigDict()
     s.num_users = 2000
@@ -146,6 +162,10 @@ def base_config() -> ml_collections.ConfigDict:
     # training, that an input item's id row is replaced by the learned "unknown id" vector.
     m.item_tower = "off"
     m.id_dropout = 0.0
+    # User content (models/user_tower.py): "off", or where each sequence's user vector (from
+    # dataset.user_features) is added: input (to every input position's embedding, so every
+    # layer reads it) | output (to the hidden state that scores the items).
+    m.user_features = "off"
     m.fused_attention = False  # use jax.nn.dot_product_attention for the core
     # > 0: explicit attention in query chunks of this many rows (e.g. 128), so training holds
     # no [B, H, L, L] float tensors: for long max_len. The loss then grows with B·L·num_items
@@ -374,6 +394,15 @@ def _validate_model(m, d):
                           f"{d.item_features!r}: the tower reads item features and the features "
                           "need the tower; set both (the config word `item_features` does)")
     _choice("dataset.item_features_format", d.item_features_format, ITEM_FEATURE_FORMATS)
+    _choice("model.user_features", m.user_features, ("off", "input", "output"))
+    if (m.user_features != "off") != bool(d.user_features):
+        raise ConfigError(f"config.model.user_features={m.user_features!r} with config.dataset."
+                          f"user_features={d.user_features!r}: the model reads user features and "
+                          "the features need it; set both (the config word `user_features` does)")
+    _choice("dataset.user_features_format", d.user_features_format, USER_FEATURE_FORMATS)
+    if m.user_features != "off" and m.name == "encdec":
+        raise ConfigError("config.model.user_features: not supported for model.name='encdec' "
+                          "(expected sasrec | bert4rec | transformer_recommender | hstu)")
     if m.item_tower != "off" and m.head == "linear":
         raise ConfigError("config.model.item_tower: needs model.head='tied' (a linear head's own "
                           "weights could not score an item from its content)")
@@ -530,6 +559,13 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None,
         c.model.update(d_model=16, num_layers=1, num_heads=2, d_ff=32, max_len=min(c.model.max_len, 20))
         c.train.update(num_epochs=0, num_steps=30, batch_size=32, eval_every_steps=15, log_every=10)
         c.eval.batch_size = 64
+    if words.get("user_features") == "True":  # the preset's user file, added to the inputs
+        if c.dataset.name not in PRESET_USER_FEATURES:
+            raise ConfigError(f"config arg word 'user_features': dataset {c.dataset.name!r} has no "
+                              f"user features of its own (presets with them: {tuple(PRESET_USER_FEATURES)}); "
+                              "set dataset.user_features and model.user_features")
+        c.dataset.user_features = PRESET_USER_FEATURES[c.dataset.name]
+        c.model.user_features = "input"
     if words.get("item_features") == "True":  # the preset's item file, through a sum tower
         if c.dataset.name not in PRESET_ITEM_FEATURES:
             raise ConfigError(f"config arg word 'item_features': dataset {c.dataset.name!r} has no "
@@ -538,12 +574,12 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None,
         c.dataset.item_features = PRESET_ITEM_FEATURES[c.dataset.name]
         c.model.item_tower = "sum"
     for key, value in words.items():
-        if key in DATASETS or key in ("debug", "item_features"):
+        if key in DATASETS or key in ("debug", "item_features", "user_features"):
             continue
         if value == "True" and "." not in key:
             raise ConfigError(f"config arg word {key!r} unknown; expected a dataset {DATASETS}, "
-                              f"'debug', 'item_features'{''.join(f', {w!r}' for w in variants)} "
-                              "or key=value")
+                              f"'debug', 'item_features', 'user_features'"
+                              f"{''.join(f', {w!r}' for w in variants)} or key=value")
         set_by_path(c, key, value)
     c.lock()
     return c

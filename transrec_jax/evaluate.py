@@ -87,7 +87,7 @@ class Evaluator:
         self._step = jax.jit(
             functools.partial(_eval_step, graphdef=graphdef, ks=self.ks, kmax=self.kmax,
                               item_chunk=e.item_chunk, sampled=self._negatives is not None,
-                              mesh=mesh),
+                              mesh=mesh, users=config.model.user_features != "off"),
             out_shardings=sharding.replicated(mesh),
         )
 
@@ -252,9 +252,16 @@ def _times(batch) -> dict:
     return {"times": batch["history_times"], "query_time": batch["target_time"]}
 
 
-def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh):
+def _users(batch, on: bool) -> dict:
+    """user_representation's users, for a model with user features (model.user_features):
+    each row's own user, numbered as the user tower numbers them (dense index + 1; padding
+    rows 0, the unknown user)."""
+    return {"users": jnp.where(batch["valid"], batch["user"] + 1, 0)} if on else {}
+
+
+def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh, users=False):
     model = nnx.merge(graphdef, params)
-    user_repr = model.user_representation(batch["history"], **_times(batch))
+    user_repr = model.user_representation(batch["history"], **_times(batch), **_users(batch, users))
     W, b = model.output_table()
     if sampled:
         ranks = ranking.rank_sampled(user_repr, W, b, batch["target"], batch["negatives"])
@@ -297,7 +304,8 @@ class NextKEvaluator:
         self._step = jax.jit(
             functools.partial(_next_k_step, graphdef=graphdef, k=self.k, method=self.method,
                               beam_width=beam_width or config.model.beam_width,
-                              item_chunk=e.item_chunk, mesh=mesh),
+                              item_chunk=e.item_chunk, mesh=mesh,
+                              users=config.model.user_features != "off"),
             out_shardings=sharding.replicated(mesh),
         )
 
@@ -310,7 +318,7 @@ class NextKEvaluator:
         return metrics.summarize(jax.device_get(sums), self.batcher.num_users)
 
 
-def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, mesh):
+def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, mesh, users=False):
     model = nnx.merge(graphdef, params)
     exclude = batch.get("exclude", jnp.zeros((batch["target"].shape[0], 1), jnp.int32))
     if method == "generate":
@@ -318,7 +326,8 @@ def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, 
     else:
         W, b = model.output_table()
         no_target = jnp.zeros_like(batch["target"])  # id 0 is never rankable: plain top-K
-        user_repr = model.user_representation(batch["history"], **_times(batch))
+        user_repr = model.user_representation(batch["history"], **_times(batch),
+                                              **_users(batch, users))
         _, items, _ = ranking.rank_full(user_repr, W, b, no_target, exclude, kmax=k,
                                         item_chunk=item_chunk, num_items=model.num_items,
                                         mesh=mesh)

@@ -65,7 +65,7 @@ def warmup_steps(train_cfg, steps_per_epoch: int) -> int:
 
 
 def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_per_epoch: int = 0,
-               item_features=None):
+               item_features=None, user_features=None):
     """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}.
 
     The item tables have their rows padded to a multiple of config.mesh.model (sharding.py).
@@ -77,7 +77,8 @@ def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_p
 
     def create(key):
         model = build_model(config.model, num_items, dtype=dtype, rngs=nnx.Rngs(params=key),
-                            row_multiple=config.mesh.model, item_features=item_features)
+                            row_multiple=config.mesh.model, item_features=item_features,
+                            user_features=user_features)
         graphdef, params = nnx.split(model)
         state = {"step": jnp.zeros((), jnp.int32), "params": params,
                  "opt_state": tx.init(trainable(params)[0])}
@@ -101,9 +102,20 @@ def item_features(config, dataset, item_counts: np.ndarray, *, log=print):
     return side_info.tower_inputs(info, item_counts > 0)
 
 
+def user_features(config, dataset, *, log=print):
+    """What the user tower reads (None without one): dataset.user_features aligned to
+    `dataset`'s users (read once, cached beside the dataset), row 0 the unknown user."""
+    if config.model.user_features == "off":
+        return None
+    stem = os.path.splitext(load.cache_path(config.dataset, config.seed))[0]
+    info = side_info.read_user_features(config.dataset, dataset, stem, log=log)
+    return side_info.user_tower_inputs(info)
+
+
 def trainable(params):
     """(the nnx.Param leaves, the rest): the model's state splits into what the optimizer trains
-    and its constants (the item tower's feature tables, models/item_tower.py)."""
+    and its constants (the item and user towers' feature tables, models/item_tower.py and
+    models/user_tower.py)."""
     return nnx.split_state(params, nnx.Param, ...)
 
 
@@ -114,7 +126,7 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mes
     dropout_key, loss_key = jax.random.split(step_key)
 
     def member_loss(member, dropout_key, loss_key):
-        aligned = {k: batch[k] for k in ("segments", "positions", "times") if k in batch}
+        aligned = {k: batch[k] for k in ("segments", "positions", "times", "users") if k in batch}
         hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **aligned)
         W, b = member.output_table()
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
@@ -189,7 +201,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
                            config.seed, config.train.window, width=training_window(config.model),
                            pack_row_multiple=pack_rows if config.train.pack_rows else 0,
-                           with_times=config.model.time_buckets > 0)
+                           with_times=config.model.time_buckets > 0,
+                           with_users=config.model.user_features != "off")
     if config.loss.name == "sampled_softmax" and config.loss.sampler == "unseen":
         negatives.check_unseen(config.loss.num_negatives, dataset.num_items, batcher.width)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
@@ -201,7 +214,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     features = item_features(config, dataset, item_counts, log=say)
     graphdef, tx, state = init_state(config, dataset.num_items, total_steps, init_key, mesh,
-                                     steps_per_epoch=batcher.steps_per_epoch, item_features=features)
+                                     steps_per_epoch=batcher.steps_per_epoch, item_features=features,
+                                     user_features=user_features(config, dataset, log=say))
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable(state["params"])[0]))
     # Items withheld from training (dataset.split=cold_items) do not exist for its losses.
     trainable_items = None if split.withheld is None else jnp.asarray(item_counts > 0)

@@ -9,6 +9,9 @@ with a `valid` mask.
 With `with_times` (HSTU's relative time bias, config.model.time_buckets > 0) training batches
 also carry `times` aligned with `seq`, evaluation batches `history_times` aligned with `history`
 and `target_time`: int32 seconds since the dataset's earliest timestamp (`relative_times`).
+With `with_users` (config.model.user_features) training batches carry `users` aligned with
+`seq`: each row's user (dense index + 1, 0 for an all-padding row) in every column, so packing
+moves each window's user with it; evaluation batches always carry `user`.
 
 Padding is most of a batch on real data (ML-1M training windows: 46% of the slots), and
 both batchers can skip it without changing what is computed: training batches can pack
@@ -123,6 +126,9 @@ class TrainBatcher:
     `pack_row_multiple` > 0 packs each batch's windows into fewer rows (`pack_windows`, a
     multiple of that many rows): the same users, targets and loss, on less padding.
     `with_times`: batches also carry `times`, each item's `relative_times`, aligned with `seq`.
+    `with_users`: batches also carry `users`, aligned with `seq`: the row's user (dense index
+    + 1) in every column of a real window, the padding slot before its first item included (an
+    input SASRec trains), 0 in all-padding rows (and, packed, in row padding).
     Windows come from `splits.training_view`: a split that withholds items (cold_items) trains
     on each history with them removed, so no window of any mode holds one.
     """
@@ -138,6 +144,7 @@ class TrainBatcher:
     width: int | None = None  # items per row; None = max_len + 1
     pack_row_multiple: int = 0  # > 0: pack windows into rows, a multiple of this many
     with_times: bool = False
+    with_users: bool = False
 
     def __post_init__(self):
         self.width = self.width or self.max_len + 1
@@ -181,6 +188,9 @@ class TrainBatcher:
         if self.with_times:
             aligned["times"] = np.zeros_like(seq)
             aligned["times"][: len(users)] = gather_windows(self._times, starts, ends, width)
+        if self.with_users:
+            aligned["users"] = np.zeros_like(seq)
+            aligned["users"][: len(users)] = (users + 1)[:, None].astype(np.int32)
         self.batch += 1
         if self.batch == self.steps_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0

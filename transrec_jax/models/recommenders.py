@@ -8,6 +8,9 @@ table. They differ in their training objective and in how they read a user vecto
 
 Randomness (dropout, BERT4Rec masking) comes only from the `key` arguments, so the model's
 state is parameters only and a train step is a pure function of (params, batch, key).
+
+With `model.user_features` (input | output) the models also read each sequence's user:
+`users` arguments number users as dense user index + 1, 0 the unknown user (models/user_tower.py).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from transrec_jax.models.ensemble import Ensemble
 from transrec_jax.models.item_tower import ItemFeatureArrays, ItemTower
 from transrec_jax.models.layers import EncoderLayer, has_final_norm, make_norm
 from transrec_jax.models.positions import make_positions, right_aligned_ids, start_aligned_ids
+from transrec_jax.models.user_tower import UserFeatureArrays, UserTower
 
 
 def l2_normalize(x: jax.Array) -> jax.Array:
@@ -60,7 +64,8 @@ class Recommender(nnx.Module):
     has_mask_token: bool = False  # an extra embedding row, id num_items + 1
 
     def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
-                 item_features: ItemFeatureArrays | None = None):
+                 item_features: ItemFeatureArrays | None = None,
+                 user_features: UserFeatureArrays | None = None):
         if num_items < 1:
             raise ValueError(f"num_items={num_items}: a model needs at least one item")
         if model_cfg.head not in ("tied", "linear"):
@@ -104,6 +109,16 @@ class Recommender(nnx.Module):
         )
         self.output_bias = nnx.Param(jnp.zeros((rows,))) if m.head_bias else None
         self.score_temperature = float(m.score_temperature)
+        # Last, so that every other parameter draws what it draws without user features.
+        placement = m.user_features
+        if placement not in ("off", "input", "output"):
+            raise ValueError(f"config.model.user_features={placement!r}: expected off | input | output")
+        if (placement != "off") != (user_features is not None):
+            raise ValueError(f"config.model.user_features={placement!r} needs user features exactly "
+                             "when it is not 'off' (dataset.user_features)")
+        self.user_placement = placement
+        self.user_tower = (UserTower(user_features, d_model=d_model, dtype=dtype, rngs=rngs)
+                           if user_features is not None else None)
 
     @classmethod
     def make_layer(cls, model_cfg, *, dtype, rngs: nnx.Rngs) -> nnx.Module:
@@ -117,14 +132,18 @@ class Recommender(nnx.Module):
 
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
-               positions: jax.Array | None = None, times: jax.Array | None = None) -> jax.Array:
+               positions: jax.Array | None = None, times: jax.Array | None = None,
+               users: jax.Array | None = None) -> jax.Array:
         """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
 
         last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
         layer then computes that position alone). segments / positions int32[B, L]: a packed
         row's segment numbers (attention stays within a segment) and position ids. times
         int32[B, L + 1]: each token's time, then the last position's query time (HSTU blocks
-        with model.time_buckets; models/hstu.py), given to every layer.
+        with model.time_buckets; models/hstu.py), given to every layer. users int32[B, L]: each
+        token's user (dense index + 1; None: the unknown user), whose user-tower vector is added
+        to every input (user_placement 'input') or to the output hidden ('output'); a model
+        without user features ignores it.
         """
         length = tokens.shape[1]
         if length > self.max_len:
@@ -140,6 +159,12 @@ class Recommender(nnx.Module):
             else:
                 ids = right_aligned_ids(length) if positions is None else positions
             x = x + self.positions(ids)
+        user_vectors = None
+        if self.user_tower is not None:
+            users = jnp.zeros(tokens.shape, jnp.int32) if users is None else users
+            user_vectors = self.user_tower(users).astype(x.dtype)
+            if self.user_placement == "input":
+                x = x + user_vectors
         x = dropout(x, self.dropout_rate, embedding_key)
         order = causal_mask(length) if self.causal else bidirectional_mask(length, length)
         mask = combine_masks(key_padding_mask(tokens != 0), order, same_segment_mask(segments))
@@ -150,6 +175,8 @@ class Recommender(nnx.Module):
         if last_only:
             x = x[:, -1:]  # a no-op unless there are no layers
         x = self.final_norm(x) if self.final_norm is not None else x
+        if self.user_placement == "output":  # a bias on the user vector that scores items
+            x = x + (user_vectors[:, -1:] if last_only else user_vectors)
         if self.score_temperature:  # cosine scores: unit user vectors, divided by temperature
             x = l2_normalize(x) / self.score_temperature
         return x
@@ -192,15 +219,18 @@ class Recommender(nnx.Module):
 
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
                             times: jax.Array | None = None,
-                            query_time: jax.Array | None = None) -> jax.Array:
+                            query_time: jax.Array | None = None,
+                            users: jax.Array | None = None) -> jax.Array:
         """The vector that scores the item after history int32[B, L]: the last hidden state.
 
         times int32[B, L] (the history's) and query_time int32[B] (the scored item's): for a
-        model with a time bias (model.time_buckets), else None.
+        model with a time bias (model.time_buckets), else None. users int32[B]: each row's user
+        (dense index + 1, 0 unknown) for a model with user features, else None.
         """
         if times is not None:
             times = jnp.concatenate([times, query_time[:, None]], axis=1)
-        return self.encode(history, key=key, last_only=True, times=times)[:, 0]
+        return self.encode(history, key=key, last_only=True, times=times,
+                           users=_per_position(users, history))[:, 0]
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
@@ -215,13 +245,14 @@ class SASRec(Recommender):
     """Causal next-item prediction at every position (Kang & McAuley, ICDM 2018)."""
 
     def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
-                 item_features: ItemFeatureArrays | None = None):
+                 item_features: ItemFeatureArrays | None = None,
+                 user_features: UserFeatureArrays | None = None):
         super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
-                         item_features=item_features)
+                         item_features=item_features, user_features=user_features)
         self.first_item_target = bool(model_cfg.first_item_target)
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None,
-                         times=None):
+                         times=None, users=None):
         """seq [B, max_len + 1] -> hidden of seq[:, :-1], targets seq[:, 1:], weights.
 
         Every non-padding target trains. A window shorter than max_len + 1 has a padding input
@@ -232,12 +263,15 @@ class SASRec(Recommender):
         input's position id is then one less than in its window (the window's last item is
         only a target), and a segment's last item, an input with no target, gets id 0.
         times [B, max_len + 1], aligned with seq (model.time_buckets): each input's query time
-        is its target's.
+        is its target's. users [B, max_len + 1], aligned with seq: each item's user (dense
+        index + 1; data/batching.TrainBatcher's `users`), for a model with user features.
         """
         inputs, targets = seq[:, :-1], seq[:, 1:]
         if segments is not None:
             segments, positions = segments[:, :-1], jnp.maximum(positions[:, :-1] - 1, 0)
-        hidden = self.encode(inputs, key=key, segments=segments, positions=positions, times=times)
+        users = None if users is None else users[:, :-1]
+        hidden = self.encode(inputs, key=key, segments=segments, positions=positions, times=times,
+                             users=users)
         trained = targets != 0
         if not self.first_item_target:
             trained = trained & (inputs != 0)
@@ -247,10 +281,12 @@ class SASRec(Recommender):
 class TransformerRecommender(Recommender):
     """Causal encoder trained only on the last item of each window (T = 1)."""
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array):
-        """seq [B, max_len + 1] -> hidden [B, 1, D] of the last input, target seq[:, -1]."""
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, users=None):
+        """seq [B, max_len + 1] -> hidden [B, 1, D] of the last input, target seq[:, -1];
+        users [B, max_len + 1] aligned with seq (model.user_features)."""
         targets = seq[:, -1:]
-        hidden = self.encode(seq[:, :-1], key=key, last_only=True)
+        users = None if users is None else users[:, :-1]
+        hidden = self.encode(seq[:, :-1], key=key, last_only=True, users=users)
         return hidden, targets, (targets != 0).astype(jnp.float32)
 
 
@@ -282,46 +318,62 @@ class BERT4Rec(Recommender):
     has_mask_token = True
 
     def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
-                 item_features: ItemFeatureArrays | None = None):
+                 item_features: ItemFeatureArrays | None = None,
+                 user_features: UserFeatureArrays | None = None):
         super().__init__(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
-                         item_features=item_features)
+                         item_features=item_features, user_features=user_features)
         self.mask_id = num_items + 1
         self.mask_prob = model_cfg.mask_prob
 
-    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None):
+    def training_forward(self, seq: jax.Array, *, key: jax.Array, segments=None, positions=None,
+                         users=None):
         """Cloze set-up on the last max_len items of seq [B, max_len + 1] (see `cloze_mask`).
 
         Masked items are replaced by the [MASK] id; targets are the original items at masked
         positions (weight 1), 0 elsewhere (weight 0). A packed row (segments, positions)
-        masks and attends within each segment.
+        masks and attends within each segment. users [B, max_len + 1]: aligned with seq.
         """
         mask_key, encode_key = jax.random.split(key)
         tokens = seq[:, 1:]
         if segments is not None:
             segments, positions = segments[:, 1:], positions[:, 1:]
+        users = None if users is None else users[:, 1:]
         masked = cloze_mask(mask_key, tokens, self.mask_prob, segments)
         inputs = jnp.where(masked, self.mask_id, tokens)
-        hidden = self.encode(inputs, key=encode_key, segments=segments, positions=positions)
+        hidden = self.encode(inputs, key=encode_key, segments=segments, positions=positions,
+                             users=users)
         targets = jnp.where(masked, tokens, 0)
         return hidden, targets, masked.astype(jnp.float32)
 
-    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
-        """Drop the oldest item, append [MASK], read the hidden state at that last position."""
+    def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
+                            users: jax.Array | None = None) -> jax.Array:
+        """Drop the oldest item, append [MASK], read the hidden state at that last position
+        (users int32[B]: as Recommender.user_representation's)."""
         mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
         tokens = jnp.concatenate([history[:, 1:], mask_column], axis=1)
-        return self.encode(tokens, key=key, last_only=True)[:, 0]
+        return self.encode(tokens, key=key, last_only=True,
+                           users=_per_position(users, tokens))[:, 0]
+
+
+def _per_position(users: jax.Array | None, tokens: jax.Array) -> jax.Array | None:
+    """users int32[B] -> [B, L], each row's user at each of its positions (None stays None)."""
+    return None if users is None else jnp.broadcast_to(users[:, None], tokens.shape)
 
 
 # models/__init__.py adds "encdec" and "hstu" (their modules import this one).
 MODELS = {"sasrec": SASRec, "bert4rec": BERT4Rec, "transformer_recommender": TransformerRecommender}
+# The models whose training and user vectors read `users` (model.user_features).
+READS_USERS = ("sasrec", "bert4rec", "transformer_recommender", "hstu")
 
 
 def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs,
-                row_multiple: int = 1, item_features: ItemFeatureArrays | None = None):
+                row_multiple: int = 1, item_features: ItemFeatureArrays | None = None,
+                user_features: UserFeatureArrays | None = None):
     """The model named by model_cfg.name; `dtype` is the compute dtype, parameters stay float32.
 
     row_multiple: the item tables' rows are padded to a multiple of it (the item shards).
     item_features: what the item tower reads (model.item_tower); None without one.
+    user_features: what the user tower reads (model.user_features); None without one.
 
     model.ensemble_size > 1: an Ensemble of that many members, drawn one after another from
     `rngs` (so each starts from its own initialisation).
@@ -329,12 +381,16 @@ def build_model(model_cfg, num_items: int, *, dtype=jnp.float32, rngs: nnx.Rngs,
     if model_cfg.name not in MODELS:
         raise ValueError(f"config.model.name={model_cfg.name!r}: expected one of {tuple(MODELS)}")
     make = MODELS[model_cfg.name]
+    kwargs = dict(dtype=dtype, rngs=rngs, row_multiple=row_multiple, item_features=item_features)
+    if user_features is not None:  # (models that do not read users have no such argument)
+        if model_cfg.name not in READS_USERS:
+            raise ValueError(f"config.model.user_features: model.name={model_cfg.name!r} does not "
+                             f"read user features; expected one of {READS_USERS}")
+        kwargs["user_features"] = user_features
     if model_cfg.ensemble_size > 1:
-        return Ensemble([make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
-                              item_features=item_features)
+        return Ensemble([make(model_cfg, num_items, **kwargs)
                          for _ in range(model_cfg.ensemble_size)])
-    return make(model_cfg, num_items, dtype=dtype, rngs=rngs, row_multiple=row_multiple,
-                item_features=item_features)
+    return make(model_cfg, num_items, **kwargs)
 
 
 def training_window(model_cfg) -> int:

@@ -37,12 +37,14 @@ class Recommender:
         return self.catalog.index(original_ids)
 
     def top_k(self, starts: np.ndarray, ends: np.ndarray, items: np.ndarray, k: int,
-              times: np.ndarray | None = None):
+              times: np.ndarray | None = None, users: np.ndarray | None = None):
         """Top-k (internal ids, scores) after each history items[start:end], excluding that history.
 
         An encdec model generates its list (greedy or beam search); the others rank every item.
         times: int32 seconds aligned with items (`self.times` for dataset.items), which a model
         with a time bias needs; the last history item's time is then the query time.
+        users: each history's dense user index, which a model with user features
+        (config.model.user_features) reads; None: every history is an unknown user's.
         """
         model_cfg = self.config.model
         generates = model_cfg.name == "encdec"
@@ -64,6 +66,10 @@ class Recommender:
             if self.times is not None:
                 batch["times"] = gather_windows(times, s, e, model_cfg.max_len)
                 batch["query_time"] = gather_windows(times, s, e, 1)[:, 0]
+            if model_cfg.user_features != "off":  # user numbers: dense index + 1, 0 unknown
+                batch["users"] = np.zeros(_BATCH, np.int32)
+                if users is not None:
+                    batch["users"][: _BATCH - pad] = users[first : first + _BATCH] + 1
             if self.run.mesh is not None:  # each process passes its rows of the global batch
                 batch = sharding.global_batch(batch, sharding.batch_sharding(self.run.mesh))
             history, exclude = batch.pop("history"), batch.pop("exclude")
@@ -82,7 +88,8 @@ class Recommender:
 @functools.partial(jax.jit, static_argnames=("graphdef", "k", "item_chunk", "mesh"))
 def _top_k(graphdef, params, history, exclude, timed, *, k, item_chunk, mesh):
     """Top-k of every item (per item shard with a mesh: their top-k lists merged); timed: the
-    user_representation times and query_time of a model with a time bias, else {}."""
+    user_representation times and query_time of a model with a time bias, and the users of a
+    model with user features, else {}."""
     model = nnx.merge(graphdef, params)
     W, b = model.output_table()
     no_target = jnp.zeros(history.shape[0], jnp.int32)  # id 0 is never rankable

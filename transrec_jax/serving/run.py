@@ -14,7 +14,7 @@ from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.config import ConfigError
 from transrec_jax.data import load, splits
 from transrec_jax.data.dataset import SequenceDataset
-from transrec_jax.train import init_state, item_features
+from transrec_jax.train import init_state, item_features, user_features
 
 
 @dataclasses.dataclass
@@ -52,11 +52,12 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
         raise ConfigError(f"{workdir} was trained with mesh.model={config.mesh.model}: its item "
                           f"tables split over a divisor of {config.mesh.model} devices, not "
                           f"{mesh.shape[sharding.MODEL]}")
-    # (the item tower's arrays come back from the checkpoint; these give their shapes)
+    # (the item and user towers' arrays come back from the checkpoint; these give their shapes)
     counts = evaluate.train_item_counts(dataset, splits.make_split(dataset, config.dataset, seed=config.seed)) \
         if config.model.item_tower != "off" else None
     graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh,
-                                    item_features=item_features(config, dataset, counts, log=lambda *_: None))
+                                    item_features=item_features(config, dataset, counts, log=lambda *_: None),
+                                    user_features=user_features(config, dataset, log=lambda *_: None))
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     restored = None
     if checkpoint == "best":
