@@ -54,6 +54,9 @@ def test_movies_dat_through_the_item_map(tmp_path):
         [1, 0, 0],  # 9999: not in movies.dat → unknown
     ]
     assert genres.missing.tolist() == [False, False, False, False, True]
+    year = info.features["year"]  # the year that ends the title
+    assert year.vocab == ["<pad>", "<unknown>", "1977", "1980", "1999"]
+    assert year.values.tolist() == [[0], [4], [3], [2], [1]]
     stats = {k: v for k, v in info.stats()["genres"].items() if k != "source"}
     assert stats == {"rows": 4, "missing": 1, "unmatched": 1, "values": 3, "vocab_size": 5,
                      "max_values": 3, "empty": 0, "mean_values": 2.0}
@@ -74,6 +77,9 @@ def test_u_item_genre_flags(tmp_path):
     assert genres.missing.tolist() == [False, False, False, False, True]
     assert info.stats()["genres"]["empty"] == 1 and info.stats()["genres"]["missing"] == 1
     assert info.stats()["genres"]["mean_values"] == pytest.approx(5 / 3)
+    year = info.features["year"]  # of the release date
+    assert year.vocab == ["<pad>", "<unknown>", "1995", "1996"]
+    assert year.values.tolist() == [[0], [2], [2], [3], [1]]
 
 
 def test_amazon_attributes_json(tmp_path):
@@ -186,11 +192,11 @@ def test_missing_item_map_entry_is_named(tmp_path):
 def sample(tmp_path):
     items = dataset([1, 2, 3])
     (tmp_path / "movies.dat").write_text("1::A (1990)::Drama|War\n3::B (1991)::Comedy\n")
-    (tmp_path / "t.csv").write_text("id,year\n1,1990\n2,1995\n")
+    (tmp_path / "t.csv").write_text("id,budget\n1,1990\n2,1995\n")
     pq.write_table(pa.table({"id": [2], "vector": [[0.5, -1.0, 2.0]]}), tmp_path / "v.parquet")
     return si.combine(si.read_movies_dat(str(tmp_path / "movies.dat"), items),
                       si.read_table(str(tmp_path / "t.csv"), items, entity="item", id_col="id",
-                                    columns={"year": "numeric"}),
+                                    columns={"budget": "numeric"}),
                       si.read_vectors(str(tmp_path / "v.parquet"), items))
 
 
@@ -205,7 +211,7 @@ def assert_same(a, b):
 
 def test_combine_and_cache_round_trip(tmp_path):
     info = sample(tmp_path)
-    assert list(info.features) == ["genres", "year", "vector"] and info.rows == 4
+    assert list(info.features) == ["genres", "year", "budget", "vector"] and info.rows == 4
     path = str(tmp_path / "cache" / "items.npz")
     si.save(info, path)
     assert_same(si.load(path), info)
@@ -280,6 +286,8 @@ GOOD_FLAGS = flags("Comedy")
      "'id|title|release date|video release date|IMDb URL|' + 19 genre flags (0/1)"),
     ("u.item", f"1|Toy Story|01-Jan-1995||http://x|{GOOD_FLAGS.replace('1', '2')}\n", "u_item",
      "u.item:1: genre flag 'Comedy' is '2'; expected 0 or 1"),
+    ("u.item", f"1|Toy Story|1995||http://x|{GOOD_FLAGS}\n", "u_item",
+     "u.item:1: release date '1995'; expected 'DD-Mon-YYYY' or blank"),
     ("u.item", f"one|Toy Story|01-Jan-1995||http://x|{GOOD_FLAGS}\n", "u_item",
      "u.item:1: id 'one' is not an integer; expected 24 fields "
      "'id|title|release date|video release date|IMDb URL|' + 19 genre flags (0/1)"),
@@ -454,7 +462,7 @@ def test_a_second_read_for_a_run_comes_from_the_cache(tmp_path, monkeypatch):
     assert_same(first, si.read_movies_dat(str(path), items))
     cached = os.listdir(tmp_path / "cache")
     assert len(cached) == 1 and re.fullmatch(r"data-items-[0-9a-f]{16}\.npz", cached[0])
-    assert len(said) == 1 and cached[0] in said[0]
+    assert len(said) == 2 and all(cached[0] in line for line in said)  # genres, year
 
     def unread(*args, **kwargs):
         raise AssertionError("read the file again")
@@ -462,4 +470,4 @@ def test_a_second_read_for_a_run_comes_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(si, "read_movies_dat", unread)
     second = si.read_item_features(d, items, stem, log=said.append)
     assert_same(first, second)
-    assert len(said) == 1  # nothing read, nothing cached again
+    assert len(said) == 2  # nothing read, nothing cached again

@@ -47,6 +47,7 @@ from transrec_jax.data.dataset import SequenceDataset
 from transrec_jax.data.errors import DataError
 from transrec_jax.data.load import write_npz
 from transrec_jax.models.item_tower import ItemFeatureArrays
+from transrec_jax.models.user_tower import UserFeatureArrays
 
 PAD, UNKNOWN = 0, 1
 RESERVED = ["<pad>", "<unknown>"]
@@ -59,8 +60,10 @@ ML100K_GENRES = (
 # labels sort in age order); ML-100K ages bucket into them.
 AGE_BUCKETS = {1: "0-17", 18: "18-24", 25: "25-34", 35: "35-44", 45: "45-49", 50: "50-55",
                56: "56+"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the MovieLens readers add the release year
 _INTEGER = re.compile(r"-?\d+")
+_TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")  # movies.dat: "Toy Story (1995)"
+_RELEASE_DATE = re.compile(r"\d{1,2}-[A-Za-z]{3}-\d{4}")  # u.item: "01-Jan-1995", "4-Feb-1971"
 _NUMBER = re.compile(r"-?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
@@ -114,24 +117,29 @@ def _rows(entity: str, dataset: SequenceDataset, item_map: str) -> list[str | No
 
 
 def read_movies_dat(path: str, dataset: SequenceDataset, *, item_map: str = "") -> SideInfo:
-    """ML-1M movies.dat (`MovieID::Title::Genre1|Genre2`, latin-1) → categorical "genres"."""
-    genres = {}
+    """ML-1M movies.dat (`MovieID::Title (Year)::Genre1|Genre2`, latin-1) → categorical
+    "genres" and "year" (the release year that ends the title; none when it does not)."""
+    genres, years = {}, {}
     for at, line in _lines(path, "latin-1"):
         fields = line.split("::")
         if len(fields) != 3:
             _fail(at, f"{len(fields)} '::'-separated fields", "'MovieID::Title::Genres'")
         key = _integer(at, "MovieID", fields[0], "'MovieID::Title::Genres'")
         _add(genres, key, [g.strip() for g in fields[2].split("|") if g.strip()], at)
-    return _aligned("item", dataset, item_map, path, {"genres": ("categorical", genres)})
+        year = _TITLE_YEAR.search(fields[1])
+        _add(years, key, [year.group(1)] if year else [], at)
+    return _aligned("item", dataset, item_map, path,
+                    {"genres": ("categorical", genres), "year": ("categorical", years)})
 
 
 def read_u_item(path: str, dataset: SequenceDataset, *, item_map: str = "") -> SideInfo:
     """ML-100K u.item (`id|title|release date|video release date|IMDb URL|19 genre flags`,
-    latin-1) → categorical "genres" named as ML100K_GENRES."""
+    latin-1) → categorical "genres" named as ML100K_GENRES and "year" (of the release date
+    `01-Jan-1995`; none when the date is blank)."""
     width = 5 + len(ML100K_GENRES)
     expected = (f"{width} fields 'id|title|release date|video release date|IMDb URL|' "
                 f"+ {len(ML100K_GENRES)} genre flags (0/1)")
-    genres = {}
+    genres, years = {}, {}
     for at, line in _lines(path, "latin-1"):
         fields = line.split("|")
         if len(fields) != width:
@@ -142,7 +150,12 @@ def read_u_item(path: str, dataset: SequenceDataset, *, item_map: str = "") -> S
             if flag.strip() not in ("0", "1"):
                 _fail(at, f"genre flag {name!r} is {flag!r}", "0 or 1")
         _add(genres, key, [g for g, f in zip(ML100K_GENRES, flags) if f.strip() == "1"], at)
-    return _aligned("item", dataset, item_map, path, {"genres": ("categorical", genres)})
+        release = fields[2].strip()
+        if release and not _RELEASE_DATE.fullmatch(release):
+            _fail(at, f"release date {release!r}", "'DD-Mon-YYYY' or blank")
+        _add(years, key, [release[-4:]] if release else [], at)
+    return _aligned("item", dataset, item_map, path,
+                    {"genres": ("categorical", genres), "year": ("categorical", years)})
 
 
 def read_item_attributes(path: str, dataset: SequenceDataset, *, item_map: str = "") -> SideInfo:
@@ -576,17 +589,18 @@ def read_item_features(dataset_cfg, dataset: SequenceDataset, cache_stem: str, *
     return info
 
 
-def _column_kinds(spec: str) -> dict[str, str]:
-    """"genre:multi:|,price:numeric,brand:categorical" → {column: kind}."""
+def _column_kinds(spec: str, key: str = "item_features_columns") -> dict[str, str]:
+    """"genre:multi:|,price:numeric,brand:categorical" → {column: kind}; `key` names the
+    config key in errors."""
     kinds = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         column, _, kind = part.partition(":")
         if not column or not (kind in ("categorical", "numeric") or kind.startswith("multi:")):
-            raise DataError(f"config.dataset.item_features_columns={spec!r}: {part!r} is not "
+            raise DataError(f"config.dataset.{key}={spec!r}: {part!r} is not "
                             "column:categorical, column:numeric or column:multi:<separator>")
         kinds[column] = kind
     if not kinds:
-        raise DataError("config.dataset.item_features_columns is empty: a table needs "
+        raise DataError(f"config.dataset.{key} is empty: a table needs "
                         "column:kind words (categorical | numeric | multi:<separator>)")
     return kinds
 
@@ -604,3 +618,75 @@ def tower_inputs(info: SideInfo, known: np.ndarray) -> ItemFeatureArrays:
         vocab_sizes={n: len(f.vocab) for n, f in cat.items()},
         dense={n: f.values for n, f in info.features.items() if f.kind != "categorical"},
         known=known)
+
+
+# --- from the config: the user features a run reads, cached beside its dataset --------------------
+
+def user_features_format(dataset_cfg) -> str:
+    """dataset.user_features_format, `auto` resolved from the file name (users.dat, u.user, or a
+    .csv/.tsv/.parquet table)."""
+    d = dataset_cfg
+    if d.user_features_format != "auto":
+        return d.user_features_format
+    name = os.path.basename(d.user_features).lower()
+    by_name = {"users.dat": "users_dat", "u.user": "u_user"}
+    if name in by_name:
+        return by_name[name]
+    if name.endswith((".csv", ".tsv", ".parquet")):
+        return "table"
+    raise DataError(f"config.dataset.user_features={d.user_features!r}: cannot tell its format from "
+                    "the name; set config.dataset.user_features_format (users_dat | u_user | table)")
+
+
+def read_user_features(dataset_cfg, dataset: SequenceDataset, cache_stem: str, *, log=print) -> SideInfo:
+    """The users' features that `dataset_cfg.user_features` names, aligned to `dataset`'s users;
+    read once and cached as `<cache_stem>-users-<digest>.npz` (the digest covers the file and
+    every key that shapes the result). A file that fails to parse leaves no cache."""
+    d = dataset_cfg
+    try:
+        path = os.path.abspath(_checked(os.path.expanduser(d.user_features)))
+    except DataError as e:
+        raise DataError(f"config.dataset.user_features: {e}") from None
+    fmt = user_features_format(d)
+    columns = _column_kinds(d.user_features_columns, "user_features_columns") if fmt == "table" else {}
+    st = os.stat(path)
+    identity = {"v": CACHE_VERSION, "entity": "user", "path": path, "size": st.st_size,
+                "mtime_ns": st.st_mtime_ns, "format": fmt, "id_col": d.user_features_id_col,
+                "columns": d.user_features_columns}
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+    cached = f"{cache_stem}-users-{digest}.npz"
+    if os.path.exists(cached):
+        return load(cached)
+    readers = {
+        "users_dat": lambda: read_users_dat(path, dataset),
+        "u_user": lambda: read_u_user(path, dataset),
+        "table": lambda: read_table(path, dataset, entity="user", id_col=d.user_features_id_col,
+                                    columns=columns),
+    }
+    info = readers[fmt]()
+    save(info, cached)
+    for name, feature in info.features.items():
+        s = feature.stats
+        log(f"user feature {name} ({feature.kind}): {s['rows'] - s['missing']} of {s['rows']} users "
+            f"listed, {s['missing']} unknown, cached at {cached}")
+    return info
+
+
+def user_tower_inputs(info: SideInfo) -> UserFeatureArrays:
+    """What the user tower reads (models/user_tower.py): row 0 the unknown user (categorical
+    "unknown", numeric and dense 0, as a user the file does not list), then row u + 1 for the
+    dataset's dense user u."""
+    if info.entity != "user":
+        raise ValueError(f"the user tower reads user features, not {info.entity!r} features")
+
+    def shifted(feature: Feature) -> np.ndarray:
+        unknown = np.zeros((1, *feature.values.shape[1:]), feature.values.dtype)
+        if feature.kind == "categorical":
+            unknown[0, 0] = UNKNOWN
+        return np.concatenate([unknown, feature.values])
+
+    cat = {n: f for n, f in info.features.items() if f.kind == "categorical"}
+    return UserFeatureArrays(
+        categorical={n: shifted(f) for n, f in cat.items()},
+        vocab_sizes={n: len(f.vocab) for n, f in cat.items()},
+        dense={n: shifted(f) for n, f in info.features.items() if f.kind != "categorical"})
