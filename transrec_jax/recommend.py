@@ -10,6 +10,15 @@ workdir generates the list (greedy or beam search, config.model.beam_width; --k 
 config.model.next_k) and its scores are the log-probabilities of each list prefix. An HSTU
 with a relative time bias (config.model.time_buckets > 0) reads each item's time, which only the
 dataset has: --users=all, not --history.
+
+  ... --explain=occlusion|grad|ig [--explain_top=5] [--explain_plot=FILE.png [--explain_user=ID]]
+
+adds, per recommended item, the --explain_top history items with the largest attributions
+(transrec_jax/explain.py: what each method measures; a negative one lowered the score): a
+`because` column (id:attribution;...) in the printed table and the CSV, `because_items` /
+`because_scores` list columns in Parquet. --explain_plot draws one user's attributions
+(history x recommended) as a heatmap: the --history user, or with --users=all --explain_user
+(default: the first user). Only a workdir's config.json is read before the flags are checked.
 """
 
 from __future__ import annotations
@@ -24,7 +33,9 @@ import pyarrow.csv
 import pyarrow.parquet
 from absl import flags
 
-from transrec_jax import cli, sharding
+from transrec_jax import cli, explain, sharding
+from transrec_jax import config as config_lib
+from transrec_jax.data.batching import gather_windows
 from transrec_jax.serving import Recommender
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
@@ -36,7 +47,16 @@ _K = flags.DEFINE_integer("k", 10, "How many items to recommend.")
 _ITEM_SHARDS = flags.DEFINE_integer(
     "item_shards", 1, "Split the item table over this many devices (a divisor of the run's "
     "config.mesh.model); each ranks its rows and the top-K lists are merged.")
+_EXPLAIN = flags.DEFINE_string("explain", None, f"Attribute each recommendation to the history: "
+                               f"one of {', '.join(explain.METHODS)}.")
+_EXPLAIN_TOP = flags.DEFINE_integer("explain_top", 5, "With --explain: history items shown per "
+                                    "recommended item.")
+_EXPLAIN_PLOT = flags.DEFINE_string("explain_plot", None, "With --explain: a .png heatmap of one "
+                                    "user's attributions.")
+_EXPLAIN_USER = flags.DEFINE_string("explain_user", None, "With --users=all and --explain_plot: the "
+                                    "dataset's user id to plot (default: the first user).")
 _OUTPUT_FORMATS = (".parquet", ".csv")
+_PLOT_ROWS = 40  # a longer history plots only the items among some recommendation's top attributed
 
 
 def main(argv):
@@ -55,15 +75,20 @@ def main(argv):
                 "use --users=all")
         history = rec.item_index(_HISTORY.value)
         _check_k(k, rec.dataset.num_items, np.array([len(np.unique(history))]))
-        items, scores = rec.top_k(np.array([0]), np.array([len(history)]), history, k)
+        starts, ends = np.array([0]), np.array([len(history)])
+        items, scores = rec.top_k(starts, ends, history, k)
+        because = _explain(rec, starts, ends, history, items, 0) if _EXPLAIN.value else None
         titled = catalog.titles is not None
-        print("rank\titem\tscore" + ("\ttitle" if titled else ""))
+        print("rank\titem\tscore" + ("\ttitle" if titled else "") + ("\tbecause" if because else ""))
         for r, (item, score) in enumerate(zip(items[0], scores[0]), 1):
-            print(f"{r}\t{catalog.ids[item]}\t{score:.4f}" + (f"\t{catalog.title(item)}" if titled else ""))
+            print(f"{r}\t{catalog.ids[item]}\t{score:.4f}" + (f"\t{catalog.title(item)}" if titled else "")
+                  + (f"\t{_compact(*because[0][r - 1])}" if because else ""))
         return
     ds = rec.dataset
     _check_k(k, ds.num_items, _distinct_per_user(ds))
-    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k, rec.times)
+    plotted = 0 if _EXPLAIN_USER.value is None else _user_index(ds, _EXPLAIN_USER.value)
+    users = np.arange(ds.num_users)  # (each sequence's user: a model with user features reads it)
+    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k, rec.times, users)
     columns = {
         "user": np.repeat(ds.user_ids, k),
         "rank": np.tile(np.arange(1, k + 1), ds.num_users),
@@ -72,7 +97,16 @@ def main(argv):
     }
     if catalog.titles is not None:
         columns["title"] = catalog.titles[items.ravel()]
-    table, output = pa.table(columns), _OUTPUT.value
+    output = _OUTPUT.value
+    if _EXPLAIN.value:
+        because = _explain(rec, ds.offsets[:-1], ds.offsets[1:], ds.items, items, plotted, users)
+        pairs = [pair for user in because for pair in user]
+        if output.endswith(".csv"):
+            columns["because"] = [_compact(*pair) for pair in pairs]
+        else:
+            columns["because_items"] = [list(ids) for ids, _ in pairs]
+            columns["because_scores"] = [[float(v) for v in values] for _, values in pairs]
+    table = pa.table(columns)
     if output.endswith(".csv"):
         pa.csv.write_csv(table, output)
     else:
@@ -80,10 +114,90 @@ def main(argv):
     print(f"wrote top-{k} for {ds.num_users:,} users to {output}")
 
 
+def _explain(rec, starts, ends, items, top_items, plotted, users=None):
+    """Per user, per recommended item: (public ids, attributions) of its --explain_top most
+    positively attributed history items; draws --explain_plot for user `plotted`."""
+    max_len = rec.config.model.max_len
+    history = gather_windows(items, starts, ends, max_len)
+    result = explain.explain(rec.run.model(), history, top_items, _EXPLAIN.value, users)
+    positions, values = result.top(_EXPLAIN_TOP.value)
+    ids = rec.catalog.ids
+    because = [[(ids[history[u][p[p >= 0]]].tolist(), v[p >= 0]) for p, v in zip(positions[u], values[u])]
+               for u in range(len(history))]
+    if _EXPLAIN_PLOT.value:
+        _plot(rec, result, plotted, positions[plotted])
+    return because
+
+
+def _plot(rec, result, user, top_positions):
+    """The heatmap of one user: all their window's items if few, else those among some
+    recommended item's top attributed, oldest first."""
+    history = result.history[user]
+    real = np.flatnonzero(history)
+    rows = real if len(real) <= _PLOT_ROWS else np.unique(top_positions[top_positions >= 0])
+    catalog = rec.catalog
+
+    def label(item):
+        title = catalog.title(item)
+        return f"{catalog.ids[item]} {title}" if title else str(catalog.ids[item])
+
+    name = "--history" if _HISTORY.value is not None else f"user {rec.dataset.user_ids[user]}"
+    shown = "" if len(rows) == len(real) else f", {len(rows)} of {len(real)} history items shown"
+    explain.heatmap(result.attributions[user][:, rows], [label(i) for i in history[rows]],
+                    [label(i) for i in result.items[user]], _EXPLAIN_PLOT.value,
+                    title=f"{_EXPLAIN.value} attributions, {name}{shown}")
+
+
+def _compact(ids, values) -> str:
+    """One cell: 'id:+0.123;id:+0.045' (history items, most positive first)."""
+    return ";".join(f"{i}:{v:+.4g}" for i, v in zip(ids, values))
+
+
+def _user_index(ds, user_id: str) -> int:
+    matches = np.flatnonzero(np.asarray(ds.user_ids).astype(str) == user_id.strip())
+    if not len(matches):
+        raise cli.UsageError(f"--explain_user={user_id!r}: not a user of this dataset "
+                             f"(e.g. {ds.user_ids[0]!s})")
+    return int(matches[0])
+
+
+def _check_explain_flags() -> None:
+    """The --explain flags, and whether the run's model supports the method (from its
+    config.json: nothing loads)."""
+    method, plot = _EXPLAIN.value, _EXPLAIN_PLOT.value
+    if method is None:
+        for name in ("explain_plot", "explain_user"):
+            if flags.FLAGS[name].present:
+                raise cli.UsageError(f"--{name} goes with --explain=METHOD "
+                                     f"({' or '.join(explain.METHODS)})")
+        return
+    if method not in explain.METHODS:
+        raise cli.UsageError(explain.unsupported(None, method))
+    if _EXPLAIN_TOP.value < 1:
+        raise cli.UsageError(f"--explain_top={_EXPLAIN_TOP.value}: expected a positive integer")
+    if _EXPLAIN_USER.value is not None and (plot is None or _USERS.value is None):
+        raise cli.UsageError("--explain_user picks the plotted user of --users=all: it goes with "
+                             "--users=all and --explain_plot")
+    if plot is not None:
+        if not plot.endswith(".png"):
+            raise cli.UsageError(f"--explain_plot={plot!r}: expected a file ending in .png")
+        folder = os.path.dirname(os.path.abspath(plot))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            raise cli.UsageError(f"--explain_plot={plot!r}: {folder} is not a writable directory")
+    if _ITEM_SHARDS.value > 1:
+        raise cli.UsageError("--explain runs on one device: leave --item_shards at 1")
+    recorded = os.path.join(_WORKDIR.value, "config.json")
+    if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
+        reason = explain.unsupported(config_lib.recorded_config(recorded).model, method)
+        if reason:
+            raise cli.UsageError(reason)
+
+
 def _check_flags() -> None:
     """Every argument, before the checkpoint loads."""
     if _WORKDIR.value is None:
         raise cli.UsageError("--workdir is required: a directory written by transrec_jax.main")
+    _check_explain_flags()
     shards, devices = _ITEM_SHARDS.value, jax.device_count()
     if shards < 1 or devices % shards:
         raise cli.UsageError(f"--item_shards={shards}: expected a divisor of the {devices} devices")

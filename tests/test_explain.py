@@ -1,0 +1,398 @@
+"""Explanations (transrec_jax/explain.py): occlusion against removing each item one at a time,
+gradient x input against jax.grad of an unbatched model, scores equal to serving's, the
+planted predecessor found on synthetic data, and `recommend --explain`: its output, its plot
+and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from transrec_jax import config as config_lib
+from transrec_jax import explain, train
+from transrec_jax.data.batching import gather_windows
+from transrec_jax.models import build_model
+from transrec_jax.models.item_tower import ItemFeatureArrays
+from transrec_jax.models.user_tower import UserFeatureArrays
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_ITEMS = 12
+MAX_LEN = 6
+
+
+def tiny_model(name="sasrec", **overrides):
+    c = config_lib.base_config()
+    c.model.update(name=name, max_len=MAX_LEN, d_model=8, num_layers=2, num_heads=2, d_ff=16,
+                   dropout=0.0, attention_dropout=0.0, **overrides)
+    features = None
+    if c.model.item_tower != "off":  # genres and a dense vector per item
+        rng = np.random.default_rng(0)
+        genres = rng.integers(1, 5, size=(NUM_ITEMS + 1, 2)).astype(np.int32)
+        genres[0] = 0
+        features = ItemFeatureArrays(
+            categorical={"genres": genres}, vocab_sizes={"genres": 5},
+            dense={"text": rng.normal(size=(NUM_ITEMS + 1, 3)).astype(np.float32)},
+            known=np.ones(NUM_ITEMS + 1, bool))
+    users = None
+    if c.model.user_features != "off":  # a categorical feature per user number (0: unknown)
+        users = UserFeatureArrays(
+            categorical={"group": np.array([[1], [2], [3], [2], [4], [3], [2], [4], [3]], np.int32)},
+            vocab_sizes={"group": 5}, dense={})
+    return build_model(c.model, NUM_ITEMS, rngs=nnx.Rngs(1), item_features=features,
+                       user_features=users)
+
+
+def histories():
+    """Lengths 1 .. MAX_LEN (every width bucket), a repeated item, right-aligned."""
+    rng = np.random.default_rng(0)
+    lengths = np.array([1, 2, 3, 4, 5, 6, 6, 3])
+    hist = np.zeros((len(lengths), MAX_LEN), np.int32)
+    for row, n in enumerate(lengths):
+        hist[row, MAX_LEN - n :] = rng.integers(1, NUM_ITEMS + 1, size=n)
+    hist[6, 2] = hist[6, 4]
+    items = rng.integers(1, NUM_ITEMS + 1, size=(len(lengths), 3)).astype(np.int32)
+    return hist, items
+
+
+def reference_score(model, history, items, user=None):
+    """float64 scores of items after one history (of dense user index `user`), unbatched."""
+    weight, bias = model.output_table()
+    who = {} if user is None else {"users": jnp.asarray([user + 1])}
+    user = np.asarray(model.user_representation(jnp.asarray(history[None]), **who))[0].astype(np.float64)
+    scores = np.asarray(weight, np.float64)[items] @ user
+    return scores if bias is None else scores + np.asarray(bias, np.float64)[items]
+
+
+@pytest.mark.parametrize("name,overrides", [("sasrec", {}), ("bert4rec", {}),
+                                            ("transformer_recommender", {}), ("hstu", {}),
+                                            ("bert4rec", {"user_features": "input"})],
+                         ids=["sasrec", "bert4rec", "transformer_recommender", "hstu", "user_features"])
+def test_occlusion_equals_removing_each_item_one_at_a_time(name, overrides):
+    model = tiny_model(name, **overrides)
+    hist, items = histories()
+    users = np.arange(len(hist)) if overrides else None  # (each row its own user)
+    got = explain.occlusion(model, hist, items, users)
+    np.testing.assert_array_equal(got.history, hist)
+    for row in range(len(hist)):
+        user = None if users is None else users[row]
+        base = reference_score(model, hist[row], items[row], user)
+        np.testing.assert_allclose(got.scores[row], base, rtol=1e-5, atol=1e-5)
+        for j in range(MAX_LEN):
+            if hist[row, j] == 0:
+                assert np.all(got.attributions[row, :, j] == 0)
+                continue
+            dropped = np.concatenate([[0], np.delete(hist[row], j)]).astype(np.int32)
+            want = base - reference_score(model, dropped, items[row], user)
+            np.testing.assert_allclose(got.attributions[row, :, j], want, rtol=1e-4, atol=1e-5)
+
+
+def reference_grad_input(model):
+    """history [W], items [K] -> [K, W] by jax.grad of one history's score, the input vectors
+    replaced by an argument (jitted once: eager grads are slow)."""
+    model = nnx.clone(model)
+    members = list(model.members) if hasattr(model, "members") else [model]
+    weight, bias = model.output_table()
+    bert = members[0].has_mask_token
+
+    def tokens_of(history):  # what `encode` embeds: BERT4Rec reads history[1:] and [MASK]
+        return jnp.concatenate([history[1:], jnp.array([NUM_ITEMS + 1])])[None] if bert else history[None]
+
+    def score(vectors, history, item):
+        for m, v in zip(members, vectors):
+            object.__setattr__(m, "embed_items", lambda tokens, key=None, v=v: v)
+        user = model.user_representation(history[None])[0]
+        return user @ weight[item] + (0.0 if bias is None else bias[item])
+
+    @jax.jit
+    def attribute(history, items):
+        inputs = [m.embed_items(tokens_of(history)) for m in members]
+
+        def one(item):
+            grads = jax.grad(score)(inputs, history, item)
+            return sum((g * x).sum(-1)[0] for g, x in zip(grads, inputs))
+
+        per_token = jax.lax.map(one, items)
+        if bert:
+            per_token = jnp.pad(per_token[:, :-1], ((0, 0), (1, 0)))
+        return jnp.where(history != 0, per_token, 0.0)
+
+    return lambda history, items: np.asarray(attribute(jnp.asarray(history), jnp.asarray(items)))
+
+
+@pytest.mark.parametrize("name,overrides", [("sasrec", {}), ("bert4rec", {}),
+                                            ("sasrec", {"item_tower": "sum"}),
+                                            ("sasrec", {"ensemble_size": 2})],
+                         ids=["sasrec", "bert4rec", "item_tower", "ensemble"])
+def test_grad_input_equals_unbatched_jax_grad(name, overrides):
+    model = tiny_model(name, **overrides)
+    hist, items = histories()
+    got = explain.grad_input(model, hist, items)
+    reference = reference_grad_input(model)
+    for row in range(len(hist)):
+        np.testing.assert_allclose(got.scores[row], reference_score(model, hist[row], items[row]),
+                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.attributions[row], reference(hist[row], items[row]),
+                                   rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_integrated_gradients_add_up_to_the_score_change(name):
+    """Completeness: the attributions sum to score(history) - score(history vectors at 0)."""
+    model = tiny_model(name)
+    hist, items = histories()
+    got = explain.integrated_gradients(model, hist, items, steps=64)
+    zeroed = nnx.clone(model)
+    original = zeroed.embed_items
+
+    def at_zero(tokens, key=None):  # history items' vectors at 0; padding and [MASK] as they are
+        keep = (tokens == 0) | (tokens == NUM_ITEMS + 1)
+        return original(tokens, key=key) * keep[..., None]
+
+    object.__setattr__(zeroed, "embed_items", at_zero)
+    for row in range(len(hist)):
+        change = reference_score(model, hist[row], items[row]) - reference_score(zeroed, hist[row], items[row])
+        np.testing.assert_allclose(got.attributions[row].sum(-1), change, rtol=2e-2, atol=2e-3)
+
+
+def test_top_lists_real_positions_best_first():
+    history = np.array([[0, 0, 5, 6, 7]], np.int32)
+    attributions = np.array([[[0.0, 0.0, 0.5, -1.0, 2.0]]], np.float32)
+    e = explain.Explanation(history, np.array([[1]]), np.array([[1.0]]), attributions)
+    positions, values = e.top(4)
+    assert positions.tolist() == [[[4, 2, 3, -1]]]
+    np.testing.assert_array_equal(values[0, 0, :3], [2.0, 0.5, -1.0])
+    assert np.isnan(values[0, 0, 3])
+
+
+def test_models_that_cannot_be_explained_are_refused():
+    c = config_lib.base_config()
+    assert explain.unsupported(c.model, "occlusion") is None
+    assert "rollout is not built yet" in explain.unsupported(c.model, "rollout")
+    c.model.name = "encdec"
+    assert "encdec generates its list" in explain.unsupported(c.model, "grad")
+    c.model.update(name="hstu", time_buckets=8)
+    assert "time bias" in explain.unsupported(c.model, "occlusion")
+    c.model.update(name="sasrec", time_buckets=0, user_features="input")
+    assert explain.unsupported(c.model, "occlusion") is None  # (`users` passed through)
+    c = config_lib.base_config()
+    c.model.update(name="encdec", max_len=MAX_LEN, d_model=8, num_layers=1, num_heads=2, d_ff=8, next_k=2)
+    encdec = build_model(c.model, NUM_ITEMS, rngs=nnx.Rngs(0))
+    with pytest.raises(config_lib.ConfigError, match="encdec generates"):
+        explain.occlusion(encdec, *histories())
+
+
+# --- a trained run: serving's scores, `recommend --explain` ----------------------------------
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run with titles (a few training steps: explanations need a model, not a good one)."""
+    tmp = tmp_path_factory.mktemp("explain_run")
+    rng = np.random.default_rng(0)
+    lines = [f"{u} {rng.integers(1, 21)}" for u in range(1, 41) for _ in range(7)]
+    (tmp / "data.txt").write_text("\n".join(lines) + "\n")
+    (tmp / "titles.csv").write_text("id,title\n" + "".join(f"{i},Film {i}\n" for i in range(1, 21)))
+    c = config_lib.base_config()
+    c.dataset.update(name="local", source="local", format="user_item", path=str(tmp / "data.txt"),
+                     item_titles=str(tmp / "titles.csv"), cache_dir=str(tmp / "cache"))
+    c.model.update(max_len=8, d_model=16, num_layers=1, num_heads=2, d_ff=16)
+    c.train.update(num_epochs=0, num_steps=4, batch_size=16, eval_every_steps=4, log_every=4)
+    c.eval.update(batch_size=64, ks=(5, 10))
+    workdir = str(tmp / "run")
+    train.train_and_evaluate(c, workdir)
+    return workdir
+
+
+def test_explained_scores_are_serving_scores(run):
+    """Every method's scores of the top-K are the scores `serving` ranked them by."""
+    from transrec_jax.serving import Recommender
+
+    rec = Recommender(run)
+    ds = rec.dataset
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    items, scores = rec.top_k(starts, ends, ds.items, 5)
+    history = gather_windows(ds.items, starts, ends, rec.config.model.max_len)
+    for method in explain.METHODS:
+        got = explain.explain(rec.run.model(), history, items, method)
+        np.testing.assert_allclose(got.scores, scores, rtol=1e-5, atol=1e-5)
+
+
+_DRIVER = """
+import importlib, json, os, sys
+module = importlib.import_module("transrec_jax.recommend")
+results = {}
+for name, args in json.loads(sys.argv[1]).items():
+    out, err = (os.path.join(sys.argv[2], name + ext) for ext in (".stdout", ".stderr"))
+    pid = os.fork()
+    if pid == 0:
+        for path, fd in ((out, 1), (err, 2)):
+            os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        sys.argv = [module.__file__, *args]
+        try:
+            module.cli.run(module.main)
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                sys.stderr.write(e.code + "\\n")
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(1 if isinstance(e.code, str) else (e.code or 0))
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+            sys.stderr.flush()
+            os._exit(99)
+        sys.stdout.flush()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    results[name] = {"returncode": os.waitstatus_to_exitcode(status),
+                     "stdout": open(out).read(), "stderr": open(err).read()}
+print(json.dumps(results))
+"""
+
+
+ERRORS = {  # case -> the text of its error line
+    "unknown_method": "--explain='rollout': expected one of occlusion, grad",
+    "encdec": "encdec generates its list",
+    "plot_without_explain": "--explain_plot goes with --explain=METHOD",
+    "plot_folder_missing": "is not a writable directory",
+    "plot_not_png": "expected a file ending in .png",
+    "top_zero": "--explain_top=0: expected a positive integer",
+    "user_with_history": "--explain_user picks the plotted user",
+    "unknown_user": "--explain_user='999': not a user of this dataset",
+}
+
+
+def error_cases(run, tmp):
+    """case -> recommend's arguments. The encdec workdir has a config.json and nothing else:
+    its refusal comes before anything loads."""
+    encdec = tmp / "encdec_run"
+    encdec.mkdir()
+    (encdec / "config.json").write_text(json.dumps({"model": {"name": "encdec"}}))
+    hist, grad = "--history=3,4,5", "--explain=grad"
+    return {
+        "unknown_method": [f"--workdir={run}", hist, "--explain=rollout"],
+        "encdec": [f"--workdir={encdec}", hist, "--explain=occlusion"],
+        "plot_without_explain": [f"--workdir={run}", hist, f"--explain_plot={tmp}/p.png"],
+        "plot_folder_missing": [f"--workdir={run}", hist, grad, f"--explain_plot={tmp}/no/p.png"],
+        "plot_not_png": [f"--workdir={run}", hist, grad, f"--explain_plot={tmp}/p.txt"],
+        "top_zero": [f"--workdir={run}", hist, grad, "--explain_top=0"],
+        "user_with_history": [f"--workdir={run}", hist, grad, "--explain_user=3", f"--explain_plot={tmp}/p.png"],
+        "unknown_user": [f"--workdir={run}", "--users=all", f"--output={tmp}/o.csv", grad,
+                         "--explain_user=999", f"--explain_plot={tmp}/p.png"],
+    }
+
+
+@pytest.fixture(scope="module")
+def outcomes(run, tmp_path_factory):
+    """Every recommend case in one process: imported once, a fork per case."""
+    tmp = tmp_path_factory.mktemp("explain_cli")
+    logs = tmp_path_factory.mktemp("explain_logs")
+    cases = error_cases(run, tmp)
+    cases.update({
+        "history": [f"--workdir={run}", "--history=3,4,5,3,6", "--k=4", "--explain=occlusion",
+                    "--explain_top=2", f"--explain_plot={tmp}/history.png"],
+        "all_parquet": [f"--workdir={run}", "--users=all", "--k=3", "--explain=grad",
+                        f"--output={tmp}/all.parquet", "--explain_user=7", f"--explain_plot={tmp}/user7.png"],
+        "all_csv": [f"--workdir={run}", "--users=all", "--k=3", "--explain=occlusion",
+                    f"--output={tmp}/all.csv"],
+    })
+    proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases), str(logs)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), tmp
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_bad_explain_arguments_are_one_line_errors(outcomes, name):
+    results, tmp = outcomes
+    out = results[name]
+    assert out["returncode"] == 1, out["stderr"][-2000:]
+    lines = [line for line in out["stderr"].splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), out["stderr"][-2000:]
+    assert ERRORS[name] in lines[0], lines[0]
+    assert not os.path.exists(tmp / "p.png") and not os.path.exists(tmp / "o.csv")
+
+
+def test_recommend_explain_history_prints_because_and_plots(outcomes):
+    results, tmp = outcomes
+    out = results["history"]
+    assert out["returncode"] == 0 and out["stderr"] == "", out["stderr"][-2000:]
+    header, *rows = [line.split("\t") for line in out["stdout"].splitlines()]
+    assert header == ["rank", "item", "score", "title", "because"] and len(rows) == 4
+    for row in rows:
+        pairs = [p.split(":") for p in row[4].split(";")]
+        assert len(pairs) == 2 and all(i in {"3", "4", "5", "6"} for i, _ in pairs)
+        values = [float(v) for _, v in pairs]
+        assert values == sorted(values, reverse=True)
+    assert os.path.getsize(tmp / "history.png") > 1000
+
+
+def test_recommend_explain_all_users_writes_lists(outcomes, run):
+    import pyarrow.csv
+    import pyarrow.parquet
+
+    results, tmp = outcomes
+    for name in ("all_parquet", "all_csv"):
+        assert results[name]["returncode"] == 0, results[name]["stderr"][-2000:]
+    table = pyarrow.parquet.read_table(tmp / "all.parquet").to_pydict()
+    assert len(table["because_items"]) == 40 * 3
+    for ids, values in zip(table["because_items"], table["because_scores"]):
+        assert 1 <= len(ids) == len(values) <= 5 and values == sorted(values, reverse=True)
+    assert os.path.getsize(tmp / "user7.png") > 1000
+    csv = pyarrow.csv.read_csv(tmp / "all.csv").to_pydict()
+    assert len(csv["because"]) == 40 * 3 and all(":" in cell for cell in csv["because"])
+
+
+# --- sanity: the planted predecessor ----------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_explanations_find_the_planted_predecessor(tmp_path):
+    """The synthetic data plants "item a is often followed by one of a's few successors". For
+    users whose top recommendation is a successor of their last item (by the data's bigram
+    counts) and of no other item in their window, that last item should be the most
+    attributed far more often than a random position is (1 / history length)."""
+    from test_train import tiny_config
+
+    from transrec_jax.serving import Recommender
+
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(tiny_config(tmp_path), workdir)
+    rec = Recommender(workdir)
+    ds, cfg = rec.dataset, rec.config.dataset.synthetic
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    items, _ = rec.top_k(starts, ends, ds.items, 1)
+    history = gather_windows(ds.items, starts, ends, rec.config.model.max_len)
+    bigrams = np.zeros((ds.num_items + 1, ds.num_items + 1))
+    for user in range(ds.num_users):
+        seq = ds.sequence(user)
+        np.add.at(bigrams, (seq[:-1], seq[1:]), 1)
+    successors = np.argsort(-bigrams, axis=1)[:, : cfg.successors]
+    follows = (successors[history] == items[:, 0, None, None]).any(-1) & (history != 0)  # [N, W]
+    planted = follows[:, -1] & (follows.sum(1) == 1)
+    assert planted.sum() >= 50
+    random_hit = float(np.mean(1 / (history[planted] != 0).sum(1)))
+    for method in explain.METHODS:
+        top = explain.explain(rec.run.model(), history, items, method).top(1)[0][:, 0, 0]
+        hit = float(np.mean(top[planted] == history.shape[1] - 1))
+        assert hit > max(0.5, 5 * random_hit), (method, hit, random_hit)
+
+
+def test_faithfulness_deletes_positions_and_keeps_order():
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "explain", "faithfulness.py")
+    spec = importlib.util.spec_from_file_location("faithfulness", path)
+    faithfulness = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faithfulness)
+    history = np.array([[0, 0, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6]], np.int32)
+    got = faithfulness.delete(history, np.array([[3, 5], [0, 4]]))
+    assert got.tolist() == [[0, 0, 0, 0, 4, 6], [0, 0, 2, 3, 4, 6]]
+    assert "No results yet" in faithfulness.markdown([])

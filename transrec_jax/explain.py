@@ -1,0 +1,278 @@
+"""Which history items led to a recommendation: each recommended item's score attributed to the
+items of the history it was computed from (issue 29).
+
+  occlusion  score(history) - score(history without item j), for every position j. An item
+             is removed by dropping it and shifting the older items right by one, padding at
+             the left: the result is a history the model could have been given (left padding
+             only), the counterfactual "this user never had item j". Replacing it by padding
+             instead would leave a hole mid-sequence, a pattern training never produced (and
+             right-aligned positions would not move). Items older than the window stay out
+             (BERT4Rec reads a full window's last max_len - 1 items: there, removing one
+             brings the oldest into view, as that history would).
+  grad       gradient x input: d score / d v_j . v_j summed over the model dimension, where
+             v_j is the model's input vector of item j (`embed_items`: its id row, through the
+             item tower when there is one). One forward and one backward pass per item explained.
+  ig         integrated gradients: gradient x input averaged along the path that scales every
+             v_j from 0 to 1 (16 points); its attributions add up to the score's change along
+             that path. 16 times grad's cost.
+
+A positive attribution means the item raised the recommended item's score. Scores are what
+serving ranks by: user_representation . output row (+ bias), float32. Every method is one
+jit-compiled call per batch of users (occlusion: one batched forward over the batch's
+[users x positions] shortened histories), with users batched by history length so short
+histories do not pay for the longest window (as the evaluator's eval.length_buckets does).
+
+Models: SASRec, BERT4Rec, the Transformer recommender, HSTU without a time bias, and ensembles
+of them, with user features or without (`users`: each history's user, as serving gives it).
+encdec (its list is generated, its scores are list log-probabilities) and HSTU with a relative
+time bias (it needs each item's time) are refused by `unsupported` in one line.
+Attention rollout is still to come.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from transrec_jax.config import ConfigError
+from transrec_jax.data.batching import bucket_width, bucket_widths
+
+METHODS = ("occlusion", "grad", "ig")
+_BATCH = 256  # users per grad call
+_OCCLUSION_TOKENS = 1 << 18  # tokens per occlusion call (users x positions x width): bounds memory
+_IG_STEPS = 16  # integrated gradients: points on the path
+_WIDTH_BUCKETS = 4  # history widths compiled, at most (users batched by history length)
+_PRECISION = jax.lax.Precision.HIGHEST  # as ranking.py scores: no TF32/bf16 rounding
+
+
+@dataclasses.dataclass
+class Explanation:
+    history: np.ndarray  # int32[N, W] the window the model read (internal ids, right-aligned, 0 pad)
+    items: np.ndarray  # int32[N, K] the explained (recommended) items, internal ids
+    scores: np.ndarray  # float32[N, K] their scores after the whole history
+    attributions: np.ndarray  # float32[N, K, W] per history position; 0 at padding
+
+    def top(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(positions int[N, K, n], values float[N, K, n]): each item's n most positively
+        attributed history positions, best first; -1 and NaN where the history is shorter."""
+        real = (self.history != 0)[:, None, :]
+        keyed = np.where(real, self.attributions, -np.inf)
+        positions = np.argsort(-keyed, axis=-1, kind="stable")[..., :n]
+        values = np.take_along_axis(keyed, positions, axis=-1)
+        empty = ~np.isfinite(values)
+        return np.where(empty, -1, positions), np.where(empty, np.nan, values)
+
+
+def unsupported(model_cfg, method: str) -> str | None:
+    """Why `method` cannot explain a model of this config (one line), or None: what
+    `recommend` checks from a workdir's config.json before loading anything."""
+    if method not in METHODS:
+        return (f"--explain={method!r}: expected one of {', '.join(METHODS)} "
+                "(attention rollout is not built yet)")
+    return _unsupported_model(model_cfg.name == "encdec", bool(model_cfg.time_buckets))
+
+
+def _unsupported_model(generates: bool, timed: bool) -> str | None:
+    if generates:
+        return ("--explain: this run's encdec generates its list (scores are list "
+                "log-probabilities, not user vector . item row): explanations need sasrec, "
+                "bert4rec, transformer_recommender or hstu")
+    if timed:
+        return ("--explain: this run's HSTU has a relative time bias (config.model.time_buckets "
+                "> 0), which explanations do not support yet")
+    return None
+
+
+def explain(model: nnx.Module, history, items, method: str, users=None) -> Explanation:
+    """`method`'s Explanation of `items` int[N, K] after `history` int[N, W] (W <= max_len)."""
+    return {"occlusion": occlusion, "grad": grad_input, "ig": integrated_gradients}[method](
+        model, history, items, users)
+
+
+def occlusion(model: nnx.Module, history, items, users=None) -> Explanation:
+    """score(history) - score(history without position j) for each position j (module docstring).
+
+    history: int[N, W] internal item ids, right-aligned and 0-padded (W <= model.max_len);
+    items: int[N, K] the items to explain (e.g. the top-K recommended); users: int[N] each
+    history's dense user index, which a model with user features (model.user_features) reads;
+    None: every history is an unknown user's.
+    """
+    return _batched(_occlusion_kernel, model, history, items, users,
+                    lambda width: max(1, min(_BATCH, _OCCLUSION_TOKENS // (width * width))))
+
+
+def grad_input(model: nnx.Module, history, items, users=None) -> Explanation:
+    """Gradient x input on the model's input item vectors (module docstring); arguments as
+    `occlusion`'s."""
+    return _batched(_grad_kernel, model, history, items, users, lambda width: _BATCH)
+
+
+def integrated_gradients(model: nnx.Module, history, items, users=None,
+                         steps: int = _IG_STEPS) -> Explanation:
+    """Gradient x input averaged along the path from all input item vectors at 0 (positions
+    alone) to the history (midpoint rule, `steps` points): per history, the attributions sum
+    to about score(history) - score(vectors at 0), which the plain gradient does not promise.
+    Costs `steps` gradients."""
+    return _batched(functools.partial(_grad_kernel, steps=steps), model, history, items, users,
+                    lambda width: max(1, _BATCH // steps))
+
+
+def _check_model(model: nnx.Module) -> None:
+    first = _members(model)[0]
+    reason = _unsupported_model(
+        type(first).__name__ == "EncoderDecoder",
+        any(getattr(layer, "time_bias", None) is not None for layer in first.layers))
+    if reason:
+        raise ConfigError(reason)
+
+
+def _members(model) -> list:
+    return list(model.members) if hasattr(model, "members") else [model]
+
+
+def _batched(kernel, model, history, items, users, users_per_call) -> Explanation:
+    """Run `kernel` over users sorted by history length, each group at its bucket width,
+    padded to a fixed number of users per call (few compiled shapes)."""
+    _check_model(model)
+    history = np.asarray(history, np.int32)
+    items = np.asarray(items, np.int32)
+    if history.ndim != 2 or items.ndim != 2 or len(history) != len(items):
+        raise ValueError(f"expected history [N, W] and items [N, K], got {history.shape}, {items.shape}")
+    n, full = history.shape
+    if full > _max_len(model):
+        raise ValueError(f"history width {full} > config.model.max_len={_max_len(model)}")
+    reads_users = getattr(_members(model)[0], "user_tower", None) is not None
+    # (user numbers as the models read them: dense index + 1, 0 the unknown user)
+    numbers = np.zeros(n, np.int32) if users is None else np.asarray(users, np.int32) + 1
+    graphdef, params = nnx.split(model)
+    scores = np.zeros(items.shape, np.float32)
+    attributions = np.zeros((n, items.shape[1], full), np.float32)
+    lengths = (history != 0).sum(axis=1)
+    widths = bucket_widths(full, _WIDTH_BUCKETS)
+    user_width = np.array([bucket_width(widths, int(m)) for m in lengths], np.int64)
+    for width in np.unique(user_width):
+        group = np.flatnonzero(user_width == width)
+        size = users_per_call(int(width))
+        for first in range(0, len(group), size):
+            rows = group[first : first + size]
+            pad = size - len(rows)
+            h = np.pad(history[rows][:, full - width :], ((0, pad), (0, 0)))
+            it = np.pad(items[rows], ((0, pad), (0, 0)), constant_values=1)
+            who = {"users": jnp.asarray(np.pad(numbers[rows], (0, pad)))} if reads_users else {}
+            s, a = kernel(graphdef, params, jnp.asarray(h), jnp.asarray(it), who)
+            scores[rows] = np.asarray(s)[: len(rows)]
+            attributions[rows, :, full - width :] = np.asarray(a)[: len(rows)]
+    return Explanation(history, items, scores, attributions)
+
+
+def _max_len(model) -> int:
+    return _members(model)[0].max_len
+
+
+def item_scores(user, table, items):
+    """float32[B, K]: user [B, D] against the output rows of items [B, K] (+ bias)."""
+    weight, bias = table
+    rows = weight.astype(jnp.float32)[items]
+    scores = jnp.einsum("bd,bkd->bk", user.astype(jnp.float32), rows, precision=_PRECISION)
+    return scores if bias is None else scores + bias.astype(jnp.float32)[items]
+
+
+@functools.partial(jax.jit, static_argnames="graphdef")
+def _occlusion_kernel(graphdef, params, history, items, who):
+    """(scores [B, K], attributions [B, K, L]): one forward over the [B·L, L] histories with
+    one position dropped each (older items shifted right); who: {"users": [B]} or {}."""
+    model = nnx.merge(graphdef, params)
+    batch, length = history.shape
+    table = model.output_table()
+    base = item_scores(model.user_representation(history, **who), table, items)
+    i = jnp.arange(length)
+    source = jnp.where(i[None, :] <= i[:, None], i[None, :] - 1, i[None, :])  # [dropped j, slot i]
+    occluded = jnp.where(source >= 0, history[:, jnp.maximum(source, 0)], 0)  # [B, L, L]
+    user = model.user_representation(occluded.reshape(batch * length, length),
+                                     **{k: jnp.repeat(v, length) for k, v in who.items()})
+    dropped = item_scores(user, table, jnp.repeat(items, length, axis=0)).reshape(batch, length, -1)
+    attributions = jnp.swapaxes(base[:, None, :] - dropped, 1, 2)
+    return base, jnp.where(history[:, None, :] != 0, attributions, 0.0)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "steps"))
+def _grad_kernel(graphdef, params, history, items, who, *, steps: int = 0):
+    """(scores [B, K], attributions [B, K, L]).
+
+    Every member's `embed_items` output at position j is multiplied by a scale s_j, so
+    d score / d s_j at s = 1 is gradient x input (summed over members and D). steps > 0:
+    integrated gradients, that derivative averaged at s = (i + 1/2) / steps, i < steps (the
+    midpoint rule from s = 0, only positions left). A vmapped backward pass per explained item.
+    who: {"users": [B]} or {}.
+    """
+    model = nnx.merge(graphdef, params)
+    members = _members(model)
+    table = model.output_table()
+    originals = [m.embed_items for m in members]
+
+    def scaled(tokens, *, key=None, embed, scale):
+        vectors = embed(tokens, key=key)
+        return vectors * scale[..., None].astype(vectors.dtype)
+
+    def user_vector(scale):
+        for member, embed in zip(members, originals):
+            # (a throwaway instance inside this trace: the method is shadowed for it alone)
+            object.__setattr__(member, "embed_items", functools.partial(scaled, embed=embed, scale=scale))
+        return model.user_representation(history, **who)
+
+    rows = jnp.swapaxes(table[0][items], 0, 1)  # [K, B, D]: d score_k / d user
+
+    def derivative(level):
+        scale = jnp.full(history.shape, level, jnp.float32)
+        if members[0].has_mask_token:  # BERT4Rec's [MASK] (its last token) stays as it is
+            scale = scale.at[:, -1].set(1.0)
+        user, backward = jax.vjp(user_vector, scale)
+        (per_token,) = jax.vmap(backward)(rows.astype(user.dtype))  # [K, B, L]
+        return user, per_token
+
+    user, per_token = derivative(1.0)
+    if steps:
+        levels = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
+        per_token = jax.lax.map(lambda level: derivative(level)[1], levels).mean(0)
+    per_token = jnp.swapaxes(per_token, 0, 1).astype(jnp.float32)  # [B, K, L]
+    if members[0].has_mask_token:  # BERT4Rec reads history[:, 1:] then [MASK]: token t is item t+1
+        per_token = jnp.pad(per_token[..., :-1], ((0, 0), (0, 0), (1, 0)))
+    return item_scores(user, table, items), jnp.where(history[:, None, :] != 0, per_token, 0.0)
+
+
+def heatmap(attributions: np.ndarray, history_labels: list[str], item_labels: list[str],
+            path: str, title: str = "") -> None:
+    """A PNG of attributions [K, H] (recommended items x history items) as history rows x
+    recommended columns, diverging around 0 (red: the item raised the score)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    values = np.asarray(attributions, np.float64).T  # [H, K]
+    bound = float(np.nanmax(np.abs(values))) if values.size else 1.0
+    bound = bound if bound > 0 else 1.0
+    height = 1.5 + 0.28 * len(history_labels)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.55 * len(item_labels) + 0.06 * max(map(len, history_labels), default=0),
+                                    height))
+    image = ax.imshow(values, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(item_labels)), [_short(s) for s in item_labels], rotation=60,
+                  ha="right", fontsize=7)
+    ax.set_yticks(range(len(history_labels)), [_short(s) for s in history_labels], fontsize=7)
+    ax.set_xlabel("recommended (best first)")
+    ax.set_ylabel("history (oldest at the top)")
+    if title:
+        ax.set_title(title, fontsize=8)
+    fig.colorbar(image, ax=ax, label="attribution", shrink=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _short(label: str, width: int = 40) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
