@@ -88,6 +88,27 @@ def test_id_dropout_replaces_id_rows_while_training_only():
     np.testing.assert_allclose(np.asarray(model.embed_items(ids)), kept, rtol=1e-5, atol=1e-6)
 
 
+def test_id_dropout_draws_output_table_rows_once_a_step():
+    """Training's output table (a key) scores some items by their content alone, as a new item
+    is scored; without a key, or without a tower, the table is the whole one."""
+    model = build_model(model_config(id_dropout=0.5), NUM_ITEMS, rngs=nnx.Rngs(0),
+                        item_features=features())
+    ids = np.arange(1, NUM_ITEMS + 1)  # (row 0, padding, has no content to pool)
+    kept = numpy_items(model, ids, np.ones(len(ids), bool))
+    dropped = numpy_items(model, ids, np.zeros(len(ids), bool))
+    np.testing.assert_allclose(np.asarray(model.output_table()[0])[1:], kept, rtol=1e-5, atol=1e-6)
+    fractions = []
+    for seed in range(200):
+        got = np.asarray(model.output_table(key=jax.random.key(seed))[0])[1:]
+        is_dropped = np.all(np.isclose(got, dropped, atol=1e-6), axis=1)
+        assert np.all(is_dropped | np.all(np.isclose(got, kept, atol=1e-6), axis=1))
+        fractions.append(is_dropped.mean())
+    assert 0.45 < np.mean(fractions) < 0.55 and len(set(fractions)) > 2  # drawn anew each key
+    plain = build_model(model_config(combine="off"), NUM_ITEMS, rngs=nnx.Rngs(0))
+    np.testing.assert_array_equal(np.asarray(plain.output_table(key=jax.random.key(1))[0]),
+                                  np.asarray(plain.output_table()[0]))
+
+
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec", "encdec"])
 def test_a_train_step_trains_the_tower_and_keeps_its_constants(name):
     c = config_lib.base_config()

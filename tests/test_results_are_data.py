@@ -185,3 +185,19 @@ def test_committed_next_k_table_is_what_its_results_files_write():
     assert table.readme_text(committed) == committed, (
         "experiments/next_k/README.md's table is stale or edited by hand: run "
         "`python experiments/next_k/compare.py --markdown_only`")
+
+
+@pytest.mark.parametrize("study_dir", ["recipe", "features"])
+def test_committed_study_readme_is_what_its_results_file_writes(study_dir):
+    """Regenerate with `python experiments/<study>/<study>.py --markdown_only` (no runs)."""
+    path = os.path.join(REPO, "experiments", study_dir, f"{study_dir}.py")
+    spec = importlib.util.spec_from_file_location(f"{study_dir}_study", path)
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    readme = os.path.join(REPO, "experiments", study_dir, "README.md")
+    if not os.path.exists(driver.RESULTS):
+        pytest.skip(f"experiments/{study_dir} has no results yet")
+    with open(readme, encoding="utf-8") as f:
+        assert driver.markdown(driver.load_records()) == f.read(), (
+            f"experiments/{study_dir}/README.md is stale or edited by hand: run "
+            f"`python {os.path.relpath(path, REPO)} --markdown_only`")

@@ -159,7 +159,8 @@ def base_config() -> ml_collections.ConfigDict:
     m.ensemble_size = 1
     # Item content (models/item_tower.py): "off" (ids only), or how an item's id row and its
     # dataset.item_features combine: sum | gated | concat. id_dropout: the probability, while
-    # training, that an input item's id row is replaced by the learned "unknown id" vector.
+    # training, that an input item's id row, and an item's row of the output table (once a
+    # step), is replaced by the learned "unknown id" vector.
     m.item_tower = "off"
     m.id_dropout = 0.0
     # User content (models/user_tower.py): "off", or where each sequence's user vector (from

@@ -128,7 +128,8 @@ def train_step(state, batch, key, *, graphdef, tx, loss_cfg, item_log_probs, mes
     def member_loss(member, dropout_key, loss_key):
         aligned = {k: batch[k] for k in ("segments", "positions", "times", "users") if k in batch}
         hidden, targets, weights = member.training_forward(batch["seq"], key=dropout_key, **aligned)
-        W, b = member.output_table()
+        # (the output table's id dropout: a key of its own, used only by an item tower)
+        W, b = member.output_table(key=jax.random.fold_in(dropout_key, 2))
         return losses.compute_loss(loss_cfg, hidden, targets, weights, W, b, loss_key,
                                    num_items=member.num_items, item_log_probs=item_log_probs,
                                    trainable_items=trainable_items,

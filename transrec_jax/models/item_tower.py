@@ -10,9 +10,10 @@ the id row with the item's content, so any item with features can be scored:
   gated    e = g * id + (1 - g) * c,  g = sigmoid(W [id; c] + b), per dimension
   concat   e = W [id; c_1; ...; c_n] + b  (each feature's vector, not their sum)
 
-Items never seen in training (`known` False) and, while training, each input occurrence with
-probability `model.id_dropout`, take a learned "unknown id" vector instead of their id row:
-the content alone must then place them. The feature arrays are constants of the model
+Items never seen in training (`known` False) and, while training, with probability
+`model.id_dropout` each input occurrence and each row of the output table (drawn once a step),
+take a learned "unknown id" vector instead of their id row: the content alone must then place
+them as an input and score them as a target, which is what a new item needs. The feature arrays are constants of the model
 (`FeatureTable` variables, never trained: the train step differentiates `nnx.Param` only).
 """
 

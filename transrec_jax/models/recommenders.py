@@ -187,8 +187,11 @@ class Recommender(nnx.Module):
         vectors = self.item_embedding(tokens)
         return vectors if self.item_tower is None else self.item_tower(vectors, tokens, key=key)
 
-    def output_table(self) -> tuple[jax.Array, jax.Array | None]:
+    def output_table(self, *, key: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
         """(W [output_rows, D], b [output_rows] or None): row i scores item id i.
+
+        key (training, with an item tower): its id dropout, drawn once per item, so that some
+        targets and competitors of each step are scored by their content alone, as a new item is.
 
         Row 0 is padding and rows past num_items are not items (callers mask both); output_rows
         is num_items + 1 unless the tables are split over devices. tied: the item-embedding
@@ -202,7 +205,7 @@ class Recommender(nnx.Module):
             weight = self.output_weight[...]
         elif self.item_tower is not None:  # every item's id row with its content
             ids = jnp.arange(self.output_rows)
-            weight = self.item_tower(self.item_embedding.embedding[...][: self.output_rows], ids)
+            weight = self.item_tower(self.item_embedding.embedding[...][: self.output_rows], ids, key=key)
         else:
             weight = self.item_embedding.embedding[...][: self.output_rows]
         if self.score_temperature:
