@@ -204,45 +204,28 @@ def _occlusion_kernel(graphdef, params, history, items, who):
 def _grad_kernel(graphdef, params, history, items, who, *, steps: int = 0):
     """(scores [B, K], attributions [B, K, L]).
 
-    Every member's `embed_items` output at position j is multiplied by a scale s_j, so
-    d score / d s_j at s = 1 is gradient x input (summed over members and D). steps > 0:
-    integrated gradients, that derivative averaged at s = (i + 1/2) / steps, i < steps (the
-    midpoint rule from s = 0, only positions left). A vmapped backward pass per explained item.
-    who: {"users": [B]} or {}.
+    Each history item's input vector is multiplied by a scale s_j (`input_scale` of
+    user_representation; an ensemble's members each), so d score / d s_j at s = 1 is gradient x
+    input (summed over members and D). steps > 0: integrated gradients, that derivative averaged
+    at s = (i + 1/2) / steps, i < steps (the midpoint rule from s = 0). A vmapped backward pass
+    per explained item. who: {"users": [B]} or {}.
     """
     model = nnx.merge(graphdef, params)
-    members = _members(model)
     table = model.output_table()
-    originals = [m.embed_items for m in members]
-
-    def scaled(tokens, *, key=None, embed, scale):
-        vectors = embed(tokens, key=key)
-        return vectors * scale[..., None].astype(vectors.dtype)
-
-    def user_vector(scale):
-        for member, embed in zip(members, originals):
-            # (a throwaway instance inside this trace: the method is shadowed for it alone)
-            object.__setattr__(member, "embed_items", functools.partial(scaled, embed=embed, scale=scale))
-        return model.user_representation(history, **who)
-
     rows = jnp.swapaxes(table[0][items], 0, 1)  # [K, B, D]: d score_k / d user
 
     def derivative(level):
         scale = jnp.full(history.shape, level, jnp.float32)
-        if members[0].has_mask_token:  # BERT4Rec's [MASK] (its last token) stays as it is
-            scale = scale.at[:, -1].set(1.0)
-        user, backward = jax.vjp(user_vector, scale)
-        (per_token,) = jax.vmap(backward)(rows.astype(user.dtype))  # [K, B, L]
-        return user, per_token
+        user, backward = jax.vjp(lambda s: model.user_representation(history, input_scale=s, **who), scale)
+        (per_item,) = jax.vmap(backward)(rows.astype(user.dtype))  # [K, B, L]
+        return user, per_item
 
-    user, per_token = derivative(1.0)
+    user, per_item = derivative(1.0)
     if steps:
         levels = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
-        per_token = jax.lax.map(lambda level: derivative(level)[1], levels).mean(0)
-    per_token = jnp.swapaxes(per_token, 0, 1).astype(jnp.float32)  # [B, K, L]
-    if members[0].has_mask_token:  # BERT4Rec reads history[:, 1:] then [MASK]: token t is item t+1
-        per_token = jnp.pad(per_token[..., :-1], ((0, 0), (0, 0), (1, 0)))
-    return item_scores(user, table, items), jnp.where(history[:, None, :] != 0, per_token, 0.0)
+        per_item = jax.lax.map(lambda level: derivative(level)[1], levels).mean(0)
+    per_item = jnp.swapaxes(per_item, 0, 1).astype(jnp.float32)  # [B, K, L]
+    return item_scores(user, table, items), jnp.where(history[:, None, :] != 0, per_item, 0.0)
 
 
 def heatmap(attributions: np.ndarray, history_labels: list[str], item_labels: list[str],

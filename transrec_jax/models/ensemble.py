@@ -25,12 +25,12 @@ class Ensemble(nnx.Module):
         self.num_items = members[0].num_items
 
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
-                            **times) -> jax.Array:
-        """[B, K·D]: the members' user vectors side by side (key=None: no dropout); `times`:
-        the members' times and query_time (model.time_buckets)."""
+                            **inputs) -> jax.Array:
+        """[B, K·D]: the members' user vectors side by side (key=None: no dropout); `inputs`:
+        what each member reads besides the history (times and query_time, users, input_scale)."""
         keys = [None] * len(self.members) if key is None else jax.random.split(key, len(self.members))
         return jnp.concatenate(
-            [m.user_representation(history, key=k, **times) for m, k in zip(self.members, keys)],
+            [m.user_representation(history, key=k, **inputs) for m, k in zip(self.members, keys)],
             axis=-1)
 
     def output_table(self) -> tuple[jax.Array, jax.Array | None]:

@@ -133,7 +133,7 @@ class Recommender(nnx.Module):
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
                positions: jax.Array | None = None, times: jax.Array | None = None,
-               users: jax.Array | None = None) -> jax.Array:
+               users: jax.Array | None = None, input_scale: jax.Array | None = None) -> jax.Array:
         """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
 
         last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
@@ -143,7 +143,8 @@ class Recommender(nnx.Module):
         with model.time_buckets; models/hstu.py), given to every layer. users int32[B, L]: each
         token's user (dense index + 1; None: the unknown user), whose user-tower vector is added
         to every input (user_placement 'input') or to the output hidden ('output'); a model
-        without user features ignores it.
+        without user features ignores it. input_scale float[B, L]: multiplies each token's item
+        vector (explain.py's gradient x input differentiates the score with respect to it).
         """
         length = tokens.shape[1]
         if length > self.max_len:
@@ -153,6 +154,8 @@ class Recommender(nnx.Module):
         # every key is what it was before the tower existed)
         id_key = None if key is None or self.item_tower is None else jax.random.fold_in(embedding_key, 1)
         x = self.embed_items(tokens, key=id_key) * self.embedding_scale
+        if input_scale is not None:
+            x = x * input_scale[..., None].astype(x.dtype)
         if self.positions is not None:
             if self.positions_from == "start":
                 ids = start_aligned_ids(tokens, segments)
@@ -223,17 +226,19 @@ class Recommender(nnx.Module):
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
                             times: jax.Array | None = None,
                             query_time: jax.Array | None = None,
-                            users: jax.Array | None = None) -> jax.Array:
+                            users: jax.Array | None = None,
+                            input_scale: jax.Array | None = None) -> jax.Array:
         """The vector that scores the item after history int32[B, L]: the last hidden state.
 
         times int32[B, L] (the history's) and query_time int32[B] (the scored item's): for a
         model with a time bias (model.time_buckets), else None. users int32[B]: each row's user
-        (dense index + 1, 0 unknown) for a model with user features, else None.
+        (dense index + 1, 0 unknown) for a model with user features, else None. input_scale
+        float[B, L]: multiplies each history item's input vector (see `encode`).
         """
         if times is not None:
             times = jnp.concatenate([times, query_time[:, None]], axis=1)
         return self.encode(history, key=key, last_only=True, times=times,
-                           users=_per_position(users, history))[:, 0]
+                           users=_per_position(users, history), input_scale=input_scale)[:, 0]
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
@@ -349,13 +354,17 @@ class BERT4Rec(Recommender):
         return hidden, targets, masked.astype(jnp.float32)
 
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
-                            users: jax.Array | None = None) -> jax.Array:
+                            users: jax.Array | None = None,
+                            input_scale: jax.Array | None = None) -> jax.Array:
         """Drop the oldest item, append [MASK], read the hidden state at that last position
-        (users int32[B]: as Recommender.user_representation's)."""
+        (users int32[B], input_scale float[B, L] aligned with history: as
+        Recommender.user_representation's; [MASK] keeps scale 1)."""
         mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
         tokens = jnp.concatenate([history[:, 1:], mask_column], axis=1)
+        if input_scale is not None:
+            input_scale = jnp.concatenate([input_scale[:, 1:], jnp.ones_like(input_scale[:, :1])], axis=1)
         return self.encode(tokens, key=key, last_only=True,
-                           users=_per_position(users, tokens))[:, 0]
+                           users=_per_position(users, tokens), input_scale=input_scale)[:, 0]
 
 
 def _per_position(users: jax.Array | None, tokens: jax.Array) -> jax.Array | None:
