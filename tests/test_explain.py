@@ -5,6 +5,7 @@ and its one-line errors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -30,8 +31,8 @@ MAX_LEN = 6
 
 def tiny_model(name="sasrec", **overrides):
     c = config_lib.base_config()
-    c.model.update(name=name, max_len=MAX_LEN, d_model=8, num_layers=2, num_heads=2, d_ff=16,
-                   dropout=0.0, attention_dropout=0.0, **overrides)
+    c.model.update({**dict(name=name, max_len=MAX_LEN, d_model=8, num_layers=2, num_heads=2,
+                           d_ff=16, dropout=0.0, attention_dropout=0.0), **overrides})
     features = None
     if c.model.item_tower != "off":  # genres and a dense vector per item
         rng = np.random.default_rng(0)
@@ -175,7 +176,8 @@ def test_top_lists_real_positions_best_first():
 def test_models_that_cannot_be_explained_are_refused():
     c = config_lib.base_config()
     assert explain.unsupported(c.model, "occlusion") is None
-    assert "rollout is not built yet" in explain.unsupported(c.model, "rollout")
+    assert explain.unsupported(c.model, "rollout") is None
+    assert "expected one of occlusion, grad, ig, rollout, attention" in explain.unsupported(c.model, "shap")
     c.model.name = "encdec"
     assert "encdec generates its list" in explain.unsupported(c.model, "grad")
     c.model.update(name="hstu", time_buckets=8)
@@ -258,7 +260,8 @@ print(json.dumps(results))
 
 
 ERRORS = {  # case -> the text of its error line
-    "unknown_method": "--explain='rollout': expected one of occlusion, grad",
+    "unknown_method": "--explain='shap': expected one of occlusion, grad, ig, rollout, attention",
+    "hstu_rollout": "--explain=rollout: HSTU's attention is a pointwise SiLU, not a softmax",
     "encdec": "encdec generates its list",
     "plot_without_explain": "--explain_plot goes with --explain=METHOD",
     "plot_folder_missing": "is not a writable directory",
@@ -275,10 +278,14 @@ def error_cases(run, tmp):
     encdec = tmp / "encdec_run"
     encdec.mkdir()
     (encdec / "config.json").write_text(json.dumps({"model": {"name": "encdec"}}))
+    hstu = tmp / "hstu_run"
+    hstu.mkdir()
+    (hstu / "config.json").write_text(json.dumps({"model": {"name": "hstu"}}))
     hist, grad = "--history=3,4,5", "--explain=grad"
     return {
-        "unknown_method": [f"--workdir={run}", hist, "--explain=rollout"],
+        "unknown_method": [f"--workdir={run}", hist, "--explain=shap"],
         "encdec": [f"--workdir={encdec}", hist, "--explain=occlusion"],
+        "hstu_rollout": [f"--workdir={hstu}", hist, "--explain=rollout"],
         "plot_without_explain": [f"--workdir={run}", hist, f"--explain_plot={tmp}/p.png"],
         "plot_folder_missing": [f"--workdir={run}", hist, grad, f"--explain_plot={tmp}/no/p.png"],
         "plot_not_png": [f"--workdir={run}", hist, grad, f"--explain_plot={tmp}/p.txt"],
@@ -302,6 +309,10 @@ def outcomes(run, tmp_path_factory):
                         f"--output={tmp}/all.parquet", "--explain_user=7", f"--explain_plot={tmp}/user7.png"],
         "all_csv": [f"--workdir={run}", "--users=all", "--k=3", "--explain=occlusion",
                     f"--output={tmp}/all.csv"],
+        "history_rollout": [f"--workdir={run}", "--history=3,4,5,3,6", "--k=4", "--explain=rollout",
+                            "--explain_top=3", f"--explain_plot={tmp}/rollout.png"],
+        "all_attention": [f"--workdir={run}", "--users=all", "--k=3", "--explain=attention",
+                          f"--output={tmp}/attention.parquet"],
     })
     proc = subprocess.run([sys.executable, "-c", _DRIVER, json.dumps(cases), str(logs)],
                           capture_output=True, text=True, cwd=REPO, timeout=600, stdin=subprocess.DEVNULL)
@@ -396,3 +407,207 @@ def test_faithfulness_deletes_positions_and_keeps_order():
     got = faithfulness.delete(history, np.array([[3, 5], [0, 4]]))
     assert got.tolist() == [[0, 0, 0, 0, 4, 6], [0, 0, 2, 3, 4, 6]]
     assert "No results yet" in faithfulness.markdown([])
+
+
+# --- rollout and last-block attention ---------------------------------------------------------
+
+
+def test_recommend_explain_rollout_and_attention(outcomes):
+    """The same history items, with the same shares, for every recommended item; an all-users
+    attention run writes its lists."""
+    import pyarrow.parquet
+
+    results, tmp = outcomes
+    out = results["history_rollout"]
+    assert out["returncode"] == 0 and out["stderr"] == "", out["stderr"][-2000:]
+    header, *rows = [line.split("\t") for line in out["stdout"].splitlines()]
+    assert header[-1] == "because" and len(rows) == 4
+    assert len({row[-1] for row in rows}) == 1
+    shares = [float(p.split(":")[1]) for p in rows[0][-1].split(";")]
+    assert len(shares) == 3 and all(0 < v <= 1 for v in shares) and shares == sorted(shares, reverse=True)
+    assert os.path.getsize(tmp / "rollout.png") > 1000
+    assert results["all_attention"]["returncode"] == 0, results["all_attention"]["stderr"][-2000:]
+    table = pyarrow.parquet.read_table(tmp / "attention.parquet").to_pydict()
+    assert len(table["because_items"]) == 40 * 3
+    for first in range(0, 40 * 3, 3):  # a user's rows: one list
+        assert table["because_items"][first] == table["because_items"][first + 2]
+
+
+def encoded(model, tokens, **kwargs):
+    return model.encode(jnp.asarray(tokens), **kwargs)
+
+
+@pytest.mark.parametrize("name,overrides", [("sasrec", {}), ("bert4rec", {}),
+                                            ("sasrec", {"attention_chunk": 2}),
+                                            ("sasrec", {"fused_attention": True})],
+                         ids=["sasrec", "bert4rec", "chunked", "fused"])
+def test_return_attention_leaves_the_hidden_states_alone(name, overrides):
+    """Off, encode returns the hidden states alone; on, the same hidden states (bit for bit on
+    the explicit core, eager and jitted; the fused and chunked cores switch to the explicit one
+    for the weights, so there up to rounding) and one [B, H, L, L] per layer."""
+    model = tiny_model(name, **overrides)
+    hist, _ = histories()
+    default = encoded(model, hist)
+    assert isinstance(default, jax.Array)
+    hidden, weights = encoded(model, hist, return_attention=True)
+    assert len(weights) == 2 and all(w.shape == (len(hist), 2, MAX_LEN, MAX_LEN) for w in weights)
+    graphdef, params = nnx.split(model)
+
+    @functools.partial(jax.jit, static_argnames="on")
+    def jitted(params, tokens, on):
+        out = nnx.merge(graphdef, params).encode(tokens, return_attention=on)
+        return out[0] if on else out
+
+    if overrides:  # another core computed the default
+        def same(a, b):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    else:
+        same = np.testing.assert_array_equal
+    tokens = jnp.asarray(hist)
+    same(hidden, default)
+    same(jitted(params, tokens, True), jitted(params, tokens, False))
+    last, last_weights = encoded(model, hist, last_only=True, return_attention=True)
+    same(last, encoded(model, hist, last_only=True))
+    assert last_weights[-1].shape == (len(hist), 2, 1, MAX_LEN)
+
+
+def numpy_softmax_weights(attention, h, kv, allowed):
+    """softmax(Q Kᵀ / √d_h + mask) per head in float64 from the layer's projections; rows with
+    no allowed key are 0."""
+    def project(proj, x):
+        return np.asarray(x, np.float64) @ np.asarray(proj.kernel[...], np.float64) + np.asarray(
+            proj.bias[...], np.float64)
+
+    heads, dh = attention.num_heads, attention.head_dim
+    q = project(attention.query_proj, h).reshape(*h.shape[:2], heads, dh).transpose(0, 2, 1, 3)
+    k = project(attention.key_proj, kv).reshape(*kv.shape[:2], heads, dh).transpose(0, 2, 1, 3)
+    logits = np.where(allowed, q @ k.transpose(0, 1, 3, 2) / np.sqrt(dh), -np.inf)
+    top = np.max(np.where(allowed, logits, -1e300), axis=-1, keepdims=True)
+    e = np.where(allowed, np.exp(logits - top), 0.0)
+    total = e.sum(-1, keepdims=True)
+    return np.where(total > 0, e / np.where(total > 0, total, 1.0), 0.0)
+
+
+@pytest.mark.parametrize("name,placement", [("sasrec", "pre"), ("sasrec", "sasrec"),
+                                            ("bert4rec", "post")])
+def test_attention_weights_are_a_masked_softmax(name, placement):
+    """Each layer's weights equal a numpy softmax(Q Kᵀ/√d + mask) of that layer's input, and put
+    nothing on padding keys (nor, causal, on later positions); real query rows sum to 1."""
+    from transrec_jax.models.layers import sublayer_inputs
+    from transrec_jax.models.positions import right_aligned_ids
+
+    model = tiny_model(name, norm_placement=placement)
+    hist, _ = histories()
+    tokens = jnp.asarray(hist)
+    _, weights = encoded(model, hist, return_attention=True)
+    real = hist != 0
+    allowed = np.broadcast_to(real[:, None, None, :], (len(hist), 1, MAX_LEN, MAX_LEN))
+    if name == "sasrec":
+        allowed = allowed & np.tril(np.ones((MAX_LEN, MAX_LEN), bool))
+    x = model.item_embedding(tokens) * model.embedding_scale + model.positions(right_aligned_ids(MAX_LEN))
+    for layer, got in zip(model.layers, weights, strict=True):
+        h, kv = sublayer_inputs(layer.placement, layer.attention_norm, x)
+        want = numpy_softmax_weights(layer.attention, h, kv, allowed)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+        got = np.asarray(got)
+        assert np.all(got[~np.broadcast_to(allowed, got.shape)] == 0)
+        rows = got.sum(-1)[np.broadcast_to(allowed.any(-1), got.shape[:3])]
+        np.testing.assert_allclose(rows, 1.0, rtol=1e-6)
+        x = layer(x, mask=jnp.asarray(allowed))
+
+
+def numpy_rollout(weights):
+    """Abnar & Zuidema's recursion in float64: Â = rownorm(mean_heads(A) + I), R = Â_L ... Â_1."""
+    rolled = None
+    for w in weights:
+        a = np.asarray(w, np.float64).mean(1) + np.eye(w.shape[-1])
+        a = a / a.sum(-1, keepdims=True)
+        rolled = a if rolled is None else a @ rolled
+    return rolled
+
+
+def expected_rows(model, hist, rolled):
+    """[N, W] the user vector position's row (rollout or last-block attention) mapped to the
+    history: the members' mean; BERT4Rec reads history[:, 1:] then [MASK]."""
+    members = list(model.members) if hasattr(model, "members") else [model]
+    rows = []
+    for m in members:
+        weights = m.user_attention(jnp.asarray(hist))
+        rows.append(numpy_rollout(weights)[:, -1] if rolled
+                    else np.asarray(weights[-1], np.float64).mean(1)[:, -1])
+    row = np.mean(rows, 0)
+    if members[0].has_mask_token:
+        row = np.pad(row[:, :-1], ((0, 0), (1, 0)))
+    return np.where(hist != 0, row, 0.0)
+
+
+@pytest.mark.parametrize("name,overrides", [("sasrec", {}), ("bert4rec", {}),
+                                            ("transformer_recommender", {"num_layers": 3}),
+                                            ("sasrec", {"ensemble_size": 2})],
+                         ids=["sasrec", "bert4rec", "transformer_recommender", "ensemble"])
+def test_rollout_and_attention_equal_numpy(name, overrides):
+    """Against the numpy recursion on the model's own weights, mapped back to the window; the
+    same row for every explained item; the scores serving's. SASRec's shares sum to 1 over
+    the history; BERT4Rec's [MASK] keeps the rest."""
+    model = tiny_model(name, **overrides)
+    hist, items = histories()
+    weight, bias = model.output_table()
+    user = np.asarray(model.user_representation(jnp.asarray(hist)), np.float64)
+    scores = np.einsum("nkd,nd->nk", np.asarray(weight, np.float64)[items], user)
+    scores = scores if bias is None else scores + np.asarray(bias, np.float64)[items]
+    for method, rolled in (("rollout", True), ("attention", False)):
+        got = explain.explain(model, hist, items, method)
+        want = expected_rows(model, hist, rolled)
+        np.testing.assert_array_equal(got.history, hist)
+        for k in range(items.shape[1]):
+            np.testing.assert_allclose(got.attributions[:, k], want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.scores, scores, rtol=1e-5, atol=1e-5)
+        assert np.all(got.attributions >= 0) and np.all(got.attributions[np.broadcast_to(
+            (hist == 0)[:, None], got.attributions.shape)] == 0)
+        sums = got.attributions.sum(-1)
+        if name == "bert4rec":
+            assert np.all(sums < 1)
+        else:
+            np.testing.assert_allclose(sums, 1.0, rtol=1e-5)
+
+
+def test_rollout_rows_sum_to_one():
+    """Every row of the rolled-out matrix, padding rows included, for a causal and a
+    bidirectional model; it equals the numpy recursion."""
+    hist, _ = histories()
+    for name in ("sasrec", "bert4rec"):
+        weights = tiny_model(name, num_layers=3).user_attention(jnp.asarray(hist))
+        rolled = np.asarray(explain.attention_rollout(weights))
+        np.testing.assert_allclose(rolled.sum(-1), 1.0, rtol=1e-5)
+        np.testing.assert_allclose(rolled, numpy_rollout(weights), rtol=1e-5, atol=1e-6)
+
+
+def test_rollout_reads_user_features():
+    """A model with user features at the input: the weights (so the shares) are those of each
+    row's user."""
+    model = tiny_model("sasrec", user_features="input")
+    hist, items = histories()
+    users = np.arange(len(hist))
+    got = explain.rollout(model, hist, items, users)
+    weights = model.user_attention(jnp.asarray(hist), users=jnp.asarray(users + 1))
+    want = np.where(hist != 0, numpy_rollout(weights)[:, -1], 0.0)
+    np.testing.assert_allclose(got.attributions[:, 0], want, rtol=1e-5, atol=1e-6)
+    unknown = explain.rollout(model, hist, items).attributions
+    assert not np.allclose(unknown, got.attributions)
+
+
+def test_attention_methods_refuse_hstu():
+    c = config_lib.base_config()
+    c.model.name = "hstu"
+    for method in ("rollout", "attention"):
+        assert "pointwise SiLU, not a softmax" in explain.unsupported(c.model, method)
+    assert explain.unsupported(c.model, "occlusion") is None
+    c.model.name = "encdec"
+    assert "encdec generates its list" in explain.unsupported(c.model, "rollout")
+    hstu = tiny_model("hstu")
+    with pytest.raises(config_lib.ConfigError, match="pointwise SiLU"):
+        explain.rollout(hstu, *histories())
+    with pytest.raises(ValueError, match="softmax attention weights"):
+        hstu.encode(jnp.asarray(histories()[0]), return_attention=True)
+    with pytest.raises(config_lib.ConfigError, match="expected one of"):
+        explain.explain(tiny_model(), *histories(), "shap")

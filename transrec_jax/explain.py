@@ -15,8 +15,23 @@ items of the history it was computed from (issue 29).
   ig         integrated gradients: gradient x input averaged along the path that scales every
              v_j from 0 to 1 (16 points); its attributions add up to the score's change along
              that path. 16 times grad's cost.
+  rollout    attention rollout (Abnar & Zuidema 2020): per layer, the head-averaged attention
+             weights plus the identity (the residual), rows renormalised, multiplied from the
+             first layer to the top; the row of the user vector's position (the last: SASRec's
+             last item, BERT4Rec's appended [MASK]) gives each history item's share of it.
+  attention  the last block's head-averaged attention row of that position, raw.
 
-A positive attribution means the item raised the recommended item's score. Scores are what
+rollout and attention explain the user vector, not a score: attention does not depend on the
+item scored, so every explained item of a user gets the same row, and it says what the
+attention mixed, not what changed the score (attention weights alone are known not to be
+faithful explanations). Both are shares, >= 0 and summing to 1 over the tokens the model
+read (BERT4Rec's [MASK] keeps its own share, so there the history's sum to less); an
+ensemble's are the mean of its members' rows. One full forward per batch of users, the
+weights read through `encode(return_attention=True)` (off, and untraced, in training and
+serving).
+
+For occlusion, grad and ig, a positive attribution means the item raised the recommended
+item's score. Scores are what
 serving ranks by: user_representation . output row (+ bias), float32. Every method is one
 jit-compiled call per batch of users (occlusion: one batched forward over the batch's
 [users x positions] shortened histories), with users batched by history length so short
@@ -25,8 +40,8 @@ histories do not pay for the longest window (as the evaluator's eval.length_buck
 Models: SASRec, BERT4Rec, the Transformer recommender, HSTU without a time bias, and ensembles
 of them, with user features or without (`users`: each history's user, as serving gives it).
 encdec (its list is generated, its scores are list log-probabilities) and HSTU with a relative
-time bias (it needs each item's time) are refused by `unsupported` in one line.
-Attention rollout is still to come.
+time bias (it needs each item's time) are refused by `unsupported` in one line, and so is HSTU for
+rollout and attention (its pointwise SiLU attention is not a softmax: no shares to roll out).
 """
 
 from __future__ import annotations
@@ -42,10 +57,12 @@ from flax import nnx
 from transrec_jax.config import ConfigError
 from transrec_jax.data.batching import bucket_width, bucket_widths
 
-METHODS = ("occlusion", "grad", "ig")
+METHODS = ("occlusion", "grad", "ig", "rollout", "attention")
+_ATTENTION_METHODS = ("rollout", "attention")  # read the softmax weights: not for HSTU
 _BATCH = 256  # users per grad call
 _OCCLUSION_TOKENS = 1 << 18  # tokens per occlusion call (users x positions x width): bounds memory
 _IG_STEPS = 16  # integrated gradients: points on the path
+_ATTENTION_ENTRIES = 1 << 22  # rollout / attention: users x width x width per call (memory)
 _WIDTH_BUCKETS = 4  # history widths compiled, at most (users batched by history length)
 _PRECISION = jax.lax.Precision.HIGHEST  # as ranking.py scores: no TF32/bf16 rounding
 
@@ -72,16 +89,20 @@ def unsupported(model_cfg, method: str) -> str | None:
     """Why `method` cannot explain a model of this config (one line), or None: what
     `recommend` checks from a workdir's config.json before loading anything."""
     if method not in METHODS:
-        return (f"--explain={method!r}: expected one of {', '.join(METHODS)} "
-                "(attention rollout is not built yet)")
-    return _unsupported_model(model_cfg.name == "encdec", bool(model_cfg.time_buckets))
+        return f"--explain={method!r}: expected one of {', '.join(METHODS)}"
+    return _unsupported_model(model_cfg.name == "encdec", bool(model_cfg.time_buckets),
+                              method in _ATTENTION_METHODS and model_cfg.name == "hstu", method)
 
 
-def _unsupported_model(generates: bool, timed: bool) -> str | None:
+def _unsupported_model(generates: bool, timed: bool, pointwise: bool = False,
+                       method: str = "") -> str | None:
     if generates:
         return ("--explain: this run's encdec generates its list (scores are list "
                 "log-probabilities, not user vector . item row): explanations need sasrec, "
                 "bert4rec, transformer_recommender or hstu")
+    if pointwise:
+        return (f"--explain={method}: HSTU's attention is a pointwise SiLU, not a softmax (its "
+                "rows are no shares of the history to roll out): use occlusion, grad or ig")
     if timed:
         return ("--explain: this run's HSTU has a relative time bias (config.model.time_buckets "
                 "> 0), which explanations do not support yet")
@@ -90,8 +111,10 @@ def _unsupported_model(generates: bool, timed: bool) -> str | None:
 
 def explain(model: nnx.Module, history, items, method: str, users=None) -> Explanation:
     """`method`'s Explanation of `items` int[N, K] after `history` int[N, W] (W <= max_len)."""
-    return {"occlusion": occlusion, "grad": grad_input, "ig": integrated_gradients}[method](
-        model, history, items, users)
+    if method not in METHODS:
+        raise ConfigError(unsupported(None, method))
+    return {"occlusion": occlusion, "grad": grad_input, "ig": integrated_gradients,
+            "rollout": rollout, "attention": last_attention}[method](model, history, items, users)
 
 
 def occlusion(model: nnx.Module, history, items, users=None) -> Explanation:
@@ -122,11 +145,30 @@ def integrated_gradients(model: nnx.Module, history, items, users=None,
                     lambda width: max(1, _BATCH // steps))
 
 
-def _check_model(model: nnx.Module) -> None:
+def rollout(model: nnx.Module, history, items, users=None) -> Explanation:
+    """Attention rollout's share of each history item in the user vector (module docstring),
+    the same row for every item of `items`; arguments as `occlusion`'s."""
+    return _batched(functools.partial(_attention_kernel, rolled=True), model, history, items,
+                    users, _attention_users, method="rollout")
+
+
+def last_attention(model: nnx.Module, history, items, users=None) -> Explanation:
+    """The last block's head-averaged attention of the user vector's position over the
+    history, the same row for every item of `items`; arguments as `occlusion`'s."""
+    return _batched(functools.partial(_attention_kernel, rolled=False), model, history, items,
+                    users, _attention_users, method="attention")
+
+
+def _attention_users(width: int) -> int:
+    return max(1, min(_BATCH, _ATTENTION_ENTRIES // (width * width)))
+
+
+def _check_model(model: nnx.Module, method: str = "") -> None:
     first = _members(model)[0]
     reason = _unsupported_model(
         type(first).__name__ == "EncoderDecoder",
-        any(getattr(layer, "time_bias", None) is not None for layer in first.layers))
+        any(getattr(layer, "time_bias", None) is not None for layer in first.layers),
+        method in _ATTENTION_METHODS and not getattr(first, "softmax_attention", True), method)
     if reason:
         raise ConfigError(reason)
 
@@ -135,10 +177,10 @@ def _members(model) -> list:
     return list(model.members) if hasattr(model, "members") else [model]
 
 
-def _batched(kernel, model, history, items, users, users_per_call) -> Explanation:
+def _batched(kernel, model, history, items, users, users_per_call, method: str = "") -> Explanation:
     """Run `kernel` over users sorted by history length, each group at its bucket width,
     padded to a fixed number of users per call (few compiled shapes)."""
-    _check_model(model)
+    _check_model(model, method)
     history = np.asarray(history, np.int32)
     items = np.asarray(items, np.int32)
     if history.ndim != 2 or items.ndim != 2 or len(history) != len(items):
@@ -226,6 +268,45 @@ def _grad_kernel(graphdef, params, history, items, who, *, steps: int = 0):
         per_item = jax.lax.map(lambda level: derivative(level)[1], levels).mean(0)
     per_item = jnp.swapaxes(per_item, 0, 1).astype(jnp.float32)  # [B, K, L]
     return item_scores(user, table, items), jnp.where(history[:, None, :] != 0, per_item, 0.0)
+
+
+def attention_rollout(weights) -> jax.Array:
+    """float32[B, L, L] from each layer's weights [B, H, L, L], first layer first (Abnar &
+    Zuidema 2020): R = Â_top ... Â_1, Â = rows of (mean over heads + I) renormalised. Row i:
+    the share of each input token in position i's top output; rows sum to 1 (a padding row,
+    with no allowed key, is its own identity row)."""
+    if not weights:
+        raise ValueError("attention_rollout: no layers' weights to roll out")
+    rolled = None
+    for layer in weights:
+        mixed = layer.astype(jnp.float32).mean(1) + jnp.eye(layer.shape[-1], dtype=jnp.float32)
+        mixed = mixed / mixed.sum(-1, keepdims=True)
+        rolled = mixed if rolled is None else jnp.matmul(mixed, rolled, precision=_PRECISION)
+    return rolled
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "rolled"))
+def _attention_kernel(graphdef, params, history, items, who, *, rolled: bool):
+    """(scores [B, K], attributions [B, K, L]): the user vector position's rollout (or last
+    block attention) row, its members' mean, mapped back to history positions and repeated
+    for each item. who: {"users": [B]} or {}."""
+    model = nnx.merge(graphdef, params)
+    scores = item_scores(model.user_representation(history, **who), model.output_table(), items)
+    length = history.shape[1]
+    rows = []
+    for member in _members(model):
+        weights = member.user_attention(history, **who)
+        if not weights:  # no layers: the user vector is its own position's input
+            rows.append(jax.nn.one_hot(jnp.full(history.shape[:1], length - 1), length))
+        elif rolled:
+            rows.append(attention_rollout(weights)[:, -1])
+        else:
+            rows.append(weights[-1].astype(jnp.float32).mean(1)[:, -1])
+    row = sum(rows) / len(rows)  # [B, L] over the tokens the user vector read
+    if _members(model)[0].has_mask_token:  # token t is history t + 1; [MASK]'s own share dropped
+        row = jnp.pad(row[:, :-1], ((0, 0), (1, 0)))
+    row = jnp.where(history != 0, row, 0.0)
+    return scores, jnp.broadcast_to(row[:, None, :], (*items.shape, length))
 
 
 def heatmap(attributions: np.ndarray, history_labels: list[str], item_labels: list[str],

@@ -11,10 +11,13 @@ config.model.next_k) and its scores are the log-probabilities of each list prefi
 with a relative time bias (config.model.time_buckets > 0) reads each item's time, which only the
 dataset has: --users=all, not --history.
 
-  ... --explain=occlusion|grad|ig [--explain_top=5] [--explain_plot=FILE.png [--explain_user=ID]]
+  ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
+      [--explain_plot=FILE.png [--explain_user=ID]]
 
 adds, per recommended item, the --explain_top history items with the largest attributions
-(transrec_jax/explain.py: what each method measures; a negative one lowered the score): a
+(transrec_jax/explain.py: what each method measures; for occlusion, grad and ig a negative
+one lowered the score; rollout and attention are the user's shares of the attention, the same
+for every recommended item): a
 `because` column (id:attribution;...) in the printed table and the CSV, `because_items` /
 `because_scores` list columns in Parquet. --explain_plot draws one user's attributions
 (history x recommended) as a heatmap: the --history user, or with --users=all --explain_user

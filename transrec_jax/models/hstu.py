@@ -176,7 +176,13 @@ class HSTUBlock(nnx.Module):
 
 
 class HSTU(SASRec):
-    """SASRec's objective and model around a stack of HSTU blocks, with no final norm."""
+    """SASRec's objective and model around a stack of HSTU blocks, with no final norm.
+
+    Its attention weights are SiLU(q kᵀ + rab) / n, pointwise, not a softmax: rows do not sum
+    to 1 and are no shares of the history, so encode(return_attention=True) refuses.
+    """
+
+    softmax_attention = False
 
     @classmethod
     def make_layer(cls, model_cfg, *, dtype, rngs: nnx.Rngs) -> nnx.Module:

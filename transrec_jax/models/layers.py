@@ -148,12 +148,14 @@ class EncoderLayer(nnx.Module):
         self.ffn = _feed_forward(model_cfg, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None, key: jax.Array | None = None,
-                 last_only: bool = False):
+                 last_only: bool = False, return_attention: bool = False):
         """x [B, L, D] -> [B, L, D]; key=None disables dropout.
 
         last_only: the last position's output only, [B, 1, D] (its keys and values still come
         from every position): all a user vector needs from the top layer, at ~1/L of the
-        attention and feed-forward cost.
+        attention and feed-forward cost. return_attention: (output, the attention weights
+        [B, H, Lq, L] before dropout), computed by the explicit core even when the model is
+        fused or chunked (explanations read them); off, nothing else is computed.
         """
         attn_key, attn_out_key, ffn_key, ffn_out_key = split_key(key, 4)
         placement = self.placement
@@ -161,12 +163,17 @@ class EncoderLayer(nnx.Module):
         if last_only:
             x, h = x[:, -1:], h[:, -1:]
             mask = None if mask is None else mask[..., -1:, :]
-        update = self.attention(h, kv, mask=mask, key=attn_key)
+        weights = None
+        if return_attention:
+            update, weights = self.attention(h, kv, mask=mask, key=attn_key, return_weights=True)
+        else:
+            update = self.attention(h, kv, mask=mask, key=attn_key)
         attn_rate, ffn_rate = self.attention_output_dropout, self.dropout_rate
         x = sublayer_output(placement, self.attention_norm, x, h, update, attn_rate, attn_out_key)
         h, _ = sublayer_inputs(placement, self.ffn_norm, x)
         update = self.ffn(h, key=ffn_key)
-        return sublayer_output(placement, self.ffn_norm, x, h, update, ffn_rate, ffn_out_key)
+        x = sublayer_output(placement, self.ffn_norm, x, h, update, ffn_rate, ffn_out_key)
+        return (x, weights) if return_attention else x
 
 
 class DecoderLayer(nnx.Module):

@@ -62,6 +62,7 @@ class Recommender(nnx.Module):
 
     causal: bool = True
     has_mask_token: bool = False  # an extra embedding row, id num_items + 1
+    softmax_attention: bool = True  # whether encode(return_attention=True) can read the weights
 
     def __init__(self, model_cfg, num_items: int, *, dtype, rngs: nnx.Rngs, row_multiple: int = 1,
                  item_features: ItemFeatureArrays | None = None,
@@ -133,7 +134,8 @@ class Recommender(nnx.Module):
     def encode(self, tokens: jax.Array, *, key: jax.Array | None = None,
                last_only: bool = False, segments: jax.Array | None = None,
                positions: jax.Array | None = None, times: jax.Array | None = None,
-               users: jax.Array | None = None, input_scale: jax.Array | None = None) -> jax.Array:
+               users: jax.Array | None = None, input_scale: jax.Array | None = None,
+               return_attention: bool = False):
         """tokens int32[B, L], L <= max_len -> hidden [B, L, D]; key=None disables dropout.
 
         last_only: hidden [B, 1, D] of the last position only, equal to hidden[:, -1:] (the top
@@ -145,10 +147,18 @@ class Recommender(nnx.Module):
         to every input (user_placement 'input') or to the output hidden ('output'); a model
         without user features ignores it. input_scale float[B, L]: multiplies each token's item
         vector (explain.py's gradient x input differentiates the score with respect to it).
+
+        return_attention: (hidden, a tuple of each layer's attention weights [B, H, L, L],
+        softmax rows before dropout, 0 at masked keys; the top layer's [B, H, 1, L] with
+        last_only), for explanations (explain.py's rollout). Off by default, and then nothing
+        extra is traced: the training and serving programs are unchanged.
         """
         length = tokens.shape[1]
         if length > self.max_len:
             raise ValueError(f"sequence length {length} > config.model.max_len={self.max_len}")
+        if return_attention and not self.softmax_attention:
+            raise ValueError(f"{type(self).__name__}: return_attention reads softmax attention "
+                             "weights, which this model's blocks do not have")
         embedding_key, *layer_keys = split_key(key, len(self.layers) + 1)
         # (the id dropout's key is folded from the embedding dropout's: without an item tower
         # every key is what it was before the tower existed)
@@ -173,8 +183,14 @@ class Recommender(nnx.Module):
         mask = combine_masks(key_padding_mask(tokens != 0), order, same_segment_mask(segments))
         top = len(self.layers) - 1
         timed = {} if times is None else {"times": times}
+        weights = []
         for i, (layer, layer_key) in enumerate(zip(self.layers, layer_keys, strict=True)):
-            x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top, **timed)
+            if return_attention:
+                x, layer_weights = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top,
+                                         return_attention=True, **timed)
+                weights.append(layer_weights)
+            else:
+                x = layer(x, mask=mask, key=layer_key, last_only=last_only and i == top, **timed)
         if last_only:
             x = x[:, -1:]  # a no-op unless there are no layers
         x = self.final_norm(x) if self.final_norm is not None else x
@@ -182,7 +198,7 @@ class Recommender(nnx.Module):
             x = x + (user_vectors[:, -1:] if last_only else user_vectors)
         if self.score_temperature:  # cosine scores: unit user vectors, divided by temperature
             x = l2_normalize(x) / self.score_temperature
-        return x
+        return (x, tuple(weights)) if return_attention else x
 
     def embed_items(self, tokens: jax.Array, *, key: jax.Array | None = None) -> jax.Array:
         """Input vectors of the item ids `tokens`: their id rows, combined with their content
@@ -239,6 +255,19 @@ class Recommender(nnx.Module):
             times = jnp.concatenate([times, query_time[:, None]], axis=1)
         return self.encode(history, key=key, last_only=True, times=times,
                            users=_per_position(users, history), input_scale=input_scale)[:, 0]
+
+    def user_tokens(self, history: jax.Array) -> jax.Array:
+        """The tokens `user_representation` encodes for history int32[B, L]; the user vector
+        is the last one's hidden state."""
+        return history
+
+    def user_attention(self, history: jax.Array, *, users: jax.Array | None = None) -> tuple:
+        """Each layer's attention weights [B, H, L, L] (no dropout) over `user_tokens(history)`,
+        as `user_representation` computes them (users int32[B] as there): its last query row
+        is the user vector's."""
+        tokens = self.user_tokens(history)
+        _, weights = self.encode(tokens, users=_per_position(users, tokens), return_attention=True)
+        return weights
 
     def training_forward(self, seq: jax.Array, *, key: jax.Array):
         raise NotImplementedError
@@ -353,14 +382,18 @@ class BERT4Rec(Recommender):
         targets = jnp.where(masked, tokens, 0)
         return hidden, targets, masked.astype(jnp.float32)
 
+    def user_tokens(self, history: jax.Array) -> jax.Array:
+        """history[:, 1:], then [MASK]: the window a user vector reads."""
+        mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
+        return jnp.concatenate([history[:, 1:], mask_column], axis=1)
+
     def user_representation(self, history: jax.Array, *, key: jax.Array | None = None,
                             users: jax.Array | None = None,
                             input_scale: jax.Array | None = None) -> jax.Array:
         """Drop the oldest item, append [MASK], read the hidden state at that last position
         (users int32[B], input_scale float[B, L] aligned with history: as
         Recommender.user_representation's; [MASK] keeps scale 1)."""
-        mask_column = jnp.full((history.shape[0], 1), self.mask_id, dtype=history.dtype)
-        tokens = jnp.concatenate([history[:, 1:], mask_column], axis=1)
+        tokens = self.user_tokens(history)
         if input_scale is not None:
             input_scale = jnp.concatenate([input_scale[:, 1:], jnp.ones_like(input_scale[:, :1])], axis=1)
         return self.encode(tokens, key=key, last_only=True,
