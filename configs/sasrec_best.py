@@ -31,7 +31,8 @@ and beauty.md), each config with its ML-1M table row:
   configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads   row `best_exclude_window_rotary_2heads`
 On Amazon Beauty the table's row `best` runs the 4-block version with dropout 0.5 over 40
 epochs (experiments/reproduce/beauty.py). The preset reads item ids only (model.item_tower
-off); whether genres or attributes help it is not measured yet (README, "Side information").
+and model.user_features off). Item features were measured with configs/sasrec.py, not with
+this preset: experiments/features/README.md.
 On a dataset nobody tuned on, let `python -m transrec_jax.tune
 --config=configs/sasrec_best.py:<dataset>` choose depth, dropout and schedule length on
 validation (transrec_jax/studies/tune.py; experiments/recipe/README.md).

@@ -61,6 +61,21 @@ def _rows(values: np.ndarray, rows: int, fill: int | float) -> np.ndarray:
     return np.concatenate([values, extra])
 
 
+def feature_vectors(tower, rows: jax.Array) -> list[jax.Array]:
+    """Each feature's vector [..., D] for the table rows `rows` [...] of a tower (item or user)
+    holding `categorical` / `value_embeddings` and `dense` / `projections`: a categorical
+    feature's value embeddings mean-pooled (padding excluded), a dense one projected."""
+    out = []
+    for table, embed in zip(tower.categorical, tower.value_embeddings):
+        values = table[...][rows]  # [..., M]
+        present = (values != 0)[..., None]
+        pooled = jnp.sum(embed(values) * present, axis=-2)
+        out.append(pooled / jnp.maximum(jnp.sum(present, axis=-2), 1))
+    for table, project in zip(tower.dense, tower.projections):
+        out.append(project(table[...][rows]))
+    return out
+
+
 class ItemTower(nnx.Module):
     def __init__(self, features: ItemFeatureArrays, *, rows: int, d_model: int, combine: str,
                  id_dropout: float, dtype, rngs: nnx.Rngs):
@@ -89,15 +104,7 @@ class ItemTower(nnx.Module):
 
     def feature_vectors(self, ids: jax.Array) -> list[jax.Array]:
         """Each feature's vector for the items `ids` [...] -> [..., D], in the order of `names`."""
-        out = []
-        for table, embed in zip(self.categorical, self.value_embeddings):
-            values = table[...][ids]  # [..., M]
-            present = (values != 0)[..., None]
-            pooled = jnp.sum(embed(values) * present, axis=-2)
-            out.append(pooled / jnp.maximum(jnp.sum(present, axis=-2), 1))
-        for table, project in zip(self.dense, self.projections):
-            out.append(project(table[...][ids]))
-        return out
+        return feature_vectors(self, ids)
 
     def __call__(self, id_vectors: jax.Array, ids: jax.Array, *, key: jax.Array | None = None):
         """Item vectors [..., D] of the items `ids` [...] whose id rows are `id_vectors`; `key`

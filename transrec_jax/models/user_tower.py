@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from transrec_jax.models.item_tower import FeatureTable
+from transrec_jax.models.item_tower import FeatureTable, feature_vectors
 
 PLACEMENTS = ("off", "input", "output")
 
@@ -72,12 +72,5 @@ class UserTower(nnx.Module):
 
     def __call__(self, users: jax.Array) -> jax.Array:
         """The vectors [..., D] of the user numbers `users` [...] (0: the unknown user)."""
-        out = []
-        for table, embed in zip(self.categorical, self.value_embeddings):
-            values = table[...][users]  # [..., M]
-            present = (values != 0)[..., None]
-            pooled = jnp.sum(embed(values) * present, axis=-2)
-            out.append(pooled / jnp.maximum(jnp.sum(present, axis=-2), 1))
-        for table, project in zip(self.dense, self.projections):
-            out.append(project(table[...][users]))
+        out = feature_vectors(self, users)
         return sum(out[1:], out[0])
