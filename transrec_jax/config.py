@@ -27,6 +27,10 @@ PRESET_USER_FEATURES = {
     "ml-100k": "../shared/data/ml-100k/u.user",
 }
 USER_FEATURE_FORMATS = ("auto", "users_dat", "u_user", "table")
+# Config words that set a preset's feature file: word → (files by dataset, model key, its value):
+# item features through a sum tower, user features added to the inputs.
+FEATURE_WORDS = {"item_features": (PRESET_ITEM_FEATURES, "item_tower", "sum"),
+                 "user_features": (PRESET_USER_FEATURES, "user_features", "input")}
 DATASETS = ("synthetic", "ml-1m", "ml-1m-full", "ml-100k", "beauty", "local", "tfds")
 MODELS = ("sasrec", "bert4rec", "transformer_recommender", "encdec", "hstu")
 SPLITS = ("leave_one_out", "temporal", "next_k", "cold_items")
@@ -560,20 +564,15 @@ def finalize(c: ml_collections.ConfigDict, arg: str | None,
         c.model.update(d_model=16, num_layers=1, num_heads=2, d_ff=32, max_len=min(c.model.max_len, 20))
         c.train.update(num_epochs=0, num_steps=30, batch_size=32, eval_every_steps=15, log_every=10)
         c.eval.batch_size = 64
-    if words.get("user_features") == "True":  # the preset's user file, added to the inputs
-        if c.dataset.name not in PRESET_USER_FEATURES:
-            raise ConfigError(f"config arg word 'user_features': dataset {c.dataset.name!r} has no "
-                              f"user features of its own (presets with them: {tuple(PRESET_USER_FEATURES)}); "
-                              "set dataset.user_features and model.user_features")
-        c.dataset.user_features = PRESET_USER_FEATURES[c.dataset.name]
-        c.model.user_features = "input"
-    if words.get("item_features") == "True":  # the preset's item file, through a sum tower
-        if c.dataset.name not in PRESET_ITEM_FEATURES:
-            raise ConfigError(f"config arg word 'item_features': dataset {c.dataset.name!r} has no "
-                              f"item features of its own (presets with them: {tuple(PRESET_ITEM_FEATURES)}); "
-                              "set dataset.item_features and model.item_tower")
-        c.dataset.item_features = PRESET_ITEM_FEATURES[c.dataset.name]
-        c.model.item_tower = "sum"
+    for word, (files, model_key, value) in FEATURE_WORDS.items():  # a preset's own feature file
+        if words.get(word) != "True":
+            continue
+        if c.dataset.name not in files:
+            raise ConfigError(f"config arg word {word!r}: dataset {c.dataset.name!r} has no "
+                              f"{word.replace('_', ' ')} of its own (presets with them: {tuple(files)}); "
+                              f"set dataset.{word} and model.{model_key}")
+        c.dataset[word] = files[c.dataset.name]
+        c.model[model_key] = value
     for key, value in words.items():
         if key in DATASETS or key in ("debug", "item_features", "user_features"):
             continue
