@@ -201,3 +201,15 @@ def test_committed_study_readme_is_what_its_results_file_writes(study_dir):
         assert driver.markdown(driver.load_records()) == f.read(), (
             f"experiments/{study_dir}/README.md is stale or edited by hand: run "
             f"`python {os.path.relpath(path, REPO)} --markdown_only`")
+
+
+def test_export_readme_is_what_its_records_write():
+    """Regenerate with `python experiments/export/readme.py` (no runs)."""
+    path = os.path.join(REPO, "experiments", "export", "readme.py")
+    spec = importlib.util.spec_from_file_location("export_readme", path)
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    with open(readme.README, encoding="utf-8") as f:
+        assert readme.markdown() == f.read(), (
+            "experiments/export/README.md is stale or edited by hand: run "
+            "`python experiments/export/readme.py`")

@@ -8,6 +8,7 @@ one-line message naming the offending key.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import ml_collections
@@ -98,6 +99,9 @@ def base_config() -> ml_collections.ConfigDict:
     # target, model input and history masking alike (the few-interaction regime; training is
     # unchanged). 0 = whole histories
     d.max_history = 0
+    # > 0: this seeded fraction of the users (drawn from seed) is withheld from training,
+    # validation and test entirely: the non-members of privacy/membership.py's attack
+    d.holdout_users = 0.0
     # For people, not training: the file's item id → original id (CSV/TSV with a header), and
     # original id → title (movies.dat, u.item, or CSV/TSV with a 'title' column); data/catalog.py
     d.item_map = ""
@@ -253,6 +257,21 @@ def base_config() -> ml_collections.ConfigDict:
     cl.num_processes = 0  # explicit: how many processes
     cl.process_id = -1  # explicit: this process, 0..num_processes - 1
     cl.timeout_s = 300  # how long to wait for the coordinator and the other processes
+
+    # --- privacy: user-level DP-SGD, off by default (transrec_jax/privacy/, README "Privacy") ---
+    c.privacy = p = ml_collections.ConfigDict()
+    # off | dp_sgd | fedavg (simulated federated averaging, not private) | dp_fedavg (its
+    # updates clipped and noised like DP-SGD's gradients, accounted the same way)
+    p.mode = "off"
+    p.epsilon = 8.0  # the run's target epsilon (when noise_multiplier = 0)
+    p.delta = 0.0  # 0 = 1 / the number of training users
+    p.clip_norm = 1.0  # each user's gradient (all their windows) is clipped to this L2 norm
+    p.noise_multiplier = 0.0  # noise std / clip_norm; 0 = the smallest that meets epsilon
+    p.users_per_step = 128  # expected users a step (poisson: each with q = this / users)
+    p.windows_per_user = 1  # training windows of each sampled user, one privacy unit
+    p.sampling = "poisson"  # poisson | fixed (users_per_step users without replacement)
+    p.local_steps = 4  # fedavg, dp_fedavg: SGD steps of each client on its own windows a round
+    p.client_learning_rate = 0.1  # ... at this learning rate
     return c
 
 
@@ -315,9 +334,47 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _validate_eval(c.eval, c.train)
     _validate_cluster(c.cluster)
     _validate_mesh(c.mesh, c.train, c.eval, num_devices)
+    _validate_privacy(c.privacy, c, num_devices)
     if c.model.item_tower != "off" and mesh_shape(c.mesh, num_devices)[1] > 1:
         raise ConfigError("config.model.item_tower: not supported with the item tables split over "
                           "devices (mesh.model > 1) yet; use mesh.model=1")
+
+
+def _validate_privacy(p, c, num_devices):
+    _choice("privacy.mode", p.mode, ("off", "dp_sgd", "fedavg", "dp_fedavg"))
+    if p.mode == "off":
+        return
+    if importlib.util.find_spec("dp_accounting") is None:
+        raise ConfigError(f"config.privacy.mode={p.mode!r} needs dp_accounting: pip install -e '.[privacy]'")
+    if not p.epsilon > 0:
+        raise ConfigError(f"config.privacy.epsilon={p.epsilon}: expected a positive epsilon")
+    if not 0.0 <= p.delta < 1.0:
+        raise ConfigError(f"config.privacy.delta={p.delta}: expected a value in (0, 1), or 0 for "
+                          "1 / the number of training users")
+    if not p.clip_norm > 0:
+        raise ConfigError(f"config.privacy.clip_norm={p.clip_norm}: expected a positive norm")
+    if not p.noise_multiplier >= 0:
+        raise ConfigError(f"config.privacy.noise_multiplier={p.noise_multiplier}: expected >= 0 "
+                          "(0: solved from privacy.epsilon)")
+    _positive("privacy.users_per_step", p.users_per_step)
+    _positive("privacy.windows_per_user", p.windows_per_user)
+    _choice("privacy.sampling", p.sampling, ("poisson", "fixed"))
+    _positive("privacy.local_steps", p.local_steps)
+    if not p.client_learning_rate > 0:
+        raise ConfigError(f"config.privacy.client_learning_rate={p.client_learning_rate}: expected > 0")
+    # A user's data must reach only that user's gradient, which must come whole from one device.
+    if c.train.pack_rows:
+        raise ConfigError(f"config.train.pack_rows=True with privacy.mode={p.mode!r}: a packed row "
+                          "mixes users' windows; expected train.pack_rows=False")
+    if c.loss.sampler in ("in_batch", "popularity"):
+        raise ConfigError(f"config.loss.sampler={c.loss.sampler!r} with privacy.mode={p.mode!r}: its "
+                          "negatives come from other users' items; expected 'uniform' or 'unseen'")
+    if c.model.ensemble_size > 1:
+        raise ConfigError(f"config.model.ensemble_size={c.model.ensemble_size} with privacy.mode="
+                          f"{p.mode!r}: per-user gradients of an ensemble are not implemented")
+    if mesh_shape(c.mesh, num_devices)[1] > 1:
+        raise ConfigError(f"config.mesh.model={c.mesh.model} with privacy.mode={p.mode!r}: per-user "
+                          "gradients of a vocab-parallel loss are not implemented; expected 1")
 
 
 def _validate_cluster(cl):
@@ -352,6 +409,8 @@ def _validate_dataset(d):
     _choice("dataset.split", d.split, SPLITS)
     _positive("dataset.next_k", d.next_k)
     _positive("dataset.max_history", d.max_history, allow_zero=True)
+    if not 0.0 <= d.holdout_users < 1.0:
+        raise ConfigError(f"config.dataset.holdout_users={d.holdout_users}: expected a value in [0, 1)")
     if d.split == "cold_items" and not 0.0 < d.cold_item_fraction < 1.0:
         raise ConfigError(f"config.dataset.cold_item_fraction={d.cold_item_fraction}: "
                           "dataset.split='cold_items' expects a value in (0, 1)")

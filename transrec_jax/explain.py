@@ -59,7 +59,9 @@ from transrec_jax.data.batching import bucket_width, bucket_widths
 
 METHODS = ("occlusion", "grad", "ig", "rollout", "attention")
 _ATTENTION_METHODS = ("rollout", "attention")  # read the softmax weights: not for HSTU
-_BATCH = 256  # users per grad call
+_BATCH = 256  # users per call at most (ig: divided by its path points)
+_GRAD_BATCH = 32  # users per grad call: its K vmapped backward passes hold K x the activations;
+                  # a small batch keeps them in cache
 _OCCLUSION_TOKENS = 1 << 18  # tokens per occlusion call (users x positions x width): bounds memory
 _IG_STEPS = 16  # integrated gradients: points on the path
 _ATTENTION_ENTRIES = 1 << 22  # rollout / attention: users x width x width per call (memory)
@@ -132,7 +134,7 @@ def occlusion(model: nnx.Module, history, items, users=None) -> Explanation:
 def grad_input(model: nnx.Module, history, items, users=None) -> Explanation:
     """Gradient x input on the model's input item vectors (module docstring); arguments as
     `occlusion`'s."""
-    return _batched(_grad_kernel, model, history, items, users, lambda width: _BATCH)
+    return _batched(_grad_kernel, model, history, items, users, lambda width: _GRAD_BATCH)
 
 
 def integrated_gradients(model: nnx.Module, history, items, users=None,

@@ -199,11 +199,17 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     # Packed rows come in multiples of batch/8 rows (<= 8 step shapes), split over the devices.
     mesh = sharding.make_mesh(config.mesh)
     pack_rows = math.lcm(max(config.train.batch_size // 8, 1), mesh.shape[sharding.DATA])
-    batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
-                           config.seed, config.train.window, width=training_window(config.model),
-                           pack_row_multiple=pack_rows if config.train.pack_rows else 0,
-                           with_times=config.model.time_buckets > 0,
-                           with_users=config.model.user_features != "off")
+    private = None
+    if config.privacy.mode != "off":  # batches of users, sampled as privacy/accounting.py assumes
+        from transrec_jax.privacy import training  # (needs the optional extra `privacy`)
+        private = training.setup(config, dataset, split, mesh, training_window(config.model), log=say)
+        batcher = private.batcher
+    else:
+        batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size,
+                               config.seed, config.train.window, width=training_window(config.model),
+                               pack_row_multiple=pack_rows if config.train.pack_rows else 0,
+                               with_times=config.model.time_buckets > 0,
+                               with_users=config.model.user_features != "off")
     if config.loss.name == "sampled_softmax" and config.loss.sampler == "unseen":
         negatives.check_unseen(config.loss.num_negatives, dataset.num_items, batcher.width)
     total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
@@ -220,8 +226,9 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable(state["params"])[0]))
     # Items withheld from training (dataset.split=cold_items) do not exist for its losses.
     trainable_items = None if split.withheld is None else jnp.asarray(item_counts > 0)
-    step_fn = compile_train_step(config, graphdef, tx, state, mesh,
-                                 _popularity_log_probs(item_counts, config.loss), trainable_items)
+    step_fn = private.compile(config, graphdef, tx, state, mesh, trainable_items) if private else \
+        compile_train_step(config, graphdef, tx, state, mesh,
+                           _popularity_log_probs(item_counts, config.loss), trainable_items)
     validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
 
     # --- resume -------------------------------------------------------------------------
@@ -279,7 +286,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
             values = validate(state["params"])
             host_memory.release_free_memory()  # the heap's fragments (see host_memory.py)
             log.write(step, "val", values)
-            say(f"step {step} validation: {_fmt(values, config.eval.ks)}")
+            say(f"step {step} validation: {_fmt(values, config.eval.ks)}"
+                + (private.progress(step) if private else ""))
             if progress["best_value"] is None or values[metric] > progress["best_value"]:
                 progress.update(best_value=values[metric], best_step=step, bad_evals=0)
                 save(fingerprint, best=True)
@@ -354,6 +362,7 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
                    "mesh": dict(mesh.shape), "processes": jax.process_count(),
                    "platform": jax.default_backend(), "host": platform.node(), **hardware.host()},
         "versions": {"jax": jax.__version__},
+        **({"privacy": private.report(step)} if private else {}),  # the epsilon spent
     }
     # Written atomically, by process 0: its presence marks a finished run (sweeps skip such runs).
     if jax.process_index() == 0:

@@ -361,6 +361,38 @@ def item_sharding_figures(recs: list[dict]) -> list[str]:
     return lines
 
 
+def dp_step_figures(recs: list[dict]) -> list[str]:
+    lines = []
+    for rec in recs:
+        m = rec["median_s"]
+        lines.append(
+            f"{rec['loss']}, {rec['users']} users, {rec['config']}: ordinary step {ms(m['ordinary'])}; "
+            f"user-level DP-SGD {ms(m['dp'])} (**{rec['dp_over_ordinary']:.2f}x**); with the Poisson "
+            f"batch of {rec['poisson_capacity']} user slots {ms(m['dp_poisson'])} "
+            f"(**{rec['dp_poisson_over_ordinary']:.2f}x**); median of {rec['steps']}")
+    return lines
+
+
+def explain_speed_figures(recs: list[dict]) -> list[str]:
+    (rec,) = recs
+    rows = rec["results"]
+    none = next((r for r in rows if r["method"] == "none" and "error" not in r), None)
+    lines = [f"{rec['settings']['model']} on {rec['settings']['dataset']}, every user "
+             f"(top-{rec['settings']['k']}, {rec['settings']['explain_top']} history items each), "
+             f"end to end, median of {rec['settings']['repeats']}:"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['method']}: {r['error']}")
+            continue
+        within = "within" if r["within_target"] else "over"
+        extra = "" if r is none or none is None else \
+            f" (attribution {r['median_wall_s'] - none['median_wall_s']:.1f} s)"
+        name = "no --explain" if r["method"] == "none" else f"--explain={r['method']}"
+        lines.append(f"{name}: {r['users']:,} users in **{r['median_wall_s']:.1f} s**{extra}, "
+                     f"{within} {rec['settings']['target_s']:.0f} s")
+    return lines
+
+
 # ---------------------------------------------------------------- what is current
 
 @dataclasses.dataclass(frozen=True)
@@ -400,6 +432,8 @@ CURRENT = [
               ("train_buckets_ab.json",), train_buckets_figures),
     Benchmark("item tables split over the mesh's `model` axis (simulated CPU devices)",
               ("item_sharding.json",), item_sharding_figures),
+    Benchmark("user-level DP-SGD step vs the ordinary step (issue 30: at most 3x)",
+              ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json"), dp_step_figures),
 ]
 
 SUPERSEDED = {

@@ -37,6 +37,11 @@ losses that rank against the catalogue (full softmax, uniformly sampled negative
 a withheld item's output row as a negative: an id-only model never learns more about a new item.
 `Split.summary()` counts the withheld items and the val/test users whose target is one.
 
+holdout_users (`dataset.holdout_users` > 0, any split) — a fraction of the users, drawn uniformly
+from config.seed, is `held_out`: neither trained (train_end 0) nor validated nor tested, so a
+model never saw them (the non-members of privacy/membership.py's attack). `held_out_end` keeps the
+train_end each would have had.
+
 max_history (`dataset.max_history` > 0, any split) — every validation and test history is its
 last max_history items before the target: the model's input and the history masking alike (the
 few-interaction regime; training is unchanged).
@@ -63,6 +68,8 @@ class Split:
     withheld: np.ndarray | None = None  # cold_items: sorted item ids no training data contains
     train_lengths: np.ndarray | None = None  # cold_items: training items per user, withheld removed
     withheld_targets: dict = dataclasses.field(default_factory=dict)  # {"val"|"test": users}
+    held_out: np.ndarray | None = None  # holdout_users: sorted user ids outside training and evaluation
+    held_out_end: np.ndarray | None = None  # their train_end before they were held out
 
     def eval_users(self, part: str) -> np.ndarray:
         pos = self.val_pos if part == "val" else self.test_pos
@@ -84,6 +91,7 @@ class Split:
             "val_users": int((self.val_pos >= 0).sum()),
             "test_users": int((self.test_pos >= 0).sum()),
             **cold,
+            **({} if self.held_out is None else {"held_out_users": len(self.held_out)}),
             **({"max_history": self.max_history} if self.max_history else {}),
         }
 
@@ -102,6 +110,8 @@ def make_split(ds: SequenceDataset, dataset_cfg, seed: int | None = None) -> Spl
     else:
         split = temporal(ds, dataset_cfg.val_time, dataset_cfg.test_time)
     split.max_history = dataset_cfg.max_history
+    if dataset_cfg.holdout_users:
+        split = hold_out_users(split, dataset_cfg.holdout_users, seed)
     if not (split.test_pos >= 0).any():
         raise DataError(
             f"{ds.name}: the {split.kind} split leaves no user with a test item "
@@ -142,6 +152,31 @@ def cold_items(ds: SequenceDataset, fraction: float, seed: int) -> Split:
         withheld_targets={part: int(np.isin(_targets(ds, pos), withheld).sum())
                           for part, pos in (("val", split.val_pos), ("test", split.test_pos))},
     )
+
+
+HOLDOUT_USERS_STREAM = (2028, 4)  # the held-out users' own random stream under config.seed
+
+
+def hold_out_users(split: Split, fraction: float, seed: int | None) -> Split:
+    """`split` with round(fraction * users) of its users who train (at least 1), drawn uniformly
+    from (seed, HOLDOUT_USERS_STREAM), taken out of training, validation and test."""
+    if seed is None:
+        raise ValueError("dataset.holdout_users draws its users from config.seed: expected "
+                         "make_split(..., seed=config.seed)")
+    train = split.train_end if split.train_lengths is None else split.train_lengths
+    trained = np.flatnonzero(train >= 2)
+    count = min(max(round(fraction * len(trained)), 1), len(trained) - 1)
+    rng = np.random.default_rng([seed, *HOLDOUT_USERS_STREAM])
+    users = np.sort(rng.choice(trained, count, replace=False))
+    out = dataclasses.replace(split, train_end=split.train_end.copy(), val_pos=split.val_pos.copy(),
+                              test_pos=split.test_pos.copy(), held_out=users,
+                              held_out_end=split.train_end[users].copy())
+    out.train_end[users] = 0
+    out.val_pos[users] = out.test_pos[users] = -1
+    if split.train_lengths is not None:
+        out.train_lengths = split.train_lengths.copy()
+        out.train_lengths[users] = 0
+    return out
 
 
 def training_view(ds: SequenceDataset, split: Split) -> tuple[SequenceDataset, np.ndarray]:

@@ -1,6 +1,13 @@
-"""A trained workdir, put to use: load it, recommend from it."""
+"""A trained workdir, put to use: load it, recommend from it. Imported on first use, so that
+serving an exported model (exported.py, http.py) loads no flax and no model code."""
 
-from transrec_jax.serving.recommender import Recommender
-from transrec_jax.serving.run import Run, load_run
+import importlib
 
-__all__ = ["Recommender", "Run", "load_run"]
+_MODULE = {"Recommender": "recommender", "Run": "run", "load_run": "run"}
+__all__ = list(_MODULE)
+
+
+def __getattr__(name):
+    if name not in _MODULE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE[name]}"), name)

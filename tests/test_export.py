@@ -1,0 +1,181 @@
+"""Export: the artifact, loaded where neither flax nor transrec_jax is imported, answers as
+`Recommender.top_k` does at any batch size; the vectors score as the model does; the runs it
+refuses are refused before anything loads."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from transrec_jax import config as config_lib
+from transrec_jax import train
+from transrec_jax.config import ConfigError
+from transrec_jax.serving import Recommender, export, exported
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run whose items are renumbered (an id map) and titled, exported with vectors (a
+    few training steps: the comparison needs a model, not a good one)."""
+    tmp = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    movie_ids = rng.choice(np.arange(1, 4000), size=30, replace=False)  # item i ↔ movie_ids[i-1]
+    lines = [f"{u} {rng.integers(1, 31)}" for u in range(1, 61) for _ in range(8)]
+    (tmp / "ml.txt").write_text("\n".join(lines) + "\n")
+    (tmp / "itemmap.tsv").write_text(
+        "item_id\tMovieID\n" + "".join(f"{i}\t{m}\n" for i, m in enumerate(movie_ids, 1)))
+    (tmp / "movies.dat").write_bytes("".join(
+        f"{m}::Film {m} (1999)::Drama\n" for m in movie_ids).encode("latin-1"))
+    c = config_lib.base_config()
+    c.dataset.update(name="local", source="local", format="user_item", path=str(tmp / "ml.txt"),
+                     item_map=str(tmp / "itemmap.tsv"), item_titles=str(tmp / "movies.dat"),
+                     cache_dir=str(tmp / "cache"))
+    c.model.update(max_len=6, d_model=16, num_layers=1, num_heads=2, d_ff=16, head_bias=True)
+    c.train.update(num_epochs=0, num_steps=3, batch_size=16, eval_every_steps=3, log_every=3)
+    c.eval.update(batch_size=64, ks=(10,))
+    workdir, output = str(tmp / "run"), str(tmp / "export")
+    train.train_and_evaluate(c, workdir)
+    manifest = export.export_run(workdir, output, k=10, vectors=True)
+    return workdir, output, manifest
+
+
+def _histories(rec, n, rng):
+    """n histories of 1..9 items (longer than max_len: the model reads the last 6, every item is
+    excluded) from the dataset's sequences, as (starts, ends, internal ids)."""
+    ds = rec.dataset
+    users = rng.integers(0, ds.num_users, n)
+    lengths = np.minimum(rng.integers(1, 10, n), ds.lengths[users])
+    ends = ds.offsets[users] + lengths
+    return ends - lengths, ends, ds.items
+
+
+_LOAD_AND_RECOMMEND = """
+import json, sys
+import numpy as np
+directory, histories, out = sys.argv[1:]
+sys.path.insert(0, directory)
+import exported  # the copy export wrote next to the artifact
+model = exported.load(directory)
+histories = json.load(open(histories))
+one_items, one_scores = model.recommend(histories[:1], 10)
+items, scores = model.recommend(histories, 10)  # 1,000 rows: the same artifact, no re-export
+three_items, _ = model.recommend(histories[:5], 3)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("flax", "transrec_jax"))
+json.dump({"items": items, "scores": scores.tolist(), "one_items": one_items,
+           "one_scores": one_scores.tolist(), "three_items": three_items, "loaded": loaded,
+           "titles": model.titles}, open(out, "w"))
+"""
+
+
+def test_artifact_in_a_fresh_process_equals_recommender(run, tmp_path):
+    """Batch sizes 1 and 1,000 from one artifact, in a process without flax or transrec_jax:
+    the ids `Recommender.top_k` gives, its scores to 1e-5, original ids and titles."""
+    workdir, output, _ = run
+    rec = Recommender(workdir)
+    starts, ends, items = _histories(rec, 1000, np.random.default_rng(1))
+    originals = [rec.catalog.ids[items[s:e]].tolist() for s, e in zip(starts, ends)]
+    (tmp_path / "histories.json").write_text(json.dumps(originals))
+    subprocess.run([sys.executable, "-c", _LOAD_AND_RECOMMEND, output, str(tmp_path / "histories.json"),
+                    str(tmp_path / "out.json")], check=True, cwd=str(tmp_path))
+    got = json.loads((tmp_path / "out.json").read_text())
+    assert got["loaded"] == []
+    want_items, want_scores = rec.top_k(starts, ends, items, 10)
+    assert got["items"] == rec.catalog.ids[want_items].tolist()
+    np.testing.assert_allclose(got["scores"], want_scores, rtol=1e-5, atol=1e-5)
+    assert got["one_items"] == got["items"][:1]
+    np.testing.assert_allclose(got["one_scores"], want_scores[:1], rtol=1e-5, atol=1e-5)
+    assert got["three_items"] == [row[:3] for row in got["items"][:5]]
+    assert got["titles"][1:] == rec.catalog.titles[1:].tolist() and got["titles"][1].startswith("Film ")
+
+
+def test_manifest_names_the_run_and_the_signature(run):
+    workdir, output, manifest = run
+    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
+    assert json.load(open(os.path.join(output, "manifest.json"))) == manifest
+    assert manifest["config_sha256"] == export.config_hash(config)
+    shape = manifest["model"], manifest["k"], manifest["max_len"], manifest["num_items"]
+    assert shape == ("sasrec", 10, 6, 30) and manifest["protocol"]["history_masked"]
+    assert set(manifest["versions"]) >= {"jax", "flax", "transrec_jax"}
+    assert "int32[b, 6]" in manifest["inputs"]["history"] and "[b, e]" in manifest["inputs"]["exclude"]
+    assert all(os.path.exists(os.path.join(output, name)) for name in manifest["files"])
+
+
+def test_loader_refuses_what_it_cannot_answer(run):
+    model = exported.load(run[1])
+    known = model.ids[1:4]
+    for histories, k, match in [([["no-such-id"]], 5, "not in the catalogue"),
+                                ([known], 11, "from 1 to 10"), ([known], 0, "from 1 to 10"),
+                                ([known], True, "from 1 to 10"), ([[]], 5, "empty history"),
+                                ([], 5, "no history"), ([model.ids[1:25]], 10, "leaves 6")]:
+        with pytest.raises(exported.RequestError, match=match):
+            model.recommend(histories, k)
+
+
+def test_vectors_score_as_the_model(run):
+    """user . W + b, ranked with the user's sequence excluded, is `recommend --users=all`."""
+    workdir, output, _ = run
+    rec = Recommender(workdir)
+    ds = rec.dataset
+    W, b = np.load(os.path.join(output, "item_vectors.npy")), np.load(os.path.join(output, "item_bias.npy"))
+    users = np.load(os.path.join(output, "user_vectors.npy"))
+    assert W.shape[0] == ds.num_items + 1 and users.shape == (ds.num_users, W.shape[1])
+    assert json.load(open(os.path.join(output, "users.json")))["ids"] == ds.user_ids.tolist()
+    want_items, want_scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, 10)
+    scores = users @ W.T + b
+    scores[:, 0] = -np.inf
+    for u in range(ds.num_users):
+        scores[u, ds.sequence(u)] = -np.inf
+    np.testing.assert_allclose(np.take_along_axis(scores, want_items, 1), want_scores, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(-np.sort(-scores, 1)[:, :10], want_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("model, reason", [
+    ({"name": "encdec"}, "generates its list"),
+    ({"name": "hstu", "time_buckets": 8}, "time_buckets=8"),
+    ({"user_features": "input"}, "user_features='input'"),
+])
+def test_refused_models_before_anything_loads(tmp_path, model, reason):
+    """Only config.json is read (no dataset, no checkpoint here)."""
+    (tmp_path / "config.json").write_text(json.dumps({"model": model}))
+    with pytest.raises(ConfigError, match=reason):
+        export.export_run(str(tmp_path), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # (a process importing the model code: ~3 s)
+def test_cli_refusal_is_one_error_line(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "encdec"}}))
+    out = subprocess.run([sys.executable, "-m", "transrec_jax.export", f"--workdir={tmp_path}",
+                          f"--output={tmp_path}/out"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1 and out.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: model.name='encdec' generates its list by beam search; export serves "
+        "the models that rank every item"]
+    assert not (tmp_path / "out").exists()
+
+
+def _experiment(name):
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "export", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ann_benchmark_recall_is_measured_against_the_exact_top_10():
+    """experiments/export/ann.py on a small random catalogue (FAISS: the optional extra)."""
+    pytest.importorskip("faiss")
+    ann = _experiment("ann")
+    items, queries = ann.synthetic_vectors(2000, 8, 50, seed=0)
+    records = ann.benchmark(items, queries)
+    methods = [r["method"] for r in records]
+    assert methods[0] == "exact (flat IP)" and records[0]["recall@10"] == 1.0
+    assert {"HNSW", "IVF"} <= set(methods) and all(0 <= r["recall@10"] <= 1 for r in records)
+    widest = [r for r in records if r["search_params"] == {"efSearch": max(ann.HNSW_EF_SEARCH)}]
+    assert widest[0]["recall@10"] > 0.9  # (2,000 items in 8 dimensions: an easy catalogue)

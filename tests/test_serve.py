@@ -1,0 +1,180 @@
+"""The HTTP server over an exported model: a good request answers as the loader does; every bad
+one gets a 4xx (a failure inside, a 500) with one line of JSON, and the server goes on."""
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from transrec_jax.serving import export, exported, http as serving_http
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_ITEMS, K, MAX_LEN = 20, 5, 4
+
+
+def _toy_top_k(history, exclude):
+    """Scores any item id from the history alone (no model): (items, scores) of the best K."""
+    items = jnp.arange(NUM_ITEMS + 1)
+    scores = ((history[:, -1:] * 7 + items * 3) % (NUM_ITEMS + 1)).astype(jnp.float32)
+    excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
+    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
+    return top.astype(jnp.int32), scores
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A toy artifact (serving needs an artifact, not a trained model: tests/test_export.py
+    exports one) served on a free port."""
+    output = str(tmp_path_factory.mktemp("serve") / "export")
+    export.write_artifact(output, _toy_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
+                          titles=[f"Film {i}" for i in range(1, NUM_ITEMS + 1)], max_len=MAX_LEN,
+                          k=K, platforms=("cpu",), about={"model": "toy"})
+    model = exported.load(output)
+    server = serving_http.make_server(model, port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield model, server.server_address[1], output
+    server.shutdown()
+    server.server_close()
+
+
+def _request(port, method, path, body=None, headers=None):
+    """(status, decoded JSON) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    connection.request(method, path, body=body, headers=headers or {})
+    response = connection.getresponse()
+    status, data = response.status, response.read()
+    connection.close()
+    return status, json.loads(data) if data else None
+
+
+def _raw(port, data: bytes):
+    """(status, decoded JSON) of bytes sent as they are."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        reply = b"".join(iter(lambda: s.recv(65536), b""))
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_good_requests_answer_as_the_loader(served):
+    model, port, _ = served
+    history = ["m3", "m7", 12]  # (ids given as integers are compared as strings: no item 12)
+    status, answer = _request(port, "POST", "/recommend", {"history": history[:2], "k": 3})
+    items, scores = model.recommend([history[:2]], 3)
+    assert status == 200 and answer["items"] == items[0] and answer["scores"] == scores[0].tolist()
+    assert answer["titles"] == [f"Film {i[1:]}" for i in items[0]]
+    histories = [["m1"], ["m2", "m9", "m4", "m5", "m6", "m11"]]
+    status, answer = _request(port, "POST", "/recommend", {"histories": histories})  # k: K
+    items, scores = model.recommend(histories)
+    assert status == 200 and answer["items"] == items and answer["scores"] == scores.tolist()
+    assert len(answer["titles"]) == 2 and len(answer["items"][1]) == K
+    assert _request(port, "GET", "/health") == (200, {"status": "ok", "model": "toy", "k": K,
+                                                      "num_items": NUM_ITEMS})
+
+
+def _bad_requests():
+    """name → (method, path, body, headers, status)."""
+    recommend = ("POST", "/recommend")
+    return {
+        "malformed_json": (*recommend, '{"history": [', None, 400),
+        "not_utf8": (*recommend, b'{"history": ["\xff"]}', None, 400),
+        "not_an_object": (*recommend, ["m1"], None, 400),
+        "nested_too_deep": (*recommend, "[" * 200_000, None, 400),
+        "missing_history": (*recommend, {"k": 3}, None, 400),
+        "both_fields": (*recommend, {"history": ["m1"], "histories": [["m1"]]}, None, 400),
+        "unknown_field": (*recommend, {"history": ["m1"], "kk": 3}, None, 400),
+        "history_not_a_list": (*recommend, {"history": "m1"}, None, 400),
+        "float_id": (*recommend, {"history": [1.5]}, None, 400),
+        "bool_id": (*recommend, {"history": [True]}, None, 400),
+        "null_id": (*recommend, {"history": [None]}, None, 400),
+        "histories_not_lists": (*recommend, {"histories": [["m1"], "m2"]}, None, 400),
+        "unknown_ids": (*recommend, {"history": ["m1", "nope"]}, None, 400),
+        "empty_history": (*recommend, {"history": []}, None, 400),
+        "no_histories": (*recommend, {"histories": []}, None, 400),
+        "too_many_histories": (*recommend, {"histories": [["m1"]] * 1025}, None, 400),
+        "k_zero": (*recommend, {"history": ["m1"], "k": 0}, None, 400),
+        "k_above_exported": (*recommend, {"history": ["m1"], "k": K + 1}, None, 400),
+        "k_string": (*recommend, {"history": ["m1"], "k": "3"}, None, 400),
+        "k_bool": (*recommend, {"history": ["m1"], "k": True}, None, 400),
+        "k_beyond_the_rest": (*recommend, {"history": [f"m{i}" for i in range(1, 18)]}, None, 400),
+        "body_too_long": (*recommend, "{}", {"Content-Length": str(serving_http.MAX_BODY + 1)}, 413),
+        "bad_content_length": (*recommend, "{}", {"Content-Length": "x"}, 400),
+        "unknown_path": ("POST", "/recommend/now", {"history": ["m1"]}, None, 404),
+        "get_recommend": ("GET", "/recommend", None, None, 404),
+        "unknown_get": ("GET", "/", None, None, 404),
+        "delete": ("DELETE", "/recommend", None, None, 405),
+        "put": ("PUT", "/recommend", {"history": ["m1"]}, None, 405),
+        "made_up_method": ("BREW", "/health", None, None, 405),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_bad_requests()))
+def test_bad_request_is_a_4xx_and_the_server_goes_on(served, name):
+    method, path, body, headers, want = _bad_requests()[name]
+    status, answer = _request(served[1], method, path, body, headers)
+    assert status == want and set(answer) == {"error"} and "\n" not in answer["error"]
+    assert _request(served[1], "GET", "/health")[0] == 200
+
+
+@pytest.mark.parametrize("data, want", [
+    (b"POST /recommend HTTP/1.1\r\nHost: x\r\n\r\n", 411),  # no Content-Length
+    (b"GET / / HTTP/1.1\r\n\r\n", 400),  # not a request line
+    (b"POST /recommend HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"history\"", 400),  # cut short
+])
+def test_raw_bad_bytes_are_json_errors(served, data, want):
+    status, answer = _raw(served[1], data)
+    assert status == want and set(answer) == {"error"}
+    assert _request(served[1], "GET", "/health")[0] == 200
+
+
+def test_internal_error_is_a_500_and_the_server_goes_on(served, monkeypatch):
+    model, port, _ = served
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "top_k", broken)
+    status, answer = _request(port, "POST", "/recommend", {"history": ["m1"]})
+    assert status == 500 and answer == {"error": "internal error: RuntimeError"}
+    monkeypatch.undo()
+    assert _request(port, "POST", "/recommend", {"history": ["m1"]})[0] == 200
+
+
+def test_the_server_loads_no_flax_and_no_model_code():
+    """`transrec_jax.serve` and the HTTP layer import neither flax nor transrec_jax.models."""
+    code = ("import sys, transrec_jax.serve, transrec_jax.serving.http; print(sorted(m for m in "
+            "sys.modules if m.split('.')[0] == 'flax' or m.startswith('transrec_jax.models')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_serve_cli_answers_and_refuses_a_directory_without_export(served, tmp_path):
+    """`python -m transrec_jax.serve`: the URL it prints answers as the loader; a directory
+    without manifest.json is one error line."""
+    model, _, output = served
+    server = subprocess.Popen([sys.executable, "-m", "transrec_jax.serve", f"--export={output}",
+                               "--port=0"], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        port = int(re.search(r"http://127.0.0.1:(\d+)", server.stdout.readline()).group(1))
+        status, answer = _request(port, "POST", "/recommend", {"history": ["m2"], "k": 2})
+        assert status == 200 and answer["items"] == model.recommend([["m2"]], 2)[0][0]
+    finally:
+        server.terminate()
+        server.wait()
+    out = subprocess.run([sys.executable, "-m", "transrec_jax.serve", f"--export={tmp_path}"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert out.stderr.startswith(f"error: --export='{tmp_path}': expected a directory written by")

@@ -1,0 +1,163 @@
+"""A run's best model as a `jax.export` artifact: serving without the model code.
+
+`export_run(workdir, output)` writes a directory that `serving/exported.py` loads with jax and
+numpy alone (export copies that file into it, so the directory is all a server needs):
+
+  model.jaxexport  the top-K function, params baked in as constants: history int32[b, max_len]
+                   (internal ids, 0 = padding, newest last) and exclude int32[b, e] (ids not
+                   to recommend, 0-padded) -> items int32[b, K], scores float32[b, K]. b and e
+                   are symbolic: one artifact serves any batch size and history length.
+  ids.json         {"ids": original id of each internal id (entry 0 null), "titles": ... or null}
+  manifest.json    what was exported and from what (model, config hash, protocol, versions,
+                   the signature above)
+  exported.py      the loader (a copy of serving/exported.py)
+
+It computes what `Recommender.top_k` does (the same `_top_k`, so the same `ranking.rank_full`):
+the scores of every item after the history, the history excluded, the best K, ties to the
+lower id. `vectors=True` also writes the output item table (item_vectors.npy, item_bias.npy
+when the model has one: score = user . W[item] + b[item]) and each dataset user's vector
+(user_vectors.npy, users.json), for retrieval outside JAX (experiments/export/ann.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from importlib import metadata
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from transrec_jax import config as config_lib
+from transrec_jax import evaluate
+from transrec_jax.config import ConfigError
+from transrec_jax.data.batching import gather_windows
+from transrec_jax.serving import exported
+from transrec_jax.serving.recommender import _BATCH, Recommender, _top_k
+
+# jax.export lowers for each; the loader's jax picks its own backend's.
+PLATFORMS = ("cpu", "cuda")
+
+
+def unsupported(model_cfg) -> str | None:
+    """Why a model cannot be exported (its inputs are more than a history), or None."""
+    if model_cfg.name == "encdec":
+        return ("model.name='encdec' generates its list by beam search; export serves the models "
+                "that rank every item")
+    if model_cfg.time_buckets:
+        return (f"config.model.time_buckets={model_cfg.time_buckets}: this HSTU reads each history "
+                "item's time, which an exported model is not given")
+    if model_cfg.user_features != "off":
+        return (f"config.model.user_features={model_cfg.user_features!r}: this model reads each "
+                "user's features, which an exported model is not given")
+    return None
+
+
+def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
+               platforms=PLATFORMS) -> dict:
+    """Write the artifact of the run in `workdir` (its best checkpoint) to `output`; returns
+    the manifest. A model `unsupported` names is refused with only config.json read."""
+    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
+    reason = unsupported(config.model)
+    if reason:
+        raise ConfigError(f"{workdir}: {reason}")
+    rec = Recommender(workdir)
+    num_items = rec.dataset.num_items
+    if not 1 <= k <= num_items:
+        raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
+    graphdef, params = rec.run.graphdef, rec.run.params
+
+    def top_k(history, exclude):
+        return _top_k(graphdef, params, history, exclude, {}, k=k,
+                      item_chunk=config.eval.item_chunk, mesh=None)
+
+    os.makedirs(output, exist_ok=True)
+    catalog = rec.catalog
+    about = {"model": config.model.name, "workdir": os.path.abspath(workdir), "step": rec.run.step,
+             "config_sha256": config_hash(config), "dataset": config.dataset.name,
+             "protocol": evaluate.protocol(config)}
+    return write_artifact(output, top_k, ids=catalog.ids[1:].tolist(),
+                          titles=None if catalog.titles is None else catalog.titles[1:].tolist(),
+                          max_len=config.model.max_len, k=k, platforms=platforms, about=about,
+                          extra_files=_write_vectors(rec, output) if vectors else [])
+
+
+def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_len: int, k: int,
+                   platforms=PLATFORMS, about: dict, extra_files=()) -> dict:
+    """Export top_k(history int32[b, max_len], exclude int32[b, e]) -> (items int32[b, k],
+    scores float32[b, k]) with ids, titles (of items 1..len(ids)), the loader and the manifest
+    (`about` added to it); returns the manifest."""
+    b, e = jax.export.symbolic_shape("b, e")
+    artifact = jax.export.export(jax.jit(top_k), platforms=platforms)(
+        jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b, e), jnp.int32))
+    os.makedirs(output, exist_ok=True)
+    with open(os.path.join(output, exported.ARTIFACT), "wb") as f:
+        f.write(artifact.serialize())
+    _write_json(os.path.join(output, exported.IDS),
+                {"ids": [None] + ids, "titles": None if titles is None else [None] + titles})
+    shutil.copy(exported.__file__, os.path.join(output, "exported.py"))
+    manifest = {
+        "format": exported.FORMAT,
+        **about,
+        "k": k,
+        "max_len": max_len,
+        "num_items": len(ids),
+        "platforms": list(platforms),
+        "versions": {"jax": jax.__version__, "jaxlib": metadata.version("jaxlib"),
+                     "flax": flax.__version__, "transrec_jax": metadata.version("transrec_jax")},
+        "inputs": {"history": f"int32[b, {max_len}] internal item ids, newest last, 0-padded on "
+                              "the left",
+                   "exclude": "int32[b, e] internal item ids not to recommend, 0-padded"},
+        "outputs": {"items": f"int32[b, {k}] internal item ids, best first (0 = no item left)",
+                    "scores": f"float32[b, {k}] their scores (-inf = no item left)"},
+        "files": [exported.ARTIFACT, exported.IDS, exported.MANIFEST, "exported.py", *extra_files],
+    }
+    _write_json(os.path.join(output, exported.MANIFEST), manifest)
+    return manifest
+
+
+def config_hash(config) -> str:
+    """sha256 of the recorded config as canonical JSON: two exports of one run share it."""
+    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def item_and_user_vectors(rec: Recommender) -> dict[str, np.ndarray]:
+    """The output item table (item_vectors [num_items + 1, D], item_bias [num_items + 1] when
+    the model has one) and every dataset user's vector (user_vectors [num_users, D], after
+    their whole sequence, as `recommend --users=all` ranks for): score = user . W + b."""
+    ds, graphdef, params = rec.dataset, rec.run.graphdef, rec.run.params
+    W, bias = rec.run.model().output_table()
+    out = {"item_vectors": np.asarray(W, np.float32)[: ds.num_items + 1]}
+    if bias is not None:
+        out["item_bias"] = np.asarray(bias, np.float32)[: ds.num_items + 1]
+    history = gather_windows(ds.items, ds.offsets[:-1], ds.offsets[1:], rec.config.model.max_len)
+    user_vector = jax.jit(lambda params, h: nnx.merge(graphdef, params).user_representation(h))
+    rows = []
+    for first in range(0, len(history), _BATCH):
+        batch = history[first : first + _BATCH]
+        padded = np.pad(batch, ((0, _BATCH - len(batch)), (0, 0)))  # one compiled shape
+        rows.append(np.asarray(user_vector(params, padded), np.float32)[: len(batch)])
+    out["user_vectors"] = np.concatenate(rows)
+    return out
+
+
+def _write_vectors(rec: Recommender, output: str) -> list[str]:
+    """`item_and_user_vectors` as .npy files (np.load-able, no pickle), the users' ids as
+    users.json."""
+    written = []
+    for name, array in item_and_user_vectors(rec).items():
+        np.save(os.path.join(output, f"{name}.npy"), array)
+        written.append(f"{name}.npy")
+    _write_json(os.path.join(output, "users.json"), {"ids": rec.dataset.user_ids.tolist()})
+    return written + ["users.json"]
+
+
+def _write_json(path: str, value) -> None:
+    with open(path, "w") as f:
+        json.dump(value, f, indent=1)
+        f.write("\n")

@@ -1,0 +1,164 @@
+"""An HTTP JSON server over an exported model (serving/exported.py): the standard library's
+ThreadingHTTPServer, no model code.
+
+  POST /recommend {"history": [original ids, oldest first], "k": 10}
+       -> {"items": [...], "scores": [...], "titles": [...]}   (titles null without a title file)
+  POST /recommend {"histories": [[...], ...], "k": 10}
+       -> {"items": [[...], ...], "scores": [[...], ...], "titles": [[...], ...]}
+  GET  /health -> {"status": "ok", "model": ..., "k": K, "num_items": ...}
+
+k is optional (default: the exported K, the most it may be). A bad request gets a 4xx and an
+internal failure a 500, each with one line {"error": "..."}; neither stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from transrec_jax.serving.exported import ExportedModel, RequestError
+
+MAX_BODY = 1 << 20  # bytes of a request body: ~100k ids
+MAX_HISTORIES = 1024  # per request: a larger batch would hold the model for seconds
+TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread after this
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: HTTPStatus, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def make_server(model: ExportedModel, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    """A server (not yet serving: call serve_forever) answering from `model`; port 0 picks a
+    free port (server.server_address)."""
+    return _Server((host, port), type("Handler", (_Handler,), {"model": model}))
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 resets connections of a burst of clients
+
+
+class _Handler(BaseHTTPRequestHandler):
+    model: ExportedModel
+    protocol_version = "HTTP/1.1"  # keep-alive: a client's requests reuse one connection
+    # Headers and body go out in two writes: with Nagle's algorithm the body would wait for the
+    # client's delayed ACK of the headers, tens of milliseconds a response.
+    disable_nagle_algorithm = True
+    timeout = TIMEOUT_S
+
+    def do_GET(self):
+        self._answer(self._health if self.path == "/health" else None)
+
+    def do_POST(self):
+        self._answer(self._recommend if self.path == "/recommend" else None)
+
+    def __getattr__(self, name):
+        """Any other method (http.server looks up do_<METHOD>): 405, not http.server's 501."""
+        if name.startswith("do_"):
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self):
+        self.close_connection = True  # (a body it may have sent is not read)
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed: "
+                                                            "GET /health, POST /recommend"})
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own errors (a malformed request line, headers too long) as JSON too."""
+        self.close_connection = True
+        self._send(HTTPStatus(code), {"error": message or HTTPStatus(code).phrase})
+
+    def log_message(self, format, *args):
+        """Quiet: no line per request."""
+
+    def _answer(self, route):
+        try:
+            if route is None:
+                raise _BadRequest(HTTPStatus.NOT_FOUND, f"no {self.command} {self.path}: "
+                                                        "GET /health, POST /recommend")
+            self._send(HTTPStatus.OK, route())
+        except _BadRequest as e:
+            self._send(e.status, {"error": str(e)})
+        except RequestError as e:
+            self._send(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+        except TimeoutError:
+            self.close_connection = True
+            self._send(HTTPStatus.REQUEST_TIMEOUT, {"error": f"request body not received in "
+                                                             f"{TIMEOUT_S} s"})
+        except Exception as e:  # a bug, not the client's: logged, answered, the server goes on
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {type(e).__name__}"})
+
+    def _health(self):
+        m = self.model
+        return {"status": "ok", "model": m.manifest.get("model"), "k": m.k, "num_items": m.num_items}
+
+    def _recommend(self):
+        request = self._json_body()
+        unknown = sorted(set(request) - {"history", "histories", "k"})
+        if unknown:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"unknown fields {unknown}: expected "
+                                                      "'history' or 'histories', and 'k'")
+        if ("history" in request) == ("histories" in request):
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected one of 'history' (a list of item "
+                                                      "ids) and 'histories' (a list of such lists)")
+        batched = "histories" in request
+        histories = request["histories"] if batched else [request["history"]]
+        if not isinstance(histories, list) or not all(_is_ids(h) for h in histories):
+            field = "histories: a list of lists" if batched else "history: a list"
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"expected {field} of item ids (strings or "
+                                                      "integers)")
+        if len(histories) > MAX_HISTORIES:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"{len(histories):,} histories: at most "
+                                                      f"{MAX_HISTORIES:,} per request")
+        k = request.get("k", self.model.k)
+        internal, scores = self.model.top_k([self.model.index(h) for h in histories], k)
+        ids, titles = self.model.ids, self.model.titles
+        answer = [{"items": [ids[i] for i in row], "scores": row_scores,
+                   "titles": None if titles is None else [titles[i] for i in row]}
+                  for row, row_scores in zip(internal.tolist(), scores.tolist())]
+        return {key: [a[key] for a in answer] for key in answer[0]} if batched else answer[0]
+
+    def _json_body(self):
+        length = self.headers.get("Content-Length")
+        if length is None:
+            self.close_connection = True
+            raise _BadRequest(HTTPStatus.LENGTH_REQUIRED, "a Content-Length header is required")
+        if not length.isdigit():
+            self.close_connection = True
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"Content-Length {length!r}: expected bytes")
+        if int(length) > MAX_BODY:
+            self.close_connection = True  # the body is left unread
+            raise _BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                              f"body of {int(length):,} bytes: at most {MAX_BODY:,}")
+        try:
+            request = json.loads(self.rfile.read(int(length)))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"body is not JSON: {e}") from None
+        except RecursionError:
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "body is JSON nested too deep") from None
+        if not isinstance(request, dict):
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected a JSON object")
+        return request
+
+    def _send(self, status: HTTPStatus, body: dict):
+        data = (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+
+def _is_ids(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(i, str) or (isinstance(i, int) and not isinstance(i, bool)) for i in value)
