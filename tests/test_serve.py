@@ -152,6 +152,36 @@ def test_internal_error_is_a_500_and_the_server_goes_on(served, monkeypatch):
     assert _request(port, "POST", "/recommend", {"history": ["m1"]})[0] == 200
 
 
+def test_concurrent_requests_share_model_calls_and_answer_as_alone(served, monkeypatch):
+    """32 threads asking at once: each gets what it gets alone, in fewer model calls than
+    requests (the loader batches the rows that wait while a call runs)."""
+    model, _, _ = served
+    histories = [[f"m{1 + (i * 7 + j) % NUM_ITEMS}" for j in range(1 + i % 3)] for i in range(32)]
+    alone = [model.recommend([h], 1 + i % K) for i, h in enumerate(histories)]
+    calls, run = [], model._run
+    barrier = threading.Barrier(len(histories))
+
+    def counted(rows):
+        calls.append(len(rows))
+        return run(rows)
+
+    monkeypatch.setattr(model, "_run", counted)
+    together = [None] * len(histories)
+
+    def ask(i):
+        barrier.wait()
+        together[i] = model.recommend([histories[i]], 1 + i % K)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(histories))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (items, scores), (want_items, want_scores) in zip(together, alone):
+        assert items == want_items and scores.tolist() == want_scores.tolist()
+    assert sum(calls) == len(histories) and len(calls) < len(histories)
+
+
 def test_the_server_loads_no_flax_and_no_model_code():
     """`transrec_jax.serve` and the HTTP layer import neither flax nor transrec_jax.models."""
     code = ("import sys, transrec_jax.serve, transrec_jax.serving.http; print(sorted(m for m in "

@@ -49,7 +49,11 @@ class ExportedModel:
         self._index = {str(original): i for i, original in enumerate(self.ids) if i > 0}
         self.k, self.max_len = self.manifest["k"], self.manifest["max_len"]
         self.num_items = self.manifest["num_items"]
-        self._lock = threading.Lock()  # one call at a time: each already uses every core
+        # Concurrent callers share model calls (one at a time: each already uses every core):
+        # rows wait in _pending while a call runs, and the next call takes all of them.
+        self._ready = threading.Condition()
+        self._pending: list[dict] = []
+        self._busy = False
 
     def index(self, original_ids) -> np.ndarray:
         """Internal ids of original ones (strings or integers, compared as strings)."""
@@ -83,11 +87,53 @@ class ExportedModel:
                                    f"leaves {self.num_items - len(np.unique(h))} of the catalogue")
         items, scores = [], []
         for first in range(0, len(histories), BATCH_SIZES[-1]):
-            part = histories[first : first + BATCH_SIZES[-1]]
-            top_items, top_scores = self._run(part)
-            items.append(top_items[: len(part), :k])
-            scores.append(top_scores[: len(part), :k])
+            top_items, top_scores = self._shared(histories[first : first + BATCH_SIZES[-1]])
+            items.append(top_items[:, :k])
+            scores.append(top_scores[:, :k])
         return np.concatenate(items), np.concatenate(scores)
+
+    def _shared(self, histories):
+        """(items, scores) of `histories` (at most BATCH_SIZES[-1]), from a model call that
+        may also answer other threads' rows: whichever caller finds no call running runs one
+        for every pending row that fits (the oldest first), so that concurrent requests are
+        batched instead of queued one call each."""
+        mine = {"histories": histories, "result": None, "error": None}
+        with self._ready:
+            self._pending.append(mine)
+        while True:
+            with self._ready:
+                while self._busy and not self._done(mine):
+                    self._ready.wait()
+                if self._done(mine):
+                    return self._outcome(mine)
+                self._busy, batch, rows = True, [], 0  # (the oldest entry always fits)
+                while self._pending and rows + len(self._pending[0]["histories"]) <= BATCH_SIZES[-1]:
+                    batch.append(self._pending.pop(0))
+                    rows += len(batch[-1]["histories"])
+            try:
+                items, scores = self._run([h for entry in batch for h in entry["histories"]])
+                first = 0
+                for entry in batch:
+                    last = first + len(entry["histories"])
+                    entry["result"] = (items[first:last], scores[first:last])
+                    first = last
+            except BaseException as e:  # every caller of this call learns of it
+                for entry in batch:
+                    entry["error"] = e
+            finally:
+                with self._ready:
+                    self._busy = False
+                    self._ready.notify_all()
+
+    @staticmethod
+    def _done(entry) -> bool:
+        return entry["result"] is not None or entry["error"] is not None
+
+    @staticmethod
+    def _outcome(entry):
+        if entry["error"] is not None:
+            raise entry["error"]
+        return entry["result"]
 
     def warm_up(self) -> None:
         """Compile every batch size at the smallest width now, not at the first requests."""
@@ -106,9 +152,8 @@ class ExportedModel:
             recent = h[-self.max_len :]
             history[row, self.max_len - len(recent) :] = recent
             exclude[row, width - len(h) :] = h
-        with self._lock:
-            items, scores = self._call(history, exclude)
-            return np.asarray(items), np.asarray(scores)
+        items, scores = self._call(history, exclude)
+        return np.asarray(items)[: len(histories)], np.asarray(scores)[: len(histories)]
 
 
 def load(directory: str) -> ExportedModel:
