@@ -11,10 +11,9 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
+from ml_like import ml_like_config
 
-from transrec_jax import config as config_lib
 from transrec_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,18 +24,7 @@ SASREC = "--config=configs/sasrec.py:debug"
 def ml_like_run(tmp_path_factory):
     """A tiny run on files in the SASRec ML-1M layout: renumbered items, an id map, titles."""
     tmp = tmp_path_factory.mktemp("ml_like")
-    rng = np.random.default_rng(0)
-    movie_ids = rng.choice(np.arange(1, 4000), size=30, replace=False)  # file item i ↔ movie_ids[i-1]
-    lines = [f"{u} {rng.integers(1, 31)}" for u in range(1, 81) for _ in range(8)]
-    (tmp / "ml.txt").write_text("\n".join(lines) + "\n")
-    (tmp / "itemmap.tsv").write_text(
-        "item_id\tMovieID\n" + "".join(f"{i}\t{m}\n" for i, m in enumerate(movie_ids, 1)))
-    (tmp / "movies.dat").write_bytes("".join(
-        f"{m}::Film {m} (1999)::Drama\n" for m in movie_ids).encode("latin-1"))
-    c = config_lib.base_config()
-    c.dataset.update(name="local", source="local", format="user_item", path=str(tmp / "ml.txt"),
-                     item_map=str(tmp / "itemmap.tsv"), item_titles=str(tmp / "movies.dat"),
-                     cache_dir=str(tmp / "cache"))
+    c, movie_ids = ml_like_config(tmp, users=80)
     c.model.update(max_len=10, d_model=16, num_layers=1, num_heads=2, d_ff=16)
     c.train.update(num_epochs=0, num_steps=6, batch_size=16, eval_every_steps=3, log_every=3)
     c.eval.update(batch_size=64, ks=(5, 10))

@@ -580,6 +580,9 @@ def test_rollout_rows_sum_to_one():
         rolled = np.asarray(explain.attention_rollout(weights))
         np.testing.assert_allclose(rolled.sum(-1), 1.0, rtol=1e-5)
         np.testing.assert_allclose(rolled, numpy_rollout(weights), rtol=1e-5, atol=1e-6)
+        for position in (-1, 0, 3):  # the row alone, by vector x matrix products
+            np.testing.assert_allclose(explain.rollout_row(weights, position), rolled[:, position],
+                                       rtol=1e-5, atol=1e-6)
 
 
 def test_rollout_reads_user_features():

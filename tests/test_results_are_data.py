@@ -187,10 +187,12 @@ def test_committed_next_k_table_is_what_its_results_files_write():
         "`python experiments/next_k/compare.py --markdown_only`")
 
 
-@pytest.mark.parametrize("study_dir", ["recipe", "features"])
-def test_committed_study_readme_is_what_its_results_file_writes(study_dir):
-    """Regenerate with `python experiments/<study>/<study>.py --markdown_only` (no runs)."""
-    path = os.path.join(REPO, "experiments", study_dir, f"{study_dir}.py")
+@pytest.mark.parametrize("study_dir,driver_file", [
+    ("recipe", "recipe.py"), ("features", "features.py"), ("explain", "faithfulness.py"),
+    ("privacy", "privacy.py")])
+def test_committed_study_readme_is_what_its_results_file_writes(study_dir, driver_file):
+    """Regenerate with `python experiments/<study>/<driver> --markdown_only` (no runs)."""
+    path = os.path.join(REPO, "experiments", study_dir, driver_file)
     spec = importlib.util.spec_from_file_location(f"{study_dir}_study", path)
     driver = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(driver)

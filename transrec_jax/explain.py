@@ -287,6 +287,20 @@ def attention_rollout(weights) -> jax.Array:
     return rolled
 
 
+def rollout_row(weights, position: int = -1) -> jax.Array:
+    """float32[B, L]: row `position` of attention_rollout(weights), as vector x matrix products
+    from the top layer down (O(L^2) a layer where the whole product costs O(L^3))."""
+    if not weights:
+        raise ValueError("rollout_row: no layers' weights to roll out")
+    row = None
+    for layer in reversed(weights):
+        mixed = layer.astype(jnp.float32).mean(1) + jnp.eye(layer.shape[-1], dtype=jnp.float32)
+        mixed = mixed / mixed.sum(-1, keepdims=True)
+        row = mixed[:, position] if row is None else jnp.einsum("bl,blm->bm", row, mixed,
+                                                                 precision=_PRECISION)
+    return row
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "rolled"))
 def _attention_kernel(graphdef, params, history, items, who, *, rolled: bool):
     """(scores [B, K], attributions [B, K, L]): the user vector position's rollout (or last
@@ -301,7 +315,7 @@ def _attention_kernel(graphdef, params, history, items, who, *, rolled: bool):
         if not weights:  # no layers: the user vector is its own position's input
             rows.append(jax.nn.one_hot(jnp.full(history.shape[:1], length - 1), length))
         elif rolled:
-            rows.append(attention_rollout(weights)[:, -1])
+            rows.append(rollout_row(weights))
         else:
             rows.append(weights[-1].astype(jnp.float32).mean(1)[:, -1])
     row = sum(rows) / len(rows)  # [B, L] over the tokens the user vector read

@@ -11,7 +11,7 @@ One batch of --users users, each with its last training window (train.window=las
              capacity of user slots, the last ones empty (their compute is spent all the same).
 Each step is compiled first, then the three run in turn --steps times (so machine load hits all
 alike), each call timed to completion; the medians and their ratios go to --out
-(experiments/privacy/dp_step.json).
+(default experiments/benchmarks/dp_step.json; declare a kept record in summary.py).
 The issue's goal: dp within 3 times the ordinary step on CPU.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import statistics
@@ -35,14 +34,13 @@ def main() -> None:
     parser.add_argument("--config", default="configs/sasrec.py:ml-1m")
     parser.add_argument("--users", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
-    # (beside the privacy study: a record here must be declared in benchmarks/summary.py first)
+    # (a record here is declared in summary.py: CURRENT or SUPERSEDED)
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "benchmarks", "dp_step.json"))
     args = parser.parse_args()
 
     import jax
     import numpy as np
 
-    from transrec_jax import config as config_lib
     from transrec_jax import hardware, sharding, train
     from transrec_jax.data import load, splits
     from transrec_jax.data.batching import TrainBatcher

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import json
 import os
 import statistics
 import time
@@ -215,18 +214,12 @@ def plot(records: list[dict], out_dir: str) -> None:
 
 
 def load_records(out_dir: str = HERE) -> list[dict]:
-    path = os.path.join(out_dir, "results.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return json.load(f)["records"]
+    return runner.read_records(os.path.join(out_dir, "results.json"))
 
 
 def write(records: list[dict], out_dir: str) -> None:
     records = sorted(records, key=lambda r: (r["dataset"], r["seed"], r["workdir"]))
-    runner.write_atomic(os.path.join(out_dir, "results.json"), json.dumps(
-        {"updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-         "records": records}, indent=2) + "\n")
+    runner.write_records(os.path.join(out_dir, "results.json"), records)
     runner.write_atomic(os.path.join(out_dir, "README.md"), markdown(records))
     if records:
         plot(records, out_dir)

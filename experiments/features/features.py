@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import datetime
 import json
 import os
 import statistics
@@ -238,17 +237,12 @@ def plot(records: list[dict]) -> None:
 
 
 def load_records() -> list[dict]:
-    if not os.path.exists(RESULTS):
-        return []
-    with open(RESULTS) as f:
-        return json.load(f)["records"]
+    return runner.read_records(RESULTS)
 
 
 def write(records: list[dict]) -> None:
     records = sorted(records, key=lambda r: (r["dataset"], r["protocol"], r["arm"], r["seed"]))
-    runner.write_atomic(RESULTS, json.dumps(
-        {"updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-         "records": records}, indent=2) + "\n")
+    runner.write_records(RESULTS, records)
     if records:
         plot(records)
     runner.write_atomic(os.path.join(HERE, "README.md"), markdown(records))

@@ -25,8 +25,6 @@ Runs go to --workdir_root (default runs/privacy; resumable: finished runs are sk
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
 import os
 import statistics
@@ -153,19 +151,13 @@ def plot(records: list[dict], out_dir: str) -> None:
 
 
 def load_records(out_dir: str = HERE) -> list[dict]:
-    path = os.path.join(out_dir, "results.json")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return json.load(f)["records"]
+    return runner.read_records(os.path.join(out_dir, "results.json"))
 
 
 def write(records: list[dict], out_dir: str) -> None:
     records = sorted(records, key=lambda r: (r["dataset"], order(r["epsilon"]), r["seed"]))
     os.makedirs(out_dir, exist_ok=True)
-    runner.write_atomic(os.path.join(out_dir, "results.json"), json.dumps(
-        {"updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-         "records": records}, indent=2) + "\n")
+    runner.write_records(os.path.join(out_dir, "results.json"), records)
     if records:
         plot(records, out_dir)
         runner.write_atomic(os.path.join(out_dir, "README.md"), markdown(records, out_dir))

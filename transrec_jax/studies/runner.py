@@ -12,6 +12,7 @@ machine that launched it.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import json
 import os
 import re
@@ -217,6 +218,21 @@ def collect(runs: list[Run], done_before: dict[str, dict] | None = None) -> list
     done_before = done_before or {}
     return [done_before[run.name] if run.status() != "done" and run.name in done_before
             else record(run) for run in runs]
+
+
+def read_records(path: str) -> list[dict]:
+    """The records of a study's results file (`write_records`); [] when it does not exist yet."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)["records"]
+
+
+def write_records(path: str, records: list[dict]) -> None:
+    """A study's results file: {"updated": now (UTC), "records": records}, written atomically."""
+    write_atomic(path, json.dumps(
+        {"updated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+         "records": records}, indent=2) + "\n")
 
 
 def write_atomic(path: str, text: str) -> None:
