@@ -111,6 +111,10 @@ def markdown(records: list[dict], out_dir: str = HERE) -> str:
                 f"{mean_std([r['membership']['auc'] for r in rows], 3)} | "
                 f"{mean_std([r['epochs'] for r in rows], 1)} |")
         lines.append("")
+    if not records:
+        return "\n".join(lines + [
+            "Not run yet: `python experiments/privacy/privacy.py --datasets=ml-1m --seeds=0,1,2` "
+            "(each ε a full training run; a GPU or a long CPU session).", ""])
     if os.path.exists(os.path.join(out_dir, "privacy.png")):
         lines += ["![test NDCG@10 and attack AUC against ε](privacy.png)", ""]
     cpus = sorted({r["hardware"].get("cpu", "?") for r in records})
@@ -160,7 +164,7 @@ def write(records: list[dict], out_dir: str) -> None:
     runner.write_records(os.path.join(out_dir, "results.json"), records)
     if records:
         plot(records, out_dir)
-        runner.write_atomic(os.path.join(out_dir, "README.md"), markdown(records, out_dir))
+    runner.write_atomic(os.path.join(out_dir, "README.md"), markdown(records, out_dir))
 
 
 def main() -> None:
