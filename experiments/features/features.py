@@ -10,7 +10,9 @@ Two protocols, two trained arms each, every (dataset, protocol, arm) with seeds 
         rows each step are represented by the "unknown id" vector and their content, as the
         withheld items always are).
 `features-cosine` (a lever tried on the cold protocol, findings.md): `features` scoring items by
-cosine / 0.1 (model.score_temperature), so that no item's score grows with its row's norm.
+cosine / 0.1 (model.score_temperature), so that no item's score grows with its row's norm; the
+warm protocol compares it with `id-only`, and `id-only-cosine` (the same scores without
+features) separates what the features bring from what the cosine does.
 The untrained baselines come with each run under the same protocol: popularity (every run) and
 the content-only nearest neighbour of evaluate.py (`test_content_knn`, runs with features).
 Budget: 10 epochs (half the config's 20, for a 2-core CPU), validation every epoch, early stop
@@ -42,8 +44,11 @@ RESULTS = os.path.join(HERE, "results.json")
 PLOT = os.path.join(HERE, "cold_start.png")
 COLD_RANKS = os.path.join(HERE, "cold_ranks.json")
 CONFIG = {"id-only": "configs/sasrec.py:{dataset}", "features": "configs/sasrec.py:{dataset},item_features",
-          "features-cosine": "configs/sasrec.py:{dataset},item_features"}
-ARM_OVERRIDES = {"features-cosine": {"model.score_temperature": 0.1}}  # a lever (findings.md)
+          "features-cosine": "configs/sasrec.py:{dataset},item_features",
+          "id-only-cosine": "configs/sasrec.py:{dataset}"}
+# A lever (findings.md), and its control without features
+COSINE = {"model.score_temperature": 0.1}
+ARM_OVERRIDES = {"features-cosine": COSINE, "id-only-cosine": COSINE}
 PROTOCOL = {"warm": {}, "cold": {"dataset.split": "cold_items"}}
 EPOCHS = 10
 ID_DROPOUT = {"warm": 0.0, "cold": 0.3}  # of the `features` arm
