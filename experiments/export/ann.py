@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import time
 
 import numpy as np
 
 from transrec_jax import hardware
+from transrec_jax.studies import runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "ann.json")
@@ -141,13 +141,8 @@ def _added(index, items):
 
 def save(catalogue: str, records: list[dict]) -> None:
     """ann.json's records with this catalogue's replaced."""
-    kept = []
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            kept = [r for r in json.load(f)["records"] if r["catalogue"] != catalogue]
-    with open(RESULTS, "w") as f:
-        json.dump({"records": kept + records}, f, indent=1)
-        f.write("\n")
+    kept = [r for r in runner.read_records(RESULTS) if r["catalogue"] != catalogue]
+    runner.write_records(RESULTS, kept + records)
 
 
 def table(records: list[dict]) -> str:

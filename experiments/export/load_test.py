@@ -32,6 +32,7 @@ import urllib.parse
 import numpy as np
 
 from transrec_jax import hardware
+from transrec_jax.studies import runner
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "load_test.json")
@@ -120,13 +121,9 @@ def _post(connection: http.client.HTTPConnection, body: bytes) -> int:
 
 
 def save(model: str, records: list[dict]) -> None:
-    kept = []
-    if os.path.exists(RESULTS):
-        with open(RESULTS) as f:
-            kept = [r for r in json.load(f)["records"] if r["model"] != model]
-    with open(RESULTS, "w") as f:
-        json.dump({"records": kept + records}, f, indent=1)
-        f.write("\n")
+    """load_test.json's records with this model's replaced."""
+    kept = [r for r in runner.read_records(RESULTS) if r["model"] != model]
+    runner.write_records(RESULTS, kept + records)
 
 
 def table(records: list[dict]) -> str:

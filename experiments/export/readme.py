@@ -6,7 +6,6 @@ findings.md (the words, hand-written).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -16,14 +15,9 @@ sys.path.insert(0, HERE)
 import ann  # noqa: E402
 import load_test  # noqa: E402
 
+from transrec_jax.studies import runner  # noqa: E402
+
 README = os.path.join(HERE, "README.md")
-
-
-def _records(path: str) -> list[dict]:
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return json.load(f)["records"]
 
 
 def _conditions(records: list[dict]) -> str:
@@ -47,7 +41,7 @@ def markdown() -> str:
              "[load_test.py](load_test.py), the server's latency (p50, p99) and requests/s under "
              "concurrent clients. The tables are generated from their records; the findings below "
              "them are hand-written ([findings.md](findings.md)).", ""]
-    retrieval = _records(ann.RESULTS)
+    retrieval = runner.read_records(ann.RESULTS)
     lines += ["## Retrieval: recall@10 of the ANN top-10 against the exact top-10", ""]
     if retrieval:
         lines += ["Queries: random Gaussian users (synthetic catalogues) or the dataset's users "
@@ -55,7 +49,7 @@ def markdown() -> str:
                   "a call. " + _conditions(retrieval), "", ann.table(retrieval), ""]
     else:
         lines += ["Not run yet.", ""]
-    serving = _records(load_test.RESULTS)
+    serving = runner.read_records(load_test.RESULTS)
     lines += ["## Serving: `transrec_jax.serve` under concurrent clients", ""]
     if serving:
         lines += ["POST /recommend with one history (random catalogue ids) per request; each client "

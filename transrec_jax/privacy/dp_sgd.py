@@ -68,13 +68,17 @@ def dp_train_step(state, batch, key, *, graphdef, tx, loss_cfg, clip_norm: float
     grads, norms = aggregate(per_user_grads, batch["valid"], noise_key, params=params,
                              clip_norm=clip_norm, noise_multiplier=noise_multiplier,
                              denominator=denominator)
+    return (apply_update(state, tx, params, constants, grads),
+            step_metrics(per_user_loss, norms, batch["valid"], grads, clip_norm))
+
+
+def apply_update(state, tx, params, constants, grads) -> dict:
+    """The next state: the optimizer's update of `params` (the nnx.Param part) by `grads`, the
+    constants as they were, the step counted."""
     updates, opt_state = tx.update(grads, state["opt_state"], params)
-    new_state = {
-        "step": state["step"] + 1,
-        "params": nnx.merge_state(optax.apply_updates(params, updates), constants),
-        "opt_state": opt_state,
-    }
-    return new_state, step_metrics(per_user_loss, norms, batch["valid"], grads, clip_norm)
+    return {"step": state["step"] + 1,
+            "params": nnx.merge_state(optax.apply_updates(params, updates), constants),
+            "opt_state": opt_state}
 
 
 def step_metrics(per_user_loss, norms, valid, grads, clip_norm: float) -> dict:

@@ -17,12 +17,11 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from transrec_jax import sharding
 from transrec_jax.privacy import accounting
-from transrec_jax.privacy.dp_sgd import aggregate, step_metrics, user_loss_fn
+from transrec_jax.privacy.dp_sgd import aggregate, apply_update, step_metrics, user_loss_fn
 
 
 def fedavg_round(state, batch, key, *, graphdef, tx, loss_cfg, local_steps: int,
@@ -50,13 +49,8 @@ def fedavg_round(state, batch, key, *, graphdef, tx, loss_cfg, local_steps: int,
         windows, jax.random.split(dropout_key, slots), jax.random.split(loss_key, slots))
     grads, norms = aggregate(per_user, batch["valid"], noise_key, params=params, clip_norm=clip_norm,
                              noise_multiplier=noise_multiplier, denominator=denominator)
-    updates, opt_state = tx.update(grads, state["opt_state"], params)
-    new_state = {
-        "step": state["step"] + 1,
-        "params": nnx.merge_state(optax.apply_updates(params, updates), constants),
-        "opt_state": opt_state,
-    }
-    return new_state, step_metrics(first_loss, norms, batch["valid"], grads, clip_norm)
+    return (apply_update(state, tx, params, constants, grads),
+            step_metrics(first_loss, norms, batch["valid"], grads, clip_norm))
 
 
 def compile_round(config, plan: accounting.Plan, graphdef, tx, state, mesh, trainable_items=None):
