@@ -6,13 +6,16 @@ LayerNorm placement, one head. Each batch's windows are packed into fewer rows
 (`train.pack_rows`: the same users, targets and loss, less padding; its speed-up is measured in
 experiments/benchmarks/RESULTS.md, "packed training rows").
 Results: experiments/reproduce/RESULTS.md, ML-1M rows `sasrec_plus_ce` (this config with [KV23]'s
-model details) and `sasrec_bce` (`bce`); Amazon Beauty row `sasrec_plus_ce`.
+model details) and `sasrec_bce` (`bce`); Amazon Beauty row `sasrec_plus_ce`. The `cosine` variant
+scores items by cosine / 0.1 instead of a dot product: experiments/features/README.md, warm
+leave-one-out rows `id-only-cosine` and `features-cosine`.
 
 Run:
   python -m transrec_jax.main --config=configs/sasrec.py --workdir=/tmp/sasrec
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m --workdir=/tmp/sasrec_ml1m
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,bce --workdir=/tmp/sasrec_bce
-Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, `bce`, and any
+Arg words: a dataset (synthetic, ml-1m, ml-1m-full, ml-100k, beauty, local, tfds), `debug`, `bce`,
+`cosine`, the feature words `item_features` / `user_features`, and any
 `a.b=value` override.
 """
 
@@ -22,6 +25,7 @@ from transrec_jax import config as config_lib
 # Arg words of this file (besides a dataset, `debug` and key=value): the keys each one sets.
 VARIANTS = {
     "bce": {"model.norm_placement": "sasrec", "loss.name": "bce", "loss.num_negatives": 1},
+    "cosine": {"model.score_temperature": 0.1},
 }
 
 
