@@ -434,6 +434,8 @@ CURRENT = [
               ("item_sharding.json",), item_sharding_figures),
     Benchmark("user-level DP-SGD step vs the ordinary step (issue 30: at most 3x)",
               ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json"), dp_step_figures),
+    Benchmark("`recommend --users=all --explain` on ML-1M, every user (issue 29: within a minute)",
+              ("explain_speed_2026-12-03.json",), explain_speed_figures),
 ]
 
 SUPERSEDED = {
