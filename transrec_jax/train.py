@@ -65,12 +65,14 @@ def warmup_steps(train_cfg, steps_per_epoch: int) -> int:
 
 
 def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_per_epoch: int = 0,
-               item_features=None, user_features=None):
+               item_features=None, user_features=None, *, abstract: bool = False):
     """(graphdef, optimizer, state): the model split once; state = {step, params, opt_state}.
 
     The item tables have their rows padded to a multiple of config.mesh.model (sharding.py).
     With a mesh the state is created in place on it: item-table rows over `model`, the rest
-    replicated (each process creates only its shards).
+    replicated (each process creates only its shards). abstract=True: the state's shapes,
+    dtypes and shardings only (jax.ShapeDtypeStruct leaves, nothing initialised), the target
+    a checkpoint restores into.
     """
     dtype = jnp.bfloat16 if config.train.bf16 else jnp.float32
     tx = make_optimizer(config.train, total_steps, steps_per_epoch)
@@ -84,11 +86,17 @@ def init_state(config, num_items: int, total_steps: int, key, mesh=None, steps_p
                  "opt_state": tx.init(trainable(params)[0])}
         return graphdef, state
 
-    graphdef, abstract = nnx.eval_shape(lambda: create(key))  # nothing allocated
+    graphdef, shapes = nnx.eval_shape(lambda: create(key))  # nothing allocated
+    if abstract:
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        layout = sharding.state_shardings(shapes, mesh) if mesh is not None else \
+            jax.tree.map(lambda _: device, shapes)
+        return graphdef, tx, jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                          shapes, layout)
     if mesh is None:
         return graphdef, tx, create(key)[1]
     create_state = jax.jit(lambda key: create(key)[1],
-                           out_shardings=sharding.state_shardings(abstract, mesh))
+                           out_shardings=sharding.state_shardings(shapes, mesh))
     return graphdef, tx, create_state(key)
 
 

@@ -88,6 +88,34 @@ ROWS = [
         seeds=(0,),
     ),
     dict(
+        name="best_features_cosine",
+        config="configs/sasrec_best.py:beauty,item_features",
+        overrides={**_BEST_BEAUTY, "model.score_temperature": 0.1},
+        published=None,
+        source="this repository: `best` reading Beauty's categories and brand (config word "
+        "item_features) and scoring by cosine / 0.1, the features study's strongest warm arm "
+        "(experiments/features/README.md)",
+        seeds=(0,),
+    ),
+    dict(
+        name="best_cosine",
+        config="configs/sasrec_best.py:beauty",
+        overrides={**_BEST_BEAUTY, "model.score_temperature": 0.1},
+        published=None,
+        source="this repository: `best` scoring by cosine / 0.1 (model.score_temperature), the "
+        "features study's id-only-cosine control",
+        seeds=(0,),
+    ),
+    dict(
+        name="best_rotary_2heads",
+        config="configs/sasrec_best.py:beauty,rotary,two_heads",
+        overrides=_BEST_BEAUTY,
+        published=None,
+        source="this repository: `best` with 2 heads and rotary positions, the two changes of the "
+        "ML-1M table's best row",
+        seeds=(0,),
+    ),
+    dict(
         name="esasrec",
         published=(0.0928, 0.0523),
         source="[ES25] README leave-one-out table, eSASRec (SASRec + LiGR layers + sampled "

@@ -57,7 +57,8 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
         if config.model.item_tower != "off" else None
     graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh,
                                     item_features=item_features(config, dataset, counts, log=lambda *_: None),
-                                    user_features=user_features(config, dataset, log=lambda *_: None))
+                                    user_features=user_features(config, dataset, log=lambda *_: None),
+                                    abstract=True)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     restored = None
     if checkpoint == "best":
