@@ -31,8 +31,9 @@ and beauty.md), each config with its ML-1M table row:
   configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads   row `best_exclude_window_rotary_2heads`
 On Amazon Beauty the table's row `best` runs the 4-block version with dropout 0.5 over 40
 epochs (experiments/reproduce/beauty.py). The preset reads item ids only (model.item_tower
-and model.user_features off). Item features were measured with configs/sasrec.py, not with
-this preset: experiments/features/README.md.
+and model.user_features off): item features were measured with configs/sasrec.py
+(experiments/features/README.md) and, on Beauty, with this preset (row `best_features_cosine`),
+where they did not raise test NDCG@10.
 On a dataset nobody tuned on, let `python -m transrec_jax.tune
 --config=configs/sasrec_best.py:<dataset>` choose depth, dropout and schedule length on
 validation (transrec_jax/studies/tune.py; experiments/recipe/README.md).

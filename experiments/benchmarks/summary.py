@@ -435,7 +435,7 @@ CURRENT = [
     Benchmark("user-level DP-SGD step vs the ordinary step (issue 30: at most 3x)",
               ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json"), dp_step_figures),
     Benchmark("`recommend --users=all --explain` on ML-1M, every user (issue 29: within a minute)",
-              ("explain_speed_2026-12-03.json",), explain_speed_figures),
+              ("explain_speed_restore_2026-12-03.json",), explain_speed_figures),
 ]
 
 SUPERSEDED = {
@@ -445,6 +445,7 @@ SUPERSEDED = {
     "train_step_quiet_2026-11-28.json": "quiet rerun before packed rows, earlier box",
     "train_step_recbole.json": "RecBole comparison on a loaded machine, rerun quiet",
     "time_to_quality.json": "time to quality on the earlier box, 20-minute limit",
+    "explain_speed_2026-12-03.json": "recommend --explain before runs restored into an abstract state",
 }
 
 
