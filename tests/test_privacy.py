@@ -42,6 +42,8 @@ def test_epsilon_is_dp_accountings_own():
     assert ours == rdp.get_epsilon(delta)
     assert accounting.epsilon(0.0, q, steps, delta, population=population, capacity=45) == np.inf
     assert accounting.epsilon(sigma, q, 0, delta, population=population, capacity=45) == 0.0
+    # next to no noise (a clipping-only diagnostic): inf at once, not a PLD grid past all memory
+    assert accounting.epsilon(1e-6, q, steps, delta, population=population, capacity=45) == np.inf
 
 
 @pytest.mark.parametrize("sampling", ["poisson", "fixed"])
@@ -280,3 +282,43 @@ def test_a_tiny_run_of_each_mode_reports_its_privacy(tmp_path, mode):
         assert privacy["upload_bytes_per_client_round"] == 4 * on_disk["num_params"]  # float32
     assert results["dataset"]["split"]["held_out_users"] == 20
     assert 0.0 <= membership.attack(workdir)["auc"] <= 1.0
+
+
+# --- the study's arms (experiments/privacy/privacy.py) ------------------------------------
+
+
+def privacy_study():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "privacy", "privacy.py")
+    spec = importlib.util.spec_from_file_location("privacy_study", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("mode,epsilon,expected_mode", [
+    ("dp_sgd", "8", "dp_sgd"), ("dp_sgd", "inf", "off"), ("dp_sgd", "clip", "dp_sgd"),
+    ("fedavg", "8", "dp_fedavg"), ("fedavg", "inf", "fedavg")])
+def test_privacy_study_arms_are_valid_configs(mode, epsilon, expected_mode, monkeypatch):
+    """Each arm's overrides name real keys and pass validation; ∞ arms carry no ε (nor does the
+    clipping-only diagnostic, whose noise is fixed), and the DP-SGD arms keep the workdir names
+    of the runs made before the federated arms existed."""
+    from transrec_jax.studies import study
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    module = privacy_study()
+    args = module.argparse.Namespace(epochs=2, max_len=20, users_per_step=64, clip_norm=1.0, learning_rate=0.0,
+                                     local_steps=3, client_learning_rate=0.05, workdir_root="/tmp/r")
+    run = module.make_run("synthetic", mode, epsilon, 1, args)
+    c = study.base_config(run.config, "test")
+    for key, value in run.overrides.items():
+        study.check_value(c, key, value, "test")
+        study.set_value(c, key, value)
+    config_lib.validate(c)
+    assert c.privacy.mode == expected_mode and c.seed == 1 and c.model.max_len == 20
+    assert ("privacy.epsilon" in run.overrides) == (epsilon not in ("inf", "clip"))
+    assert c.privacy.noise_multiplier == (module.CLIP_ONLY_NOISE if epsilon == "clip" else 0.0)
+    assert run.name == (f"epsilon={epsilon},seed=1" if mode == "dp_sgd" else f"fedavg,epsilon={epsilon},seed=1")
+    if mode == "fedavg":
+        assert c.privacy.local_steps == 3 and c.privacy.client_learning_rate == 0.05

@@ -3,23 +3,30 @@ r"""User-level differential privacy: what each ε costs in accuracy, and what it
 Arms, every (dataset, ε) with each seed: SASRec (configs/sasrec.py:<dataset>, rows unpacked)
 trained by user-level DP-SGD (transrec_jax/privacy/) to a target ε in --epsilons at δ = 1 / the
 training users, and `inf`: the same model trained as usual (no clipping, no noise: the
-non-private reference). Every run holds the same seeded 10% of the users out of training,
-validation and test (dataset.holdout_users), the non-members of the membership attack
+non-private reference); with --fed_epsilons, the same model trained by simulated federated
+averaging (privacy/federated.py: --local_steps SGD steps of each client a round), `inf` plain
+FedAvg, otherwise DP-FedAvg to that ε. Every run holds the same seeded 10% of the users out of
+training, validation and test (dataset.holdout_users), the non-members of the membership attack
 (privacy/membership.py) run on each trained model: the loss-threshold attack's AUC, members
 (training users) against them. The popularity baseline comes with every run.
-Budget: --epochs epochs (an epoch = users / users_per_step steps under DP, users / batch size
-otherwise), validation every epoch, early stop after 5 validations without an NDCG@10 gain,
-test on the best checkpoint; the noise is calibrated for the planned steps and results.json
-reports the ε of the steps run. DP knobs: --users_per_step, --clip_norm (privacy.*).
+Budget: --epochs epochs (an epoch = users / users_per_step steps or rounds under DP and FedAvg,
+users / batch size otherwise) of each user's last --max_len items: the defaults, 10 and 50, keep
+the 18 DP-SGD runs on ML-1M within a few hours of a 2-core CPU (the ML-1M preset reads 200 items
+and trains 20 epochs: pass --max_len=200 --epochs=20 on a GPU). Validation every epoch, early
+stop after 5 validations without an NDCG@10 gain, test on the best checkpoint; the noise is
+calibrated for the planned steps and results.json reports the ε of the steps run. DP knobs:
+--users_per_step, --clip_norm (privacy.*) and --learning_rate (train.*, the ∞ arm keeps the
+preset's).
 
 Runs go to --workdir_root (default runs/privacy; resumable: finished runs are skipped); the records go to
 <out_dir>/results.json, and the table (README.md) and plot (privacy.png) are generated from it.
 
   python experiments/privacy/privacy.py --datasets=ml-1m --seeds=0,1,2
+  python experiments/privacy/privacy.py --datasets=ml-1m --seeds=0 --epsilons= --fed_epsilons=8,inf
   python experiments/privacy/privacy.py --markdown_only
   # a smoke run on the synthetic data, outside the repository:
   python experiments/privacy/privacy.py --datasets=synthetic --epsilons=4,inf --seeds=0 \
-      --epochs=2 --workdir_root=/tmp/privacy_smoke/runs --out_dir=/tmp/privacy_smoke
+      --fed_epsilons=4,inf --epochs=2 --workdir_root=/tmp/privacy_smoke/runs --out_dir=/tmp/privacy_smoke
 """
 
 from __future__ import annotations
@@ -37,37 +44,83 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(HERE, "results.json")  # (--out_dir moves it, the README and the plot)
 CONFIG = "configs/sasrec.py:{dataset}"
 HOLDOUT_USERS = 0.1
+CLIP_ONLY_NOISE = 1e-6  # the `clip` arm: DP-SGD's clipping without its noise (not private)
 
 
-def make_run(dataset: str, epsilon: str, seed: int, args) -> Run:
+def make_run(dataset: str, mode: str, epsilon: str, seed: int, args) -> Run:
+    """mode 'dp_sgd' (epsilon 'inf': ordinary training; 'clip': a diagnostic, each user clipped
+    and next to no noise, CLIP_ONLY_NOISE) or 'fedavg' ('inf': plain FedAvg, otherwise
+    DP-FedAvg at that ε)."""
     overrides = {"train.pack_rows": False, "train.num_epochs": args.epochs, "seed": seed,
-                 "dataset.holdout_users": HOLDOUT_USERS}
-    if epsilon != "inf":
-        overrides.update({"privacy.mode": "dp_sgd", "privacy.epsilon": float(epsilon),
-                          "privacy.users_per_step": args.users_per_step,
-                          "privacy.clip_norm": args.clip_norm})
-    name = f"epsilon={epsilon},seed={seed}"
-    return Run(name, {"epsilon": epsilon}, f"epsilon={epsilon}", seed, CONFIG.format(dataset=dataset),
+                 "model.max_len": args.max_len, "dataset.holdout_users": HOLDOUT_USERS}
+    private = {"privacy.users_per_step": args.users_per_step, "privacy.clip_norm": args.clip_norm}
+    if args.learning_rate:
+        private["train.learning_rate"] = args.learning_rate
+    if mode == "fedavg":
+        overrides.update({**private, "privacy.mode": "fedavg" if epsilon == "inf" else "dp_fedavg",
+                          "privacy.local_steps": args.local_steps,
+                          "privacy.client_learning_rate": args.client_learning_rate})
+    elif epsilon != "inf":
+        overrides.update({**private, "privacy.mode": "dp_sgd"})
+    if epsilon == "clip":
+        overrides["privacy.noise_multiplier"] = CLIP_ONLY_NOISE
+    elif epsilon != "inf":
+        overrides["privacy.epsilon"] = float(epsilon)
+    name = f"epsilon={epsilon},seed={seed}" if mode == "dp_sgd" else f"fedavg,epsilon={epsilon},seed={seed}"
+    arm = name.rsplit(",", 1)[0]
+    return Run(name, {"mode": mode, "epsilon": epsilon}, arm, seed, CONFIG.format(dataset=dataset),
                overrides, os.path.join(args.workdir_root, dataset, name))
 
 
-def train_arm(dataset: str, epsilon: str, seed: int, args) -> dict:
+def train_arm(dataset: str, mode: str, epsilon: str, seed: int, args) -> dict:
     from transrec_jax.privacy import membership  # (JAX, only once a run is to be read)
 
-    run = make_run(dataset, epsilon, seed, args)
+    run = make_run(dataset, mode, epsilon, seed, args)
     rec = runner.finished(run)
     full = runner.results(run)
-    return {"dataset": dataset, "epsilon": epsilon, "seed": seed, "config_args": run.config_args(),
+    return {"dataset": dataset, "mode": mode, "epsilon": epsilon, "seed": seed,
+            "config_args": run.config_args(), "val_curve": validation_curve(run.workdir),
             "test": rec["test"], "val": rec["val"]["ndcg@10"], "test_popularity": full["test_popularity"],
             "privacy": full.get("privacy"), "membership": membership.attack(run.workdir),
             "split": full["dataset"]["split"], "cost_s": rec["wall_time_s"],
             "best_epoch": rec["best_epoch"], "epochs": rec["epochs"], "hardware": rec["hardware"]}
 
 
+def validation_curve(workdir: str) -> list[list[float]]:
+    """[step (a round under FedAvg), validation NDCG@10] of each validation the run made."""
+    from transrec_jax.metric_log import read_metrics
+
+    return [[row["step"], row["ndcg@10"]] for row in read_metrics(workdir) if row["kind"] == "val"]
+
+
 # --- tables ------------------------------------------------------------------------------
 
+def mode(record: dict) -> str:
+    return record.get("mode", "dp_sgd")
+
 def order(epsilon: str) -> float:
-    return math.inf if epsilon == "inf" else float(epsilon)
+    return {"clip": 1e300, "inf": math.inf}.get(epsilon) or float(epsilon)
+
+
+def label(epsilon: str) -> str:
+    return {"inf": "∞ (not private)", "clip": f"clipping only (σ = {CLIP_ONLY_NOISE:g})"}.get(epsilon, epsilon)
+
+
+PROTOCOL_KEYS = ("model.max_len", "train.num_epochs", "privacy.users_per_step", "privacy.clip_norm",
+                 "train.learning_rate", "privacy.local_steps", "privacy.client_learning_rate")
+
+
+def protocol(records: list[dict]) -> str:
+    """The study knobs the runs set (each key with every value it took), e.g. max_len 50."""
+    seen: dict[str, list[str]] = {}
+    for r in records:
+        for arg in r["config_args"]:
+            key, _, value = arg.removeprefix("--config.").partition("=")
+            if key in PROTOCOL_KEYS and value not in seen.setdefault(key, []):
+                seen[key].append(value)
+    if "train.learning_rate" not in seen:
+        seen["train.learning_rate"] = ["the preset's"]
+    return ", ".join(f"`{key}` {' / '.join(seen[key])}" for key in PROTOCOL_KEYS if key in seen)
 
 
 def mean_std(values: list[float], digits: int = 4) -> str:
@@ -78,30 +131,32 @@ def mean_std(values: list[float], digits: int = 4) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def groups(records: list[dict], dataset: str) -> dict[str, list[dict]]:
+def groups(records: list[dict], dataset: str, of_mode: str = "dp_sgd") -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for r in sorted(records, key=lambda r: (order(r["epsilon"]), r["seed"])):
-        if r["dataset"] == dataset:
+        if r["dataset"] == dataset and mode(r) == of_mode:
             out.setdefault(r["epsilon"], []).append(r)
     return out
 
 
 def markdown(records: list[dict], out_dir: str = HERE) -> str:
-    lines = ["<!-- generated by experiments/privacy/privacy.py from results.json -->",
+    lines = ["<!-- generated by experiments/privacy/privacy.py from results.json; edit findings.md -->",
              "# User-level differential privacy", "",
-             "Arms, budget and attack: [privacy.py](privacy.py). Test figures, mean ± sample std over "
+             f"Arms, budget and attack: [privacy.py]({os.path.relpath(__file__, out_dir)}). Test figures, mean ± sample std over "
              "the seeds. `ε spent`: after the steps the run took (early stopping spends less than "
              "planned), at δ = 1 / training users; `σ`: the noise multiplier the target ε needed. "
              "`attack AUC`: the loss-threshold membership attack, training users against the "
              "held-out ones (0.5: it cannot tell them apart).", ""]
+    if records:
+        lines += [f"Protocol, from the runs' configs: {protocol(records)}.", ""]
     for dataset in dict.fromkeys(r["dataset"] for r in records):
-        lines += [f"## {dataset}", "",
+        lines += [f"## {dataset}", "", "DP-SGD (∞: the same model trained as usual).", "",
                   "| target ε | ε spent | σ | seeds | NDCG@10 | HR@10 | popularity NDCG@10 | attack AUC | epochs run |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for epsilon, rows in groups(records, dataset).items():
             private = [r["privacy"] for r in rows if r["privacy"]]
             lines.append(
-                f"| {'∞ (not private)' if epsilon == 'inf' else epsilon} | "
+                f"| {label(epsilon)} | "
                 f"{mean_std([p['epsilon'] for p in private], 2) if private else '∞'} | "
                 f"{mean_std([p['noise_multiplier'] for p in private], 3) if private else '0'} | "
                 f"{','.join(str(r['seed']) for r in rows)} | "
@@ -110,6 +165,28 @@ def markdown(records: list[dict], out_dir: str = HERE) -> str:
                 f"{mean_std([r['test_popularity']['ndcg@10'] for r in rows])} | "
                 f"{mean_std([r['membership']['auc'] for r in rows], 3)} | "
                 f"{mean_std([r['epochs'] for r in rows], 1)} |")
+        federated = groups(records, dataset, "fedavg")
+        if federated:
+            lines += ["", "Federated averaging (∞: FedAvg, not private; otherwise DP-FedAvg at that ε). "
+                      "`rounds`: the rounds run; `upload`: what one client sends a round (its "
+                      "update, float32); validation NDCG@10 against rounds in the plot's right panel.", "",
+                      "| target ε | ε spent | σ | seeds | rounds | upload (MB / client / round) | NDCG@10 | "
+                      "HR@10 | popularity NDCG@10 | attack AUC | wall time (min) |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            for epsilon, rows in federated.items():
+                p = [r["privacy"] for r in rows]
+                lines.append(
+                    f"| {'∞ (FedAvg)' if epsilon == 'inf' else epsilon} | "
+                    f"{mean_std([x['epsilon'] for x in p], 2) if epsilon != 'inf' else '∞'} | "
+                    f"{mean_std([x['noise_multiplier'] for x in p], 3) if epsilon != 'inf' else '0'} | "
+                    f"{','.join(str(r['seed']) for r in rows)} | "
+                    f"{mean_std([x['rounds'] for x in p], 0)} | "
+                    f"{mean_std([x['upload_bytes_per_client_round'] / 1e6 for x in p], 2)} | "
+                    f"{mean_std([r['test']['ndcg@10'] for r in rows])} | "
+                    f"{mean_std([r['test']['hr@10'] for r in rows])} | "
+                    f"{mean_std([r['test_popularity']['ndcg@10'] for r in rows])} | "
+                    f"{mean_std([r['membership']['auc'] for r in rows], 3)} | "
+                    f"{mean_std([r['cost_s'] / 60 for r in rows], 1)} |")
         lines.append("")
     if not records:
         return "\n".join(lines + [
@@ -120,6 +197,10 @@ def markdown(records: list[dict], out_dir: str = HERE) -> str:
     cpus = sorted({r["hardware"].get("cpu", "?") for r in records})
     cost = statistics.mean(r["cost_s"] for r in records) / 60
     lines += [f"Machines: {'; '.join(cpus)}. Mean wall time per run: {cost:.1f} min.", ""]
+    findings = os.path.join(out_dir, "findings.md")
+    if os.path.exists(findings):
+        with open(findings) as f:
+            lines += [f.read().strip(), ""]
     return "\n".join(lines)
 
 
@@ -128,27 +209,38 @@ def plot(records: list[dict], out_dir: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    epsilons = sorted({r["epsilon"] for r in records}, key=order)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    epsilons = sorted({r["epsilon"] for r in records if mode(r) == "dp_sgd" and r["epsilon"] != "clip"},
+                      key=order)
     right = 2 * max((float(e) for e in epsilons if e != "inf"), default=1.0)  # where ∞ is drawn
     x = {e: right if e == "inf" else float(e) for e in epsilons}
     for d, dataset in enumerate(dict.fromkeys(r["dataset"] for r in records)):
-        by = groups(records, dataset)
+        by = {e: rows for e, rows in groups(records, dataset).items() if e in x}
         for ax, value in ((axes[0], lambda r: r["test"]["ndcg@10"]),
                           (axes[1], lambda r: r["membership"]["auc"])):
             ys = [statistics.mean(value(r) for r in rows) for rows in by.values()]
-            ax.plot([x[e] for e in by], ys, marker="o", color=f"C{d}", label=dataset)
+            ax.plot([x[e] for e in by], ys, marker="o", color=f"C{d}", label=f"{dataset}: DP-SGD")
         popularity = statistics.mean(r["test_popularity"]["ndcg@10"]
-                                     for rows in by.values() for r in rows)
-        axes[0].axhline(popularity, color=f"C{d}", linestyle=":", label=f"{dataset}: popularity")
+                                     for r in records if r["dataset"] == dataset)
+        for ax in (axes[0], axes[2]):
+            ax.axhline(popularity, color=f"C{d}", linestyle=":", label=f"{dataset}: popularity (test)")
+        for f, (epsilon, rows) in enumerate(groups(records, dataset, "fedavg").items()):
+            label = f"{dataset}: " + ("FedAvg" if epsilon == "inf" else f"DP-FedAvg ε={epsilon}")
+            for k, r in enumerate(rows):
+                steps, ndcg = zip(*r["val_curve"]) if r["val_curve"] else ((), ())
+                axes[2].plot(steps, ndcg, color=f"C{d + 1 + f}", alpha=0.8, marker=".",
+                             linestyle="-" if epsilon == "inf" else "--", label=label if k == 0 else None)
     for ax, label in ((axes[0], "test NDCG@10"), (axes[1], "membership attack AUC")):
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(list(x.values()), ["∞" if e == "inf" else e for e in x])
-        ax.set_xlabel("target ε (∞: not private)")
+        ax.set_xlabel("DP-SGD target ε (∞: not private)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)
     axes[1].axhline(0.5, color="grey", linestyle=":")
+    axes[2].set_xlabel("federated rounds")
+    axes[2].set_ylabel("validation NDCG@10")
+    axes[2].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(out_dir, "privacy.png"), dpi=110)
     plt.close(fig)
@@ -159,7 +251,7 @@ def load_records(out_dir: str = HERE) -> list[dict]:
 
 
 def write(records: list[dict], out_dir: str) -> None:
-    records = sorted(records, key=lambda r: (r["dataset"], order(r["epsilon"]), r["seed"]))
+    records = sorted(records, key=lambda r: (r["dataset"], mode(r), order(r["epsilon"]), r["seed"]))
     os.makedirs(out_dir, exist_ok=True)
     runner.write_records(os.path.join(out_dir, "results.json"), records)
     if records:
@@ -170,11 +262,19 @@ def write(records: list[dict], out_dir: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="ml-1m")
-    parser.add_argument("--epsilons", default="1,2,4,8,16,inf")
+    parser.add_argument("--epsilons", default="1,2,4,8,16,inf",
+                        help="DP-SGD arms (inf: not private; clip: clipping without noise, a diagnostic)")
+    parser.add_argument("--fed_epsilons", default="",
+                        help="federated arms, e.g. 8,inf (inf: FedAvg; else DP-FedAvg at that ε)")
+    parser.add_argument("--local_steps", type=int, default=2, help="a client's SGD steps a round")
+    parser.add_argument("--client_learning_rate", type=float, default=0.1)
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--max_len", type=int, default=50)
     parser.add_argument("--users_per_step", type=int, default=256)
     parser.add_argument("--clip_norm", type=float, default=1.0)
+    parser.add_argument("--learning_rate", type=float, default=0.0,
+                        help="of the private and federated arms (their server's); 0: the preset's")
     parser.add_argument("--workdir_root", default=os.path.join(REPO, "runs", "privacy"))
     parser.add_argument("--out_dir", default=HERE)
     parser.add_argument("--markdown_only", action="store_true")
@@ -182,17 +282,18 @@ def main() -> None:
     if args.markdown_only:
         write(load_records(args.out_dir), args.out_dir)
         return
+    arms = [("dp_sgd", e) for e in args.epsilons.split(",") if e] + \
+        [("fedavg", e) for e in args.fed_epsilons.split(",") if e]
     for dataset in args.datasets.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            for epsilon in args.epsilons.split(","):
-                rec = train_arm(dataset, epsilon, seed, args)
-                key = (rec["dataset"], rec["epsilon"], rec["seed"])
+            for arm_mode, epsilon in arms:
+                rec = train_arm(dataset, arm_mode, epsilon, seed, args)
+                key = (dataset, arm_mode, epsilon, seed)
                 records = [r for r in load_records(args.out_dir)
-                           if (r["dataset"], r["epsilon"], r["seed"]) != key] + [rec]
+                           if (r["dataset"], mode(r), r["epsilon"], r["seed"]) != key] + [rec]
                 write(records, args.out_dir)
                 print(f"{key}: test ndcg@10 {rec['test']['ndcg@10']:.4f}, attack auc "
                       f"{rec['membership']['auc']:.3f}, {rec['cost_s'] / 60:.1f} min", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -20,10 +20,12 @@ interval only overstates ε; it is coarse enough to calibrate the noise in secon
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
 import dp_accounting
+from absl import logging
 from dp_accounting.pld import PLDAccountant
 from dp_accounting.rdp import RdpAccountant
 
@@ -33,6 +35,10 @@ DISCRETIZATION = 1e-3  # the PLD accountant's value_discretization_interval
 # Poisson batches hold the expected users plus this many standard deviations of their count:
 # a step rarely draws more (the accountant counts the truncation either way).
 CAPACITY_STDS = 4.0
+# Below this noise multiplier the PLD accountant's grid of privacy losses grows as 1 / σ² past
+# any memory (σ = 1e-6: petabytes), and ε is in the thousands anyway: reported as inf, the bound
+# that is always true. (A run with clipping and next to no noise is a diagnostic, not private.)
+MIN_ACCOUNTED_NOISE = 0.1
 
 
 def step_event(noise_multiplier: float, q: float, *, population: int, capacity: int,
@@ -56,7 +62,7 @@ def epsilon(noise_multiplier: float, q: float, steps: int, delta: float, *, popu
     """ε after `steps` steps at δ = `delta` (inf without noise, 0 before the first step)."""
     if steps == 0:
         return 0.0
-    if noise_multiplier == 0:
+    if noise_multiplier == 0 or (sampling == "poisson" and noise_multiplier < MIN_ACCOUNTED_NOISE):
         return math.inf
     event = step_event(noise_multiplier, q, population=population, capacity=capacity, sampling=sampling)
     return float(accountant(sampling).compose(event, steps).get_epsilon(delta))
@@ -71,10 +77,12 @@ def noise_for_epsilon(target: float, q: float, steps: int, delta: float, *, popu
     accountants' cost grows as σ falls, and an open search would try tiny σ first.
     """
     common = dict(population=population, capacity=capacity, sampling=sampling)
-    rough = dp_accounting.calibrate_dp_mechanism(
-        RdpAccountant, lambda sigma: dp_accounting.SelfComposedDpEvent(
-            dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps),
-        target, delta, bracket_interval=dp_accounting.LowerEndpointAndGuess(0.1, 1.0), tol=max(tol, 0.05))
+    with _rdp_order_warnings_off():
+        rough = dp_accounting.calibrate_dp_mechanism(
+            RdpAccountant, lambda sigma: dp_accounting.SelfComposedDpEvent(
+                dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps),
+            target, delta, bracket_interval=dp_accounting.LowerEndpointAndGuess(0.1, 1.0),
+            tol=max(tol, 0.05))
     low, high = (rough, 2.5 * rough) if sampling == "fixed" else (rough / 2, 1.25 * rough)
     while epsilon(high, q, steps, delta, **common) > target:
         low, high = high, 2 * high
@@ -82,6 +90,18 @@ def noise_for_epsilon(target: float, q: float, steps: int, delta: float, *, popu
         lambda: accountant(sampling),
         lambda sigma: dp_accounting.SelfComposedDpEvent(step_event(sigma, q, **common), steps),
         target, delta, bracket_interval=dp_accounting.ExplicitBracketInterval(low, high), tol=tol)
+
+
+@contextlib.contextmanager
+def _rdp_order_warnings_off():
+    """The rough RDP search logs a warning for every low order whose series does not converge
+    (that order is then left out, which only loosens the bound): dozens of lines a run."""
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
 
 
 @dataclasses.dataclass(frozen=True)
