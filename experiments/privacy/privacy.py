@@ -98,6 +98,7 @@ def validation_curve(workdir: str) -> list[list[float]]:
 def mode(record: dict) -> str:
     return record.get("mode", "dp_sgd")
 
+
 def order(epsilon: str) -> float:
     return {"clip": 1e300, "inf": math.inf}.get(epsilon) or float(epsilon)
 
