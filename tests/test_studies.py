@@ -3,9 +3,14 @@ model and one runner; the CLIs over them keep no launching logic of their own.""
 
 import argparse
 import ast
+import contextlib
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 import pytest
 
@@ -62,6 +67,33 @@ def test_runner_todo_skips_finished_and_recorded(tmp_path):
     os.makedirs(runs[0].workdir)
     open(runs[0].path("results.json"), "w").write("{}")
     assert [r.name for r in runner.todo(runs, {"recorded": {}})] == ["new"]
+
+
+@pytest.mark.parametrize("entry", ["launch", "run_all"])
+def test_stopping_the_driver_stops_its_training_process(tmp_path, entry):
+    """SIGTERM to a study driver must not leave its training child running into the workdir."""
+    driver = textwrap.dedent(f"""
+        import subprocess, sys
+        from transrec_jax.studies import runner, study
+        def start(run, env=None, log=None):  # a stand-in training process
+            process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+            print(process.pid, flush=True)
+            return process
+        runner.start = start
+        run = study.Run("r", {{}}, "r", 0, "configs/sasrec.py:debug", {{}}, {str(tmp_path / "r")!r})
+        runner.launch(run) if {entry!r} == "launch" else runner.run_all([run])
+    """)
+    process = subprocess.Popen([sys.executable, "-c", driver], stdout=subprocess.PIPE, cwd=REPO)
+    child = int(process.stdout.readline())
+    try:
+        time.sleep(0.5)  # the driver is waiting on its child
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):  # reaped by the driver: gone, not orphaned
+            os.kill(child, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
 
 
 def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():

@@ -6,7 +6,8 @@ with the settings it would run with now); an interrupted one resumes from its ch
 failed one is retried. A failure leaves <run>/error.txt (exit code, end of its output) and
 never stops the other runs. <run>/launch.json keeps the command: a workdir launched with other
 settings is an error, never skipped or resumed as this run. <run>/hardware.json notes the
-machine that launched it.
+machine that launched it. Stopping the driver (Ctrl-C, or SIGTERM from `kill` or a scheduler)
+stops the training processes it started: none runs on, orphaned, into a workdir.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from transrec_jax import hardware
@@ -55,6 +58,26 @@ def dry_run(runs: list[Run], done_before: dict[str, dict] | None = None) -> None
     print(f"# {len(runs) - len(left)} finished runs left out", file=sys.stderr)
 
 
+_children: set[subprocess.Popen] = set()  # the training processes launch() is waiting on
+
+
+def _exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM raise SystemExit in this (main-thread) driver, so that launch() and run_all()
+    stop their children on the way out; by default SIGTERM ends Python without cleanup."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _exit)
+
+
+def stop_children() -> None:
+    for process in list(_children):
+        process.terminate()
+
+
 def start(run: Run, env: dict | None = None, log=None) -> subprocess.Popen:
     """Start one run's command with this interpreter (output to `log`), noting its command and
     machine in its workdir; the caller waits."""
@@ -72,9 +95,19 @@ def launch(run: Run, env: dict | None = None) -> tuple[str, str]:
     """Run one command to completion: ('done', summary) or ('failed', first line of error.txt)."""
     began = time.time()
     os.makedirs(run.workdir, exist_ok=True)
+    exit_on_sigterm()
     with open(run.path("log.txt"), "ab") as log:
         offset = log.tell()
-        rc = start(run, env, log).wait()
+        process = start(run, env, log)
+        _children.add(process)
+        try:
+            rc = process.wait()
+        except BaseException:  # the driver is stopping: so does its child (it resumes later)
+            process.terminate()
+            process.wait()
+            raise
+        finally:
+            _children.discard(process)
     if rc == 0 and os.path.exists(run.path("results.json")):
         test = results(run)["test"]
         scores = " ".join(f"{k}={test[k]:.4f}" for k in ("hr@10", "ndcg@10") if k in test)
@@ -106,6 +139,7 @@ def finished(run: Run) -> dict:
 
 def run_all(runs: list[Run], parallel: int = 1) -> int:
     """Launch `runs` (`parallel` at a time), printing each outcome; the number that failed."""
+    exit_on_sigterm()
     env = dict(os.environ)
     if parallel > 1:  # several runs on one accelerator: no run may grab most of its memory
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
@@ -117,7 +151,8 @@ def run_all(runs: list[Run], parallel: int = 1) -> int:
             outcome, message = future.result()
             print(f"[{i}/{len(runs)}] {futures[future].name}: {outcome} ({message})", flush=True)
             failed += outcome == "failed"
-    finally:  # on Ctrl-C, start nothing more (the running children get the SIGINT too)
+    finally:  # stopped (Ctrl-C, SIGTERM): start nothing more, and stop the runs under way
+        stop_children()
         pool.shutdown(cancel_futures=True)
     return failed
 
