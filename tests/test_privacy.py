@@ -309,16 +309,36 @@ def test_privacy_study_arms_are_valid_configs(mode, epsilon, expected_mode, monk
     monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
     module = privacy_study()
     args = module.argparse.Namespace(epochs=2, max_len=20, users_per_step=64, clip_norm=1.0, learning_rate=0.0,
-                                     local_steps=3, client_learning_rate=0.05, workdir_root="/tmp/r")
+                                     local_steps=3, client_learning_rate=0.05, workdir_root="/tmp/r",
+                                     overrides="model.d_ff=32")
     run = module.make_run("synthetic", mode, epsilon, 1, args)
     c = study.base_config(run.config, "test")
     for key, value in run.overrides.items():
         study.check_value(c, key, value, "test")
         study.set_value(c, key, value)
     config_lib.validate(c)
-    assert c.privacy.mode == expected_mode and c.seed == 1 and c.model.max_len == 20
+    assert c.privacy.mode == expected_mode and c.seed == 1 and c.model.max_len == 20 and c.model.d_ff == 32
     assert ("privacy.epsilon" in run.overrides) == (epsilon not in ("inf", "clip"))
     assert c.privacy.noise_multiplier == (module.CLIP_ONLY_NOISE if epsilon == "clip" else 0.0)
     assert run.name == (f"epsilon={epsilon},seed=1" if mode == "dp_sgd" else f"fedavg,epsilon={epsilon},seed=1")
     if mode == "fedavg":
         assert c.privacy.local_steps == 3 and c.privacy.client_learning_rate == 0.05
+
+
+def test_privacy_study_content_model_adds_public_item_features_in_its_own_workdirs(monkeypatch):
+    """--model=content: the item_features config word (an item tower over the preset's item
+    file), in workdirs apart from the ids model's runs."""
+    from transrec_jax.studies import study
+
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(__file__)))
+    module = privacy_study()
+    args = module.argparse.Namespace(epochs=2, max_len=20, users_per_step=64, clip_norm=1.0, learning_rate=0.0,
+                                     local_steps=3, client_learning_rate=0.05, workdir_root="/tmp/r",
+                                     overrides="")
+    ids, content = (module.make_run("ml-1m", "dp_sgd", "8", 0, args, m) for m in ("ids", "content"))
+    c = study.base_config(content.config, "test")
+    for key, value in content.overrides.items():
+        study.set_value(c, key, value)
+    config_lib.validate(c)
+    assert c.model.item_tower == "sum" and c.dataset.item_features.endswith("movies.dat")
+    assert content.name == ids.name and content.workdir != ids.workdir
