@@ -342,3 +342,12 @@ def test_privacy_study_content_model_adds_public_item_features_in_its_own_workdi
     config_lib.validate(c)
     assert c.model.item_tower == "sum" and c.dataset.item_features.endswith("movies.dat")
     assert content.name == ids.name and content.workdir != ids.workdir
+
+
+def test_privacy_study_overrides_parse_values_and_reject_malformed_items():
+    module = privacy_study()
+    assert module.parse_overrides("model.d_model=16,model.item_tower=sum,train.bf16=True") == {
+        "model.d_model": 16, "model.item_tower": "sum", "train.bf16": True}
+    for bad in ("model.d_model", "d_model=16"):
+        with pytest.raises(SystemExit, match="--overrides: expected comma-separated section.key=value"):
+            module.parse_overrides(bad)

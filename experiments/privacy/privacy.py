@@ -46,12 +46,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 RESULTS = os.path.join(HERE, "results.json")  # (--out_dir moves it, the README and the plot)
 CONFIG = "configs/sasrec.py:{dataset}"
-# The model of every arm (--model): config words and overrides. `ids`: the preset's SASRec (an
+# The model of every arm (--model), as config words. `ids`: the preset's SASRec (an
 # id row per item); `content`: the same, its item vectors adding the item's public content to
 # the id row (config word item_features: on ML-1M the genres and release year of movies.dat,
 # metadata of the catalogue, not of any user). The content tables are shared by every user's
 # gradient, so what they learn can survive the noise that drowns a single item's id row.
-MODELS = {"ids": ("", {}), "content": (",item_features", {})}
+MODELS = {"ids": "", "content": ",item_features"}
 HOLDOUT_USERS = 0.1
 CLIP_ONLY_NOISE = 1e-6  # the `clip` arm: DP-SGD's clipping without its noise (not private)
 
@@ -60,10 +60,8 @@ def make_run(dataset: str, mode: str, epsilon: str, seed: int, args, model: str 
     """mode 'dp_sgd' (epsilon 'inf': ordinary training; 'clip': a diagnostic, each user clipped
     and next to no noise, CLIP_ONLY_NOISE) or 'fedavg' ('inf': plain FedAvg, otherwise
     DP-FedAvg at that ε)."""
-    words, model_overrides = MODELS[model]
     overrides = {"train.pack_rows": False, "train.num_epochs": args.epochs, "seed": seed,
-                 "model.max_len": args.max_len, "dataset.holdout_users": HOLDOUT_USERS,
-                 **model_overrides}
+                 "model.max_len": args.max_len, "dataset.holdout_users": HOLDOUT_USERS}
     private = {"privacy.users_per_step": args.users_per_step, "privacy.clip_norm": args.clip_norm}
     if args.learning_rate:
         private["train.learning_rate"] = args.learning_rate
@@ -82,10 +80,10 @@ def make_run(dataset: str, mode: str, epsilon: str, seed: int, args, model: str 
     arm = name.rsplit(",", 1)[0]
     point = {"mode": mode, "epsilon": epsilon} | ({"model": model} if model != "ids" else {})
     workdir = os.path.join(args.workdir_root, dataset, *([model] if model != "ids" else []), name)
-    return Run(name, point, arm, seed, CONFIG.format(dataset=dataset) + words, overrides, workdir)
+    return Run(name, point, arm, seed, CONFIG.format(dataset=dataset) + MODELS[model], overrides, workdir)
 
 
-def parse_overrides(text: str) -> dict[str, str]:
+def parse_overrides(text: str) -> dict:
     """--overrides "model.d_model=16,model.d_ff=16" → {key: value}, for every arm (pilots)."""
     pairs = [item.partition("=") for item in text.split(",") if item]
     bad = [key for key, eq, _ in pairs if not eq or "." not in key]
