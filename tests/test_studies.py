@@ -96,6 +96,20 @@ def test_stopping_the_driver_stops_its_training_process(tmp_path, entry):
             os.kill(child, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("signum, outcome, status", [
+    (signal.SIGTERM, "stopped", "unfinished"),  # a time limit: resumable, not an error
+    (signal.SIGKILL, "failed", "failed"),  # e.g. the kernel's OOM killer
+])
+def test_a_run_ended_by_sigterm_is_unfinished_not_failed(tmp_path, monkeypatch, signum, outcome, status):
+    def start(run, env=None, log=None):  # a training process that a signal ends
+        return subprocess.Popen([sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signum)})"])
+    monkeypatch.setattr(runner, "start", start)
+    run = study.Run("r", {}, "r", 0, "configs/sasrec.py:debug", {}, str(tmp_path / "r"))
+    assert runner.launch(run)[0] == outcome
+    assert run.status() == status
+    assert os.path.exists(run.path("error.txt")) == (outcome == "failed")
+
+
 def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
     spec = importlib.util.spec_from_file_location(
         "time_to_quality", os.path.join(REPO, "experiments", "benchmarks", "time_to_quality.py"))

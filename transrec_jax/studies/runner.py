@@ -92,7 +92,9 @@ def start(run: Run, env: dict | None = None, log=None) -> subprocess.Popen:
 
 
 def launch(run: Run, env: dict | None = None) -> tuple[str, str]:
-    """Run one command to completion: ('done', summary) or ('failed', first line of error.txt)."""
+    """Run one command to completion: ('done', summary), ('failed', first line of error.txt) or,
+    when SIGTERM ended it (e.g. `timeout` on the whole process group), ('stopped', ...) with its
+    workdir left unfinished for a rerun to resume."""
     began = time.time()
     os.makedirs(run.workdir, exist_ok=True)
     exit_on_sigterm()
@@ -108,6 +110,8 @@ def launch(run: Run, env: dict | None = None) -> tuple[str, str]:
             raise
         finally:
             _children.discard(process)
+    if rc == -signal.SIGTERM:  # stopped from outside (a time limit, a scheduler): unfinished
+        return "stopped", "stopped by SIGTERM; a rerun resumes it"
     if rc == 0 and os.path.exists(run.path("results.json")):
         test = results(run)["test"]
         scores = " ".join(f"{k}={test[k]:.4f}" for k in ("hr@10", "ndcg@10") if k in test)
@@ -133,7 +137,8 @@ def finished(run: Run) -> dict:
     if run.status() != "done":
         outcome, message = launch(run)
         if outcome != "done":
-            raise StudyError(f"{run.workdir}: the run failed ({message}); rerun to retry it")
+            what = "was stopped" if outcome == "stopped" else "failed"
+            raise StudyError(f"{run.workdir}: the run {what} ({message}); rerun to retry it")
     return record(run)
 
 
