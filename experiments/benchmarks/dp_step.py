@@ -2,6 +2,7 @@
 
 Run (from the repository root):
   .venv/bin/python experiments/benchmarks/dp_step.py [--config=configs/sasrec.py:ml-1m] [--steps=20]
+  .venv/bin/python experiments/benchmarks/dp_step.py --config=configs/sasrec.py:ml-1m,item_features
 
 One batch of --users users, each with its last training window (train.window=last), goes to
   ordinary:  train.train_step on the [users, width] rows (train.pack_rows off: the same rows);
@@ -41,7 +42,7 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from transrec_jax import hardware, sharding, train
+    from transrec_jax import evaluate, hardware, sharding, train
     from transrec_jax.data import load, splits
     from transrec_jax.data.batching import TrainBatcher
     from transrec_jax.models import training_window
@@ -61,7 +62,10 @@ def main() -> None:
     population = int((split.train_end >= 2).sum())
     plan = accounting.make_plan(config.privacy, population, 1000)
     mesh = sharding.make_mesh(config.mesh)
-    graphdef, tx, state = train.init_state(config, dataset.num_items, 1000, jax.random.key(0), mesh)
+    features = train.item_features(config, dataset, evaluate.train_item_counts(dataset, split),
+                                   log=lambda *_: None)  # an item tower's input (config word item_features)
+    graphdef, tx, state = train.init_state(config, dataset.num_items, 1000, jax.random.key(0), mesh,
+                                           item_features=features)
     key = jax.random.key(1)
 
     def private_batch(slots):

@@ -433,7 +433,8 @@ CURRENT = [
     Benchmark("item tables split over the mesh's `model` axis (simulated CPU devices)",
               ("item_sharding.json",), item_sharding_figures),
     Benchmark("user-level DP-SGD step vs the ordinary step (issue 30: at most 3x)",
-              ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json"), dp_step_figures),
+              ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json",
+               "dp_step_content_2026-12-04.json"), dp_step_figures),
     Benchmark("`recommend --users=all --explain` on ML-1M, every user (issue 29: within a minute)",
               ("explain_speed_restore_2026-12-03.json",), explain_speed_figures),
 ]
