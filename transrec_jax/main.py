@@ -11,7 +11,7 @@ Several processes (one per host) run the same command with their own
 from absl import flags
 from ml_collections import config_flags
 
-from transrec_jax import cli, cluster, host_memory, train
+from transrec_jax import cli, cluster, compile_cache, host_memory, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (path.py:arg).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
@@ -22,6 +22,10 @@ _KEEP_FREED_MEMORY = flags.DEFINE_bool(
     "keep_freed_memory", True,
     "Keep freed host memory for reuse (transrec_jax/host_memory.py): faster CPU steps, "
     "resident memory stays at its peak.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", compile_cache.DEFAULT_DIR,
+    "Keep compiled programs here for the next run with the same ones (seeds, resumes, a study's "
+    "rows); '' turns the cache off (compile_cache.py).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,6 +33,7 @@ def main(argv):
     del argv
     if _KEEP_FREED_MEMORY.value:
         host_memory.keep_freed_memory()  # before JAX's first computation starts its threads
+    compile_cache.enable(_COMPILATION_CACHE.value)
     cluster.initialize(_CONFIG.value.cluster)  # before any JAX computation: joins the other processes
     try:
         results = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, restart=_RESTART.value)

@@ -361,6 +361,16 @@ def item_sharding_figures(recs: list[dict]) -> list[str]:
     return lines
 
 
+def compile_cache_figures(recs: list[dict]) -> list[str]:
+    (rec,) = recs
+    r = rec["runs"]
+    return [f"{rec['config']}, {rec['epochs']} epoch(s), each run its own process: cold "
+            f"{r['cold']['process_s']:.0f} s and {r['cold_again']['process_s']:.0f} s, warm "
+            f"**{r['warm']['process_s']:.0f} s** ({rec['saved_s']:.0f} s saved, "
+            f"{rec['warm_over_cold']:.2f}x); {r['warm']['cache_entries']} programs, "
+            f"{r['warm']['cache_bytes'] / 2**20:.1f} MiB on disk; the same test NDCG@10 in all three"]
+
+
 def dp_step_figures(recs: list[dict]) -> list[str]:
     lines = []
     for rec in recs:
@@ -435,6 +445,8 @@ CURRENT = [
     Benchmark("user-level DP-SGD step vs the ordinary step (issue 30: at most 3x)",
               ("dp_step_ce_2026-12-03.json", "dp_step_bce_2026-12-03.json",
                "dp_step_content_2026-12-04.json"), dp_step_figures),
+    Benchmark("compiled programs read from disk (`--compilation_cache_dir`) vs compiled",
+              ("compile_cache_2026-12-04.json",), compile_cache_figures),
     Benchmark("`recommend --users=all --explain` on ML-1M, every user (issue 29: within a minute)",
               ("explain_speed_restore_2026-12-03.json",), explain_speed_figures),
 ]
