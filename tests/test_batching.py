@@ -146,6 +146,17 @@ def test_eval_batches_pad_and_mask():
     assert all(b["history"].shape == (3, 3) and b["exclude"].shape == (3, 6) for b in batches)
 
 
+@pytest.mark.parametrize("longest", [5, 64, 65])
+def test_validation_and_test_batches_share_their_shapes(longest):
+    """The test pass reuses the validation pass's compiled programs: same shapes per bucket."""
+    ds = _ds([list(range(1, longest + 3))] + SEQS)  # a test history one item longer than its val one
+    sp = splits.leave_one_out(ds)
+    shapes = {part: [{k: v.shape for k, v in b.items()}
+                     for b in EvalBatcher(ds, sp, part, max_len=8, batch_size=2, length_buckets=2)]
+              for part in ("val", "test")}
+    assert sorted(map(str, shapes["val"])) == sorted(map(str, shapes["test"]))
+
+
 def test_eval_validation_history_excludes_the_validation_target():
     ds = _ds(SEQS)
     sp = splits.leave_one_out(ds)

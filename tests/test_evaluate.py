@@ -65,6 +65,22 @@ def test_matches_numpy_reference(setup, part):
     assert 0 < got["coverage@10"] <= 1
 
 
+def test_the_test_pass_runs_the_programs_validation_compiled(setup):
+    """Validation and test share one jitted step and their batch shapes: the test pass
+    compiles nothing new (on a GPU each eval compile costs seconds)."""
+    c, ds, split, graphdef, params, mesh = setup
+    c2 = config_lib.base_config()
+    c2.update(c)
+    c2.eval.update(length_buckets=3, batch_size=32)
+    val = evaluate.Evaluator(c2, ds, split, "val", graphdef, mesh)
+    val(params)
+    compiled = val._step._cache_size()
+    assert 1 <= compiled <= 3  # one program per history-width bucket
+    test = evaluate.Evaluator(c2, ds, split, "test", graphdef, mesh)
+    assert test(params) == evaluate.Evaluator(c2, ds, split, "test", graphdef, mesh)(params)
+    assert test._step is val._step and val._step._cache_size() == compiled
+
+
 @pytest.mark.parametrize("length_buckets", [1, 4])  # 4: users visited shortest history first
 def test_slices_match_numpy_reference(setup, length_buckets):
     c, ds, split, graphdef, params, mesh = setup

@@ -84,12 +84,9 @@ class Evaluator:
             self._negatives = ranking.sample_eval_negatives(
                 (offsets, items), self.batcher.targets(), dataset.num_items, SAMPLED_NEGATIVES, rng
             )
-        self._step = jax.jit(
-            functools.partial(_eval_step, graphdef=graphdef, ks=self.ks, kmax=self.kmax,
-                              item_chunk=e.item_chunk, sampled=self._negatives is not None,
-                              mesh=mesh, users=config.model.user_features != "off"),
-            out_shardings=sharding.replicated(mesh),
-        )
+        self._step = _jitted_eval_step(graphdef, self.ks, self.kmax, e.item_chunk,
+                                       self._negatives is not None, mesh,
+                                       config.model.user_features != "off")
 
     def __call__(self, params) -> dict[str, float]:
         return self._run(lambda batch: self._step(params, batch))
@@ -257,6 +254,15 @@ def _users(batch, on: bool) -> dict:
     each row's own user, numbered as the user tower numbers them (dense index + 1; padding
     rows 0, the unknown user)."""
     return {"users": jnp.where(batch["valid"], batch["user"] + 1, 0)} if on else {}
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_eval_step(graphdef, ks, kmax, item_chunk, sampled, mesh, users):
+    """One jitted `_eval_step` per setting, shared by the Evaluators of a run: the test pass
+    runs the programs the validation passes compiled (EvalBatcher gives both the same shapes)."""
+    return jax.jit(functools.partial(_eval_step, graphdef=graphdef, ks=ks, kmax=kmax,
+                                     item_chunk=item_chunk, sampled=sampled, mesh=mesh, users=users),
+                   out_shardings=sharding.replicated(mesh))
 
 
 def _eval_step(params, batch, *, graphdef, ks, kmax, item_chunk, sampled, mesh, users=False):

@@ -199,13 +199,23 @@ class TrainBatcher:
         return {"seq": seq, **aligned}
 
 
+def history_spans(dataset: SequenceDataset, split: Split, part: str):
+    """(users, starts, ends) of the histories before each of `part`'s targets."""
+    users = split.eval_users(part)
+    pos = (split.val_pos if part == "val" else split.test_pos)[users]
+    ends = dataset.offsets[users] + pos  # exclusive end of the history = the target
+    starts = ends - (np.minimum(pos, split.max_history) if split.max_history else pos)
+    return users, starts, ends
+
+
 class EvalBatcher:
     """Fixed-size evaluation batches for one part ('val' or 'test') of a split.
 
     Each batch holds `history` [B, max_len] (the last max_len items before the target),
     `target` [B], `valid` [B], `user` [B] (dense user index) and, when history masking is on,
-    `exclude` [B, H]: the user's whole history before the target, H = the longest such
-    history in this part (so every batch has the same shape). A split's `max_history` > 0 cuts
+    `exclude` [B, H]: the user's whole history before the target, zero-padded to H = the
+    longest such history of validation and test alike (every batch has the same shape, and the
+    test pass reuses the validation pass's compiled programs). A split's `max_history` > 0 cuts
     every history, `exclude` included, to its last max_history items. With `next_k` > 0 a batch also
     holds `targets` [B, next_k]: the target and the items after it, repeats zeroed (a set).
     With `with_times`, `history_times` (aligned with `history`) and `target_time` [B]: the
@@ -227,15 +237,14 @@ class EvalBatcher:
             raise ValueError(f"part={part!r}: expected 'val' or 'test'")
         self.dataset, self.max_len, self.batch_size = dataset, max_len, batch_size
         self._times = relative_times(dataset) if with_times else None
-        self.users = split.eval_users(part)
-        pos = (split.val_pos if part == "val" else split.test_pos)[self.users]
-        self.ends = dataset.offsets[self.users] + pos  # exclusive end of the history = the target
-        self.starts = self.ends - (np.minimum(pos, split.max_history) if split.max_history else pos)
+        self.users, self.starts, self.ends = history_spans(dataset, split, part)
         lengths = self.ends - self.starts
-        self.exclude_width = int(lengths.max(initial=1)) if mask_history else 0
+        longest = max(int((e - s).max(initial=1)) for _, s, e in
+                      (history_spans(dataset, split, p) for p in ("val", "test")))
+        self.exclude_width = longest if mask_history else 0
         self.next_k = next_k
         needed = np.minimum(lengths + 1, max_len)  # history + one padding column, as bucket_width
-        self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(pos))
+        self.order = np.argsort(needed, kind="stable") if length_buckets > 1 else np.arange(len(self.users))
         self._lengths = np.minimum(lengths, max_len)[self.order]
         self._widths = bucket_widths(max_len, length_buckets)
         if next_k and (self.ends + next_k > dataset.offsets[self.users + 1]).any():
