@@ -351,3 +351,11 @@ def test_privacy_study_overrides_parse_values_and_reject_malformed_items():
     for bad in ("model.d_model", "d_model=16"):
         with pytest.raises(SystemExit, match="--overrides: expected comma-separated section.key=value"):
             module.parse_overrides(bad)
+
+
+def test_privacy_study_tables_summarise_seeds_with_an_infinite_epsilon():
+    """The clipping-only arm spends ε = inf in every seed: its cell is inf, not a crash."""
+    module = privacy_study()
+    assert module.mean_std([float("inf"), float("inf")], 2) == "inf"
+    assert module.mean_std([1.0, 3.0], 1) == "2.0 ± 1.4"
+    assert module.mean_std([0.5], 3) == "0.500" and module.mean_std([]) == "–"

@@ -165,6 +165,8 @@ def mean_std(values: list[float], digits: int = 4) -> str:
         return "–"
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
+    if not all(math.isfinite(v) for v in values):  # e.g. the ε "spent" by the noiseless arm: inf
+        return " / ".join(dict.fromkeys(f"{v:.{digits}f}" for v in values))
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
