@@ -40,3 +40,16 @@ def test_an_empty_dir_turns_the_cache_off(tmp_path, monkeypatch):
     before = jax.config.jax_compilation_cache_dir
     compile_cache.enable("")
     assert jax.config.jax_compilation_cache_dir == before
+
+
+def test_an_unwritable_dir_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "transrec_jax.main", "--config=configs/sasrec.py:synthetic,debug",
+         f"--workdir={tmp_path / 'w'}", f"--compilation_cache_dir={blocker / 'xla'}"],
+        cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("error: --compilation_cache_dir=")
+    assert not (tmp_path / "w").exists()  # nothing started

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from transrec_jax.cli import UsageError
+
 DEFAULT_DIR = "~/.cache/transrec_jax/xla"
 MAX_BYTES = 4 * 2**30
 
@@ -20,8 +22,15 @@ def enable(path: str) -> None:
     """Use `path` as the cache ('' = off). JAX_COMPILATION_CACHE_DIR, when set, wins."""
     import jax
 
-    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or path
+    path = os.path.expanduser(os.environ.get("JAX_COMPILATION_CACHE_DIR") or path)
     if not path:
         return
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(path))
+    try:
+        os.makedirs(path, exist_ok=True)
+        if not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is not writable")
+    except OSError as e:
+        raise UsageError(f"--compilation_cache_dir={path!r}: cannot write there ({e}); expected a "
+                         "writable directory, or '' to turn the cache off") from None
+    jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)

@@ -239,8 +239,8 @@ class EvalBatcher:
         self._times = relative_times(dataset) if with_times else None
         self.users, self.starts, self.ends = history_spans(dataset, split, part)
         lengths = self.ends - self.starts
-        longest = max(int((e - s).max(initial=1)) for _, s, e in
-                      (history_spans(dataset, split, p) for p in ("val", "test")))
+        _, other_starts, other_ends = history_spans(dataset, split, "test" if part == "val" else "val")
+        longest = max(int(lengths.max(initial=1)), int((other_ends - other_starts).max(initial=1)))
         self.exclude_width = longest if mask_history else 0
         self.next_k = next_k
         needed = np.minimum(lengths + 1, max_len)  # history + one padding column, as bucket_width
