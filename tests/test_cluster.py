@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -166,8 +167,19 @@ def _finish(procs, outs, timeout=240):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        pytest.fail(f"hung for {timeout} s:\n" + "\n".join(
-            f"--- {out.name}:\n{out.read_text()[-4000:]}" for out in outs))
+        pytest.fail(f"hung for {timeout} s:\n" + "\n".join(_where(out) for out in outs))
+
+
+def _where(out) -> str:
+    """A hung process's last output before its stack dump, then its main thread's stack (the
+    thread that runs transrec_jax): short enough that neither process's is cut off."""
+    text = out.read_text()
+    found = re.search(r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\)", text)
+    if not found:
+        return f"--- {out.name} (no stack dump): ...{text[-1500:]}"
+    threads = text[found.start():].split("\n\n")
+    main = next((t for t in threads if "transrec_jax" in t), "(no transrec_jax thread)")
+    return f"--- {out.name}: ...{text[:found.start()][-1200:]}\n{main[-3000:]}"
 
 
 def _checkpoint_steps(workdir) -> list[int]:

@@ -185,7 +185,10 @@ class Evaluator:
         return self._run(lambda batch: step(table, batch))
 
     def _run(self, step) -> dict[str, float]:
-        sums, topk, valid, ranks = {}, [], [], []
+        # The batches' outputs stay on device until the pass ends and are summed on the host:
+        # adding them on device would be eager ops on global arrays, which run out of step
+        # between the processes of a cluster (see `popularity`).
+        batch_sums, topk, valid, ranks = [], [], [], []
         for i, batch in enumerate(self.batcher):
             if self._negatives is not None:
                 n = self.batcher.batch_size
@@ -194,12 +197,11 @@ class Evaluator:
                 neg[: len(part)] = part
                 batch["negatives"] = neg
             valid.append(batch["valid"])
-            batch_sums, batch_topk, batch_ranks = step(sharding.global_batch(batch, self._data_sharding))
-            for k, v in batch_sums.items():
-                sums[k] = sums.get(k, 0.0) + v
-            topk.append(batch_topk)
-            ranks.append(batch_ranks)
-        result = metrics.summarize(jax.device_get(sums), self.batcher.num_users)
+            one_sums, one_topk, one_ranks = step(sharding.global_batch(batch, self._data_sharding))
+            batch_sums.append(one_sums)
+            topk.append(one_topk)
+            ranks.append(one_ranks)
+        result = metrics.summarize(_total(jax.device_get(batch_sums)), self.batcher.num_users)
         # Each evaluated user's rank, in batcher.users order (batches follow batcher.order).
         self._ranks = np.empty(self.batcher.num_users, np.int32)
         self._ranks[self.batcher.order] = np.concatenate(jax.device_get(ranks))[np.concatenate(valid)]
@@ -212,6 +214,11 @@ class Evaluator:
             result = {f"sampled100/{k}": v for k, v in result.items()}
             self._ranks = None  # ranks among 100 sampled items: no slices of those
         return result
+
+
+def _total(batch_sums: list[dict]) -> dict[str, float]:
+    """Each metric's sum over the batches' sums (host values), in float64."""
+    return {k: float(np.sum([s[k] for s in batch_sums], dtype=np.float64)) for k in batch_sums[0]}
 
 
 def content_vectors(features: ItemFeatureArrays) -> np.ndarray:
@@ -316,12 +323,10 @@ class NextKEvaluator:
         )
 
     def __call__(self, params) -> dict[str, float]:
-        sums = {}
-        for batch in self.batcher:
-            batch_sums = self._step(params, sharding.global_batch(batch, self._data_sharding))
-            for name, value in batch_sums.items():
-                sums[name] = sums.get(name, 0.0) + value
-        return metrics.summarize(jax.device_get(sums), self.batcher.num_users)
+        batch_sums = jax.device_get([  # summed on the host, as in Evaluator._run
+            self._step(params, sharding.global_batch(batch, self._data_sharding))
+            for batch in self.batcher])
+        return metrics.summarize(_total(batch_sums), self.batcher.num_users)
 
 
 def _next_k_step(params, batch, *, graphdef, k, method, beam_width, item_chunk, mesh, users=False):
