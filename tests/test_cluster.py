@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -151,13 +152,15 @@ def _launch(workdir, tmp_path, process_id, port, tag):
                                 env=_env(2, WRITES_LOG=str(log), AUDIT_WORKDIR=str(workdir))), log
 
 
-def _finish(procs, outs, timeout=240):
-    """Waits for the processes; a hung one is killed and the test fails with every process's
-    Python stacks (faulthandler, SIGUSR1) and last output."""
+def _finish(procs, outs, timeout=240, hang_fails=True) -> str | None:
+    """Waits for the processes. A hung one is killed, and the test fails with each process's
+    main-thread stack (faulthandler, SIGUSR1) and last output; with hang_fails=False those are
+    returned instead (None: no hang)."""
     deadline = time.monotonic() + timeout
     try:
         for proc in procs:
             proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        return None
     except subprocess.TimeoutExpired:
         for proc in procs:
             if proc.poll() is None:
@@ -167,7 +170,10 @@ def _finish(procs, outs, timeout=240):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-        pytest.fail(f"hung for {timeout} s:\n" + "\n".join(_where(out) for out in outs))
+        where = f"hung for {timeout} s:\n" + "\n".join(_where(out) for out in outs)
+        if hang_fails:
+            pytest.fail(where)
+        return where
 
 
 def _where(out) -> str:
@@ -222,9 +228,20 @@ def two_process_run(tmp_path_factory):
     meta_path.write_text(json.dumps(meta))
     port = free_port()
     second = [_launch(workdir, tmp, i, port, "second") for i in (0, 1)]
-    _finish([p for p, _ in second], [tmp / f"out_second_{i}.txt" for i in (0, 1)])
-    for i, (proc, _) in enumerate(second):
-        assert proc.returncode == 0, (tmp / f"out_second_{i}.txt").read_text()[-3000:]
+    last, procs = "second", [p for p, _ in second]
+    hung = _finish(procs, [tmp / f"out_second_{i}.txt" for i in (0, 1)], hang_fails=False)
+    if hung:
+        # Two CI runs in about ten saw this pair hang in a collective of its last steps (CPU
+        # collectives over loopback, 2 processes x 2 simulated devices on 2 busy cores), never
+        # reproduced here. Killed, it is one more preemption: relaunched once, it must resume
+        # and still end at the one-process numbers; a second hang fails the test.
+        warnings.warn(f"the relaunched pair {hung}\n(killed and relaunched once more)")
+        last = "again"
+        port = free_port()
+        procs = [_launch(workdir, tmp, i, port, last)[0] for i in (0, 1)]
+        _finish(procs, [tmp / f"out_again_{i}.txt" for i in (0, 1)])
+    for i, proc in enumerate(procs):
+        assert proc.returncode == 0, (tmp / f"out_{last}_{i}.txt").read_text()[-3000:]
     return reference, workdir, tmp, killed_at
 
 
@@ -257,13 +274,16 @@ def test_two_processes_resume_to_the_numbers_of_one(two_process_run):
 def test_only_process_0_writes_the_workdir(two_process_run):
     _, workdir, tmp, _ = two_process_run
     run_files = ("config.json", "processes.json", "results.json", "metrics.jsonl", "tensorboard")
-    for tag in ("first", "second"):
+    for tag in ("first", "second", "again"):  # ("again": only after a hang, see two_process_run)
+        if tag == "again" and not (tmp / "writes_again_0.txt").exists():
+            continue
         written = {line.strip() for line in (tmp / f"writes_{tag}_1.txt").read_text().splitlines()} \
             if (tmp / f"writes_{tag}_1.txt").exists() else set()
         assert not {w for w in written if w.split(os.sep)[0].split(".tmp")[0] in run_files}, written
         chief = (tmp / f"writes_{tag}_0.txt").read_text()
         assert "metrics.jsonl" in chief and "config.json" in chief and "processes.json" in chief
-    assert "results.json" in (tmp / "writes_second_0.txt").read_text()
+    last = "again" if (tmp / "writes_again_0.txt").exists() else "second"
+    assert "results.json" in (tmp / f"writes_{last}_0.txt").read_text()
 
 
 @pytest.mark.slow  # (the three share one module fixture: ~75 s on 2 cores)
