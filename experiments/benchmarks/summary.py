@@ -235,6 +235,24 @@ def plateau_figures(recs: list[dict]) -> list[str]:
     return lines
 
 
+def side_by_side_figures(recs: list[dict]) -> list[str]:
+    """Recipes run one after the other in one session: each one's validation at every fourth
+    epoch with its wall time, then its best (or when it reached the target)."""
+    lines = []
+    for rec in recs:
+        for result in rec["results"]:
+            curve = result["curve"]
+            marks = ", ".join(f"epoch {epoch_at(curve, r)} {r['value']:.4f} ({r['wall_s']:.0f} s)"
+                              for r in curve if epoch_at(curve, r) % 4 == 0)
+            best = best_row(result)
+            end = (f"{rec['target']:g} at **{result['time_to_target_s']:.0f} s**"
+                   if result["time_to_target_s"] is not None else
+                   f"best {best['value']:.4f} (epoch {epoch_at(curve, best)}); {rec['target']:g} not "
+                   f"reached in {rec['limit_s']:.0f} s")
+            lines.append(f"{result['recipe']}: {marks}; {epoch_seconds(curve):.1f} s an epoch; {end}")
+    return lines
+
+
 def scale_figures(recs: list[dict]) -> list[str]:
     (rec,) = recs
     res, data = rec["results"], rec["results"]["dataset"]
@@ -431,6 +449,8 @@ CURRENT = [
               ("time_to_quality_best_2026-11-28.json", "time_to_quality_best55_2026-11-28.json",
                "time_to_quality_cosine80_2026-11-28.json", "time_to_quality_packed_2026-11-28.json"),
               plateau_figures),
+    Benchmark("time to quality side by side: `best_exclude_window` then `best_shifted`, one box",
+              ("time_to_quality_exclude_window_2026-12-04.json",), side_by_side_figures),
     Benchmark("scale: a synthetic set of a million users and items, trained and evaluated in "
               "one process",
               ("scale.json",), scale_figures),
