@@ -186,8 +186,8 @@ class Evaluator:
 
     def _run(self, step) -> dict[str, float]:
         # The batches' outputs stay on device until the pass ends and are summed on the host:
-        # adding them on device would be eager ops on global arrays, which run out of step
-        # between the processes of a cluster (see `popularity`).
+        # adding them on device would be eager ops on global arrays between a cluster's
+        # processes (see `popularity`); a two-process CI run was once seen hung in such an add.
         batch_sums, topk, valid, ranks = [], [], [], []
         for i, batch in enumerate(self.batcher):
             if self._negatives is not None:
