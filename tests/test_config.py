@@ -156,6 +156,10 @@ def _base(**kv):
         ({"train.eval_every_epochs": 0}, "train.eval_every_epochs=0: expected a positive integer"),
         ({"train.patience": -1}, "train.patience=-1: expected a non-negative integer"),
         ({"eval.batch_size": 0}, "eval.batch_size=0: expected a positive integer"),
+        ({"dataset.train_on_val_item": True, "train.patience": 0, "dataset.split": "next_k"},
+         "dataset.train_on_val_item: only with dataset.split='leave_one_out' \\(it is 'next_k'\\)"),
+        ({"dataset.train_on_val_item": True, "train.patience": 5},
+         "train.patience=5: with dataset.train_on_val_item .* expected 0"),
     ],
 )
 def test_validation_names_the_key(kv, match):

@@ -29,6 +29,19 @@ def test_leave_one_out_positions_and_short_users():
     assert sp.summary()["test_users"] == 2 and sp.summary()["train_interactions"] == 5
 
 
+def test_train_on_val_item_trains_up_to_the_test_item():
+    ds = _ds([[1, 2, 3, 4], [5, 6], [7, 8, 9]])
+    cfg = config_lib.base_config().dataset
+    cfg.train_on_val_item = True
+    sp = splits.make_split(ds, cfg)
+    # validated users train on their validation item too; the short user is unchanged
+    assert list(sp.train_end) == [3, 2, 2] and sp.val_trained
+    assert list(sp.val_pos) == [2, -1, 1] and list(sp.test_pos) == [3, -1, 2]
+    assert sp.summary()["train_interactions"] == 7 and sp.summary()["val_item_trained"]
+    with pytest.raises(ValueError, match="only with a leave_one_out split"):
+        splits.train_on_val_item(splits.temporal(_ds([[1, 2, 3]], times=[[1, 2, 3]]), 2, 3))
+
+
 def test_temporal_split_uses_global_cut_points():
     ds = _ds([[1, 2, 3, 4], [5, 6, 7], [8, 9]], times=[[1, 2, 5, 9], [1, 6, 7], [8, 9]])
     sp = splits.temporal(ds, val_time=5, test_time=8)

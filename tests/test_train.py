@@ -11,6 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from transrec_jax import checkpoint
 from transrec_jax import config as config_lib
 from transrec_jax import train
 from transrec_jax.metric_log import read_metrics
@@ -30,6 +31,17 @@ def tiny_config(tmp_path, **overrides):
     for key, value in overrides.items():
         config_lib.set_by_path(c, key, str(value))
     return c
+
+
+def _reproduce_script(name):
+    """experiments/reproduce/<name>.py as a module."""
+    import importlib.util
+
+    path = os.path.join(REPO, "experiments", "reproduce", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +95,8 @@ def test_packed_rows_train_the_same_run(tmp_path, trained, model):
 def test_last_vs_best_reevaluates_both_kept_checkpoints(trained):
     """experiments/reproduce/last_vs_best.py: the best checkpoint's test metrics are the run's
     reported ones, its validation the best logged; the last checkpoint is the final step."""
-    import importlib.util
-
-    path = os.path.join(REPO, "experiments", "reproduce", "last_vs_best.py")
-    spec = importlib.util.spec_from_file_location("last_vs_best", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     workdir, results = trained
-    got = module.checkpoint_metrics(workdir)
+    got = _reproduce_script("last_vs_best").checkpoint_metrics(workdir)
     val = {r["step"]: r["ndcg@10"] for r in read_metrics(workdir) if r["kind"] == "val"}
     assert got["best"]["step"] == results["best_step"] and got["last"]["step"] == 80
     assert got["best"]["test_ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
@@ -118,12 +124,7 @@ def test_ensemble_run_trains_and_serves(tmp_path, trained):
 @pytest.mark.slow
 def test_ensemble_script_of_a_run_with_itself_equals_the_run(trained):
     """experiments/reproduce/ensemble.py: twice the same scores rank as the scores do."""
-    import importlib.util
-
-    path = os.path.join(REPO, "experiments", "reproduce", "ensemble.py")
-    spec = importlib.util.spec_from_file_location("ensemble_script", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _reproduce_script("ensemble")
     workdir, results = trained
     run = module.load_run(workdir)
     split, model = run.split(), run.model()
@@ -224,6 +225,33 @@ def test_four_devices_match_one_device(tmp_path, trained):
                                rtol=1e-4)
     for k in ("hr@10", "ndcg@10"):
         assert four["test"][k] == pytest.approx(one["test"][k], abs=2e-3)
+
+
+def test_train_on_val_item_tests_the_final_state(tmp_path, trained, monkeypatch):
+    """dataset.train_on_val_item ([ZL24]'s protocol): the test evaluates the last step's params,
+    not the checkpoint validation picked, and the results say so."""
+    cache_parent = type(tmp_path)(os.path.dirname(trained[0]))
+    workdir = str(tmp_path / "val_trained")
+    config = tiny_config(cache_parent, **{"dataset.train_on_val_item": True, "train.patience": 0,
+                                          "train.num_steps": 40, "train.eval_every_steps": 20})
+    restore = checkpoint.Checkpoints.restore
+
+    def never_best(self, state, *args, best=False, **kwargs):
+        assert not best, "restored the best-validation checkpoint"
+        return restore(self, state, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.Checkpoints, "restore", never_best)
+    results = train.train_and_evaluate(config, workdir)
+    assert results["tested_step"] == 40
+    assert results["dataset"]["split"]["val_item_trained"]
+    assert "trained on" in results["protocol"]["validation_item"]
+    # one more training interaction per validated user than the plain split
+    assert (results["dataset"]["split"]["train_interactions"]
+            == trained[1]["dataset"]["split"]["train_interactions"] + results["dataset"]["split"]["val_users"])
+    # serving loads the tested state too (load_run's default, `best`, is the final one here)
+    got = _reproduce_script("last_vs_best").checkpoint_metrics(workdir)
+    assert got["last"]["step"] == got["best"]["step"] == 40
+    assert got["best"]["test_ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path):

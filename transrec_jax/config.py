@@ -99,6 +99,10 @@ def base_config() -> ml_collections.ConfigDict:
     # target, model input and history masking alike (the few-interaction regime; training is
     # unchanged). 0 = whole histories
     d.max_history = 0
+    # leave_one_out: training also reads each user's validation item (everything but the test
+    # item, as [ZL24]'s ML-1M runs train). Validation then scores items the model trained on and
+    # picks no checkpoint: the test evaluates the final state (needs train.patience=0)
+    d.train_on_val_item = False
     # > 0: this seeded fraction of the users (drawn from seed) is withheld from training,
     # validation and test entirely: the non-members of privacy/membership.py's attack
     d.holdout_users = 0.0
@@ -335,6 +339,12 @@ def validate(c: ml_collections.ConfigDict, num_devices: int = 1) -> None:
     _validate_cluster(c.cluster)
     _validate_mesh(c.mesh, c.train, c.eval, num_devices)
     _validate_privacy(c.privacy, c, num_devices)
+    if c.dataset.train_on_val_item and c.dataset.split != "leave_one_out":
+        raise ConfigError(f"config.dataset.train_on_val_item: only with dataset.split='leave_one_out' "
+                          f"(it is {c.dataset.split!r})")
+    if c.dataset.train_on_val_item and c.train.patience:
+        raise ConfigError(f"config.train.patience={c.train.patience}: with dataset.train_on_val_item "
+                          "validation scores trained items and must not stop the run: expected 0")
     if c.model.item_tower != "off" and mesh_shape(c.mesh, num_devices)[1] > 1:
         raise ConfigError("config.model.item_tower: not supported with the item tables split over "
                           "devices (mesh.model > 1) yet; use mesh.model=1")

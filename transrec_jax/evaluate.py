@@ -45,6 +45,7 @@ def protocol(config) -> dict:
         "split": d.split,
         **({"cold_item_fraction": d.cold_item_fraction} if d.split == "cold_items" else {}),
         **({"max_history": d.max_history} if d.max_history else {}),
+        **({"validation_item": "trained on; the final state is tested"} if d.train_on_val_item else {}),
         "ranking": "full (all items)" if e.mode == "full" else f"sampled: target + {SAMPLED_NEGATIVES} uniform negatives (pre-2020 protocol)",
         "history_masked": bool(e.mask_history),
         "ties": "pessimistic",

@@ -45,11 +45,12 @@ def main(argv):
 
 
 def summary_table(results: dict) -> str:
-    """Test metrics of the best checkpoint beside the popularity baseline, with the protocol."""
+    """Test metrics of the tested checkpoint beside the popularity baseline, with the protocol."""
     p = results["protocol"]
     lines = [
         f"test metrics ({p['split']}, {p['ranking']}, history masked: {p['history_masked']}; "
-        f"best step {results['best_step']} of {results['steps']}, {results['wall_time_s']:.0f} s)",
+        f"{'final' if 'validation_item' in p else 'best'} step {results['tested_step']} of "
+        f"{results['steps']}, {results['wall_time_s']:.0f} s)",
     ]
     ks = sorted({int(name.split("@")[1]) for name in results["test"]})
     lines.append("| metric | " + " | ".join(f"@{k}" for k in ks) + " |")

@@ -310,9 +310,10 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         _check_finite(*pending, checkpoints)
     train_seconds = time.time() - loop_start
 
-    # --- test evaluation of the best checkpoint -----------------------------------------
+    # --- test evaluation of the best checkpoint (the final state: dataset.train_on_val_item) ---
     checkpoints.wait()
-    best_state = _best_state(checkpoints, state, progress["best_step"])
+    best_state = None if split.val_trained else _best_state(checkpoints, state, progress["best_step"])
+    tested_step = step if split.val_trained else progress["best_step"]
     test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
     test_metrics = test((best_state or state)["params"])
     test_slices = test.slices(item_counts) if config.eval.mode == "full" else None
@@ -333,7 +334,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     checkpoints.close()
     log.write(step, "test", test_metrics)
     log.close()
-    say(f"test (best step {progress['best_step']}): {_fmt(test_metrics, config.eval.ks)}")
+    say(f"test ({'final' if split.val_trained else 'best'} step {tested_step}): "
+        f"{_fmt(test_metrics, config.eval.ks)}")
     say(f"popularity baseline: {_fmt(popularity, config.eval.ks)}")
     if content_knn is not None:
         say(f"content kNN baseline: {_fmt(content_knn, config.eval.ks)}")
@@ -359,6 +361,7 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         "test_next_k": next_k_metrics,
         "best_validation": {metric: progress["best_value"]},
         "best_step": progress["best_step"],
+        "tested_step": tested_step,  # the best step, or the last (dataset.train_on_val_item)
         "steps": step,
         "epochs": step / batcher.steps_per_epoch,
         "steps_per_epoch": batcher.steps_per_epoch,

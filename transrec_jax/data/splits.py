@@ -42,6 +42,10 @@ from config.seed, is `held_out`: neither trained (train_end 0) nor validated nor
 model never saw them (the non-members of privacy/membership.py's attack). `held_out_end` keeps the
 train_end each would have had.
 
+train_on_val_item (`dataset.train_on_val_item`, leave_one_out only) — training reads everything
+but the test item, the validation item included (as [ZL24] train on ML-1M); `val_trained` marks
+the split, so the test evaluates the final state instead of a checkpoint validation picked.
+
 max_history (`dataset.max_history` > 0, any split) — every validation and test history is its
 last max_history items before the target: the model's input and the history masking alike (the
 few-interaction regime; training is unchanged).
@@ -70,6 +74,7 @@ class Split:
     withheld_targets: dict = dataclasses.field(default_factory=dict)  # {"val"|"test": users}
     held_out: np.ndarray | None = None  # holdout_users: sorted user ids outside training and evaluation
     held_out_end: np.ndarray | None = None  # their train_end before they were held out
+    val_trained: bool = False  # train_on_val_item: training reads the validation item too
 
     def eval_users(self, part: str) -> np.ndarray:
         pos = self.val_pos if part == "val" else self.test_pos
@@ -93,6 +98,7 @@ class Split:
             **cold,
             **({} if self.held_out is None else {"held_out_users": len(self.held_out)}),
             **({"max_history": self.max_history} if self.max_history else {}),
+            **({"val_item_trained": True} if self.val_trained else {}),
         }
 
 
@@ -110,6 +116,8 @@ def make_split(ds: SequenceDataset, dataset_cfg, seed: int | None = None) -> Spl
     else:
         split = temporal(ds, dataset_cfg.val_time, dataset_cfg.test_time)
     split.max_history = dataset_cfg.max_history
+    if dataset_cfg.train_on_val_item:
+        split = train_on_val_item(split)
     if dataset_cfg.holdout_users:
         split = hold_out_users(split, dataset_cfg.holdout_users, seed)
     if not (split.test_pos >= 0).any():
@@ -129,6 +137,14 @@ def leave_one_out(ds: SequenceDataset) -> Split:
         val_pos=np.where(ok, n - 2, -1),
         test_pos=np.where(ok, n - 1, -1),
     )
+
+
+def train_on_val_item(split: Split) -> Split:
+    """`split` (leave_one_out) with every validated user training up to their test item."""
+    if split.kind != "leave_one_out":
+        raise ValueError(f"dataset.train_on_val_item: only with a leave_one_out split, not {split.kind!r}")
+    train_end = np.where(split.val_pos >= 0, split.test_pos, split.train_end)
+    return dataclasses.replace(split, train_end=train_end, val_trained=True)
 
 
 COLD_ITEMS_STREAM = (2028, 3)  # the withheld items' own random stream under config.seed

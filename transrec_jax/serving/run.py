@@ -37,7 +37,8 @@ class Run:
 def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
     """The run in `workdir` at its best-validation checkpoint, or at its `last` periodic one.
 
-    A run that has not validated yet has no best checkpoint: `best` then falls back to the last.
+    A run that has not validated yet has no best checkpoint: `best` then falls back to the last,
+    as it does for a run whose test evaluated its final state (dataset.train_on_val_item).
     With a `mesh` (sharding.make_mesh) the params are restored onto it, item-table rows split
     over its `model` axis, which must divide the run's config.mesh.model (the tables' padding).
     """
@@ -61,7 +62,7 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
                                     abstract=True)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
     restored = None
-    if checkpoint == "best":
+    if checkpoint == "best" and not config.dataset.train_on_val_item:
         restored, _ = checkpoints.restore(state, best=True)
     if restored is None:
         restored, _ = checkpoints.restore(state)
