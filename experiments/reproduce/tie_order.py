@@ -11,13 +11,17 @@ every user whose last ratings share a second.
 The raw ratings with timestamps exist here for users 1-2999 only. For them this script reports
 how often the test and validation targets differ between our order and a stable sort by
 timestamp over the raw file's line order, and writes a copy of the sequence file in which those
-users follow that stable order (the other users unchanged) -- to a path outside the repository
+users follow that stable order (the other users unchanged) -- to a path git never commits
 (the data's licence forbids redistribution). Training the same model on both files measures
-what the tie order is worth.
+what the tie order is worth. The same works on the 3,706-item file (raw MovieIDs, no item map),
+which ml1m_full.py's `hstu_large_stable_ties` row reads.
 
 Run (from the repository root):
   python experiments/reproduce/tie_order.py --out=/tmp/ml-1m_stable-ties.txt.gz
   python -m transrec_jax.main --config=configs/sasrec.py:ml-1m,dataset.path=/tmp/ml-1m_stable-ties.txt.gz ...
+  python experiments/reproduce/tie_order.py --item_map= \
+      --sequences=../shared/data/ml-1m/ml-1m_seq_rawid.txt.gz \
+      --out=experiments/reproduce/runs/data/ml-1m-full_stable-ties.txt.gz
 Output: the statistics on stdout and as JSON (--json).
 """
 
@@ -57,16 +61,21 @@ def read_sequences(path: str) -> dict[int, list[int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sequences", default=os.path.join(DATA, "ml-1m_sasrec-equiv_derived.txt.gz"))
-    parser.add_argument("--item_map", default=os.path.join(DATA, "ml-1m_sasrec-equiv_itemmap.tsv"))
+    parser.add_argument("--item_map", default=os.path.join(DATA, "ml-1m_sasrec-equiv_itemmap.tsv"),
+                        help="`item_id MovieID` TSV of --sequences; '' when it holds raw MovieIDs "
+                        "(ml-1m_seq_rawid.txt.gz, the `ml-1m-full` preset's file)")
     parser.add_argument("--raw", default=os.path.join(DATA, "ratings_users0001-2999_partial.dat.gz"))
     parser.add_argument("--out", required=True, help="the re-ordered sequence file (.txt.gz)")
     parser.add_argument("--json", default="", help="also write the statistics here")
     args = parser.parse_args()
 
-    with open(args.item_map) as f:
-        item_of = {int(movie): int(item) for item, movie in (line.split() for line in f if line[0].isdigit())}
     sequences = read_sequences(args.sequences)
     raw = read_raw(args.raw)
+    if args.item_map:
+        with open(args.item_map) as f:
+            item_of = {int(movie): int(item) for item, movie in (line.split() for line in f if line[0].isdigit())}
+    else:
+        item_of = {m: m for ratings in raw.values() for _, m in ratings}
     counts = collections.Counter()
     for user, ratings in raw.items():
         kept = [(t, item_of[m]) for t, m in ratings if m in item_of]
