@@ -12,11 +12,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "experiments", "reproduce", "tie_order.py")
 
 # user -> [(movie, timestamp)] in the raw file's line order. User 1's last two share a second
-# (30 before 20 in the raw file), user 2's first two (60 before 70); user 3 has no raw ratings.
-RAW = {1: [(10, 1), (30, 2), (20, 2)], 2: [(60, 1), (70, 1), (20, 2), (10, 3)]}
-OURS = {1: [10, 20, 30], 2: [70, 60, 20, 10], 3: [40, 50, 60]}  # ties the other way round
-STABLE = {1: [10, 30, 20], 2: [60, 70, 20, 10], 3: [40, 50, 60]}
-OUR_ID = {10: 1, 20: 2, 30: 3, 40: 4, 50: 5, 60: 6, 70: 7}
+# (30 before 20 in the raw file), user 2's first two (70 before 60); user 3 has no raw ratings.
+RAW = {1: [(10, 1), (30, 2), (20, 2)], 2: [(70, 1), (60, 1), (20, 2), (10, 3)]}
+OURS = {1: [10, 20, 30], 2: [60, 70, 20, 10], 3: [40, 50, 60]}  # ties the other way round
+STABLE = {1: [10, 30, 20], 2: [70, 60, 20, 10], 3: [40, 50, 60]}
+OUR_ID = {10: 7, 20: 6, 30: 5, 40: 4, 50: 3, 60: 2, 70: 1}  # reversed: ascending ids are descending MovieIDs
 
 
 def _write(tmp_path, item_id):
@@ -50,6 +50,9 @@ def test_users_with_raw_timestamps_take_the_stable_time_order(tmp_path, renumber
     assert stats["test_target_differs"] == 0.5  # user 1's last item changes, user 2's does not
     assert stats["validation_target_differs"] == 0.5
     assert stats["test_item_shares_its_second_with_the_previous"] == 0.5
+    assert stats["same_second_pairs"] == 2  # (30, 20) and (70, 60), in MovieIDs whatever the ids
+    assert stats["same_second_pairs_in_ascending_movie_id_stable"] == 0.0
+    assert stats["same_second_pairs_in_ascending_movie_id_ours"] == 1.0
 
 
 def test_a_user_whose_items_differ_from_the_raw_file_is_refused(tmp_path):

@@ -10,7 +10,8 @@ every user whose last ratings share a second.
 
 The raw ratings with timestamps exist here for users 1-2999 only. For them this script reports
 how often the test and validation targets differ between our order and a stable sort by
-timestamp over the raw file's line order, and writes a copy of the sequence file in which those
+timestamp over the raw file's line order, and how often a same-second pair stands in ascending
+MovieID in either order (0.5: no MovieID order a model could learn), and writes a copy of the sequence file in which those
 users follow that stable order (the other users unchanged) -- to a path git never commits
 (the data's licence forbids redistribution). Training the same model on both files measures
 what the tie order is worth. The same works on the 3,706-item file (raw MovieIDs, no item map),
@@ -76,6 +77,7 @@ def main() -> None:
             item_of = {int(movie): int(item) for item, movie in (line.split() for line in f if line[0].isdigit())}
     else:
         item_of = {m: m for ratings in raw.values() for _, m in ratings}
+    movie_of = {item: movie for movie, item in item_of.items()}
     counts = collections.Counter()
     for user, ratings in raw.items():
         kept = [(t, item_of[m]) for t, m in ratings if m in item_of]
@@ -88,6 +90,12 @@ def main() -> None:
         counts["test_differs"] += stable[-1] != ours[-1]
         counts["validation_differs"] += stable[-2] != ours[-2]
         counts["test_tied_with_previous"] += times[-1] == times[-2]
+        time_of = {item: t for t, item in kept}
+        for name, order in (("stable", stable), ("ours", ours)):
+            for a, b in zip(order, order[1:]):
+                if time_of[a] == time_of[b]:  # a same-second pair: is it in ascending MovieID?
+                    counts[f"{name}_tied_pairs"] += 1
+                    counts[f"{name}_ascending"] += movie_of[b] > movie_of[a]
         sequences[user] = stable
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
@@ -103,6 +111,10 @@ def main() -> None:
         "test_target_differs": counts["test_differs"] / n,
         "validation_target_differs": counts["validation_differs"] / n,
         "test_item_shares_its_second_with_the_previous": counts["test_tied_with_previous"] / n,
+        # Whether a tie order carries a signal a model could learn: 0.5 is no MovieID order
+        "same_second_pairs": counts["stable_tied_pairs"],
+        "same_second_pairs_in_ascending_movie_id_stable": counts["stable_ascending"] / max(counts["stable_tied_pairs"], 1),
+        "same_second_pairs_in_ascending_movie_id_ours": counts["ours_ascending"] / max(counts["ours_tied_pairs"], 1),
         "written": args.out,
     }
     for key, value in stats.items():
