@@ -11,8 +11,9 @@ every user whose last ratings share a second.
 The raw ratings with timestamps exist here for users 1-2999 only. For them this script reports
 how often the test and validation targets differ between our order and a stable sort by
 timestamp over the raw file's line order, and how often a same-second pair stands in ascending
-MovieID in either order (0.5: no MovieID order a model could learn), and writes a copy of the sequence file in which those
-users follow that stable order (the other users unchanged) -- to a path git never commits
+MovieID in either order (0.5: no MovieID order a model could learn), and writes a copy of the
+sequence file in which those users follow that stable order (the other users unchanged) -- to a
+path git never commits
 (the data's licence forbids redistribution). Training the same model on both files measures
 what the tie order is worth. The same works on the 3,706-item file (raw MovieIDs, no item map),
 which ml1m_full.py's `hstu_large_stable_ties` row reads.
@@ -113,8 +114,10 @@ def main() -> None:
         "test_item_shares_its_second_with_the_previous": counts["test_tied_with_previous"] / n,
         # Whether a tie order carries a signal a model could learn: 0.5 is no MovieID order
         "same_second_pairs": counts["stable_tied_pairs"],
-        "same_second_pairs_in_ascending_movie_id_stable": counts["stable_ascending"] / max(counts["stable_tied_pairs"], 1),
-        "same_second_pairs_in_ascending_movie_id_ours": counts["ours_ascending"] / max(counts["ours_tied_pairs"], 1),
+        "same_second_pairs_in_ascending_movie_id_stable":
+            counts["stable_ascending"] / max(counts["stable_tied_pairs"], 1),
+        "same_second_pairs_in_ascending_movie_id_ours":
+            counts["ours_ascending"] / max(counts["ours_tied_pairs"], 1),
         "written": args.out,
     }
     for key, value in stats.items():
