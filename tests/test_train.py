@@ -229,11 +229,14 @@ def test_four_devices_match_one_device(tmp_path, trained):
 
 def test_train_on_val_item_tests_the_final_state(tmp_path, trained, monkeypatch):
     """dataset.train_on_val_item ([ZL24]'s protocol): the test evaluates the last step's params,
-    not the checkpoint validation picked, and the results say so."""
+    not the checkpoint validation picked, and the results say so. With eval.test_every_eval
+    (their train.py tests every epoch) each validation step's test metrics are recorded, the
+    last of them those of the tested state."""
     cache_parent = type(tmp_path)(os.path.dirname(trained[0]))
     workdir = str(tmp_path / "val_trained")
     config = tiny_config(cache_parent, **{"dataset.train_on_val_item": True, "train.patience": 0,
-                                          "train.num_steps": 40, "train.eval_every_steps": 20})
+                                          "train.num_steps": 40, "train.eval_every_steps": 20,
+                                          "eval.test_every_eval": True})
     restore = checkpoint.Checkpoints.restore
 
     def never_best(self, state, *args, best=False, **kwargs):
@@ -243,6 +246,12 @@ def test_train_on_val_item_tests_the_final_state(tmp_path, trained, monkeypatch)
     monkeypatch.setattr(checkpoint.Checkpoints, "restore", never_best)
     results = train.train_and_evaluate(config, workdir)
     assert results["tested_step"] == 40
+    trace = {row.pop("step"): row for row in results["test_every_eval"]}
+    assert sorted(trace) == [20, 40]
+    assert trace[40] == pytest.approx(results["test"], abs=1e-6)
+    assert trace[20]["ndcg@10"] != trace[40]["ndcg@10"]  # scored with step 20's params
+    logged = [r["step"] for r in read_metrics(workdir) if r["kind"] == "test_every_eval"]
+    assert logged == [20, 40]
     assert results["dataset"]["split"]["val_item_trained"]
     assert "trained on" in results["protocol"]["validation_item"]
     # one more training interaction per validated user than the plain split

@@ -246,6 +246,10 @@ def base_config() -> ml_collections.ConfigDict:
     e.batch_size = 256
     e.item_chunk = 0  # 0 = score all items at once
     e.length_buckets = 4  # batch users of similar history length, cut padding columns; 1 = off
+    # Score the test items at every validation too (metrics.jsonl kind `test_every_eval`, and
+    # results.json): to study protocols that read a figure off a test curve ([ZL24]'s train.py
+    # tests every epoch). It picks nothing; the tested checkpoint is chosen as without it.
+    e.test_every_eval = False
 
     # --- devices: a (data, model) mesh; README "Running on a cluster" -------------------
     # The batch splits over `data`; the rows of the item tables (input embedding, output

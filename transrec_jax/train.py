@@ -31,7 +31,7 @@ from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.data import load, side_info, splits
 from transrec_jax.data.batching import TrainBatcher
 from transrec_jax.data.dataset import format_stats
-from transrec_jax.metric_log import MetricLog
+from transrec_jax.metric_log import MetricLog, read_metrics
 from transrec_jax.models import Ensemble, build_model, training_window
 
 
@@ -238,6 +238,7 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         compile_train_step(config, graphdef, tx, state, mesh,
                            _popularity_log_probs(item_counts, config.loss), trainable_items)
     validate = evaluate.Evaluator(config, dataset, split, "val", graphdef, mesh)
+    test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
 
     # --- resume -------------------------------------------------------------------------
     # The newest checkpoint that restores intact; damaged ones are reported, moved aside and
@@ -296,6 +297,8 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
             log.write(step, "val", values)
             say(f"step {step} validation: {_fmt(values, config.eval.ks)}"
                 + (private.progress(step) if private else ""))
+            if config.eval.test_every_eval:  # recorded only: nothing below reads it
+                log.write(step, "test_every_eval", test(state["params"]))
             if progress["best_value"] is None or values[metric] > progress["best_value"]:
                 progress.update(best_value=values[metric], best_step=step, bad_evals=0)
                 save(fingerprint, best=True)
@@ -314,7 +317,6 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     checkpoints.wait()
     best_state = None if split.val_trained else _best_state(checkpoints, state, progress["best_step"])
     tested_step = step if split.val_trained else progress["best_step"]
-    test = evaluate.Evaluator(config, dataset, split, "test", graphdef, mesh)
     test_metrics = test((best_state or state)["params"])
     test_slices = test.slices(item_counts) if config.eval.mode == "full" else None
     popularity = test.popularity(item_counts)
@@ -374,6 +376,10 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
                    "platform": jax.default_backend(), "host": platform.node(), **hardware.host()},
         "versions": {"jax": jax.__version__},
         **({"privacy": private.report(step)} if private else {}),  # the epsilon spent
+        # eval.test_every_eval: test metrics at every validation step (resumed runs included)
+        **({"test_every_eval": [{k: v for k, v in row.items() if k != "kind"}
+                                for row in read_metrics(workdir) if row["kind"] == "test_every_eval"]}
+           if config.eval.test_every_eval else {}),
     }
     # Written atomically, by process 0: its presence marks a finished run (sweeps skip such runs).
     if jax.process_index() == 0:

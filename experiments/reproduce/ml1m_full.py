@@ -69,6 +69,28 @@ ROWS = [
         "lines 306-520: no checkpoint selection)",
     ),
     dict(
+        name="hstu_large_zl24_test_every_epoch",
+        config="configs/hstu.py:ml-1m-full,large",
+        overrides={**_HSTU_SCHEDULE, **_ZL24_PROTOCOL, "train.eval_every_epochs": 1,
+                   "eval.test_every_eval": True},
+        published=(0.3294, 0.1893),
+        source="`hstu_large_zl24_protocol` scoring the test item after every epoch as [ZL24]'s "
+        "trainer/train.py does (lines 436-520), whose README reads the figures off TensorBoard: "
+        "the table's figure is the last epoch's, the results keep all 101 (test_every_eval)",
+    ),
+    dict(
+        name="hstu_large_position_init",
+        config="configs/hstu.py:ml-1m-full,large",
+        # xavier_normal over [ZL24]'s 211 x 50 position table (modeling/sequential/hstu.py
+        # lines 642-656), where configs/hstu.py keeps the preprocessor's sqrt(1 / d)
+        overrides={**_HSTU_SCHEDULE, "model.position_init_std": (2 / (211 + 50)) ** 0.5},
+        published=(0.3294, 0.1893),
+        source="[ZL24] HSTU-large as `hstu_large`, with the position table drawn at the std the "
+        "authors' reset_params leaves it at (xavier_normal over 211 x 50, "
+        "research/modeling/sequential/hstu.py lines 642-656), configs/hstu.py's one known "
+        "difference",
+    ),
+    dict(
         name="hstu_large_stable_ties",
         config="configs/hstu.py:ml-1m-full,large",
         overrides={**_HSTU_SCHEDULE, **_STABLE_TIES},

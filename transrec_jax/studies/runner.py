@@ -223,6 +223,7 @@ def _finished(run: Run) -> dict:
         "dataset": {k: r["dataset"][k] for k in ("name", "users", "items", "interactions")},
         "protocol": r["protocol"],
         "settings": flat_settings(r["config"]),  # what the run resolved its config to
+        **({"test_every_eval": r["test_every_eval"]} if "test_every_eval" in r else {}),
     }
 
 
