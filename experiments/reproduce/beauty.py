@@ -116,6 +116,16 @@ ROWS = [
         seeds=(0,),
     ),
     dict(
+        name="best_x3",
+        config="configs/sasrec_best.py:beauty,ensemble",  # model.ensemble_size=3
+        overrides=_BEST_BEAUTY,
+        published=None,
+        source="this repository: `best` as a deep ensemble (3 members, each its own "
+        "initialisation, dropout and loss over the same batches, trained in one run; item "
+        "scores summed), as ML-1M's `best_x3`, at three times the compute",
+        seeds=(0,),
+    ),
+    dict(
         name="esasrec",
         published=(0.0928, 0.0523),
         source="[ES25] README leave-one-out table, eSASRec (SASRec + LiGR layers + sampled "
