@@ -27,6 +27,8 @@ def test_a_stopped_run_keeps_its_curve_progress_and_epoch_time(tmp_path):
         for i, v in enumerate(val, 1):
             f.write(json.dumps({"step": 10 * i, "kind": "train", "loss": 1.0}) + "\n")
             f.write(json.dumps({"step": 10 * i, "kind": "val", "ndcg@10": v}) + "\n")
+            if i > 2:  # eval.test_every_eval from a resumed launch on
+                f.write(json.dumps({"step": 10 * i, "kind": "test_every_eval", "ndcg@10": v / 2}) + "\n")
     log = "dataset: x\n" + _bar(0, 100, 0) + _bar(1, 100, 20) + _bar(11, 100, 50)
     log += "".join(_bar(s, 100, 60 + 2 * (s - 30)) for s in range(30, 45))
     (run / "log.txt").write_text(log)
@@ -40,6 +42,7 @@ def test_a_stopped_run_keeps_its_curve_progress_and_epoch_time(tmp_path):
     assert r["table"] == "ml1m" and r["run"] == "best,seed=0"
     assert r["val_ndcg@10"] == val and r["val_steps"] == [10, 20, 30, 40]
     assert (r["best_val_ndcg10"], r["best_val_step"]) == (0.12, 30)
+    assert r["test_every_eval_ndcg@10"] == [0.06, 0.055] and r["test_every_eval_steps"] == [30, 40]
     assert (r["steps"], r["total_steps"]) == (44, 100)
     assert r["seconds_at_first_step"] == 20 and r["seconds_after_first_validation"] == 50
     assert r["seconds_per_epoch"] == pytest.approx(20.0)  # 2 s a step, 10 steps an epoch

@@ -2,9 +2,10 @@
 
 A lent GPU machine is given back with its disk, and a run it stopped at the time limit leaves
 no record in the table's results (experiments/reproduce/gpu.sh). This keeps what such a run
-still tells: validation NDCG@10 at every evaluation (metrics.jsonl), how far it got and where
-its time went (the progress bar in log.txt: seconds at the first step, at the first validation
-and per epoch), the machine it ran on (hardware.json) and how it ended (error.txt).
+still tells: validation NDCG@10 at every evaluation (metrics.jsonl; test NDCG@10 too, in runs
+with eval.test_every_eval), how far it got and where its time went (the progress bar in
+log.txt: seconds at the first step, at the first validation and per epoch), the machine it ran
+on (hardware.json) and how it ended (error.txt).
 
   python experiments/reproduce/run_curves.py --runs=/tmp/reproduce/runs --out=$OUT/run_curves.json \\
       --note="one H200, jax 0.11.2, 6 runs at once"
@@ -58,6 +59,10 @@ def curve(run_dir: str) -> dict:
         "val_ndcg@10": [round(r["ndcg@10"], 4) for r in val],
         "val_steps": [r["step"] for r in val],
     }
+    test = [r for r in rows if r.get("kind") == "test_every_eval"]  # eval.test_every_eval runs
+    if test:
+        out.update({"test_every_eval_ndcg@10": [round(r["ndcg@10"], 4) for r in test],
+                    "test_every_eval_steps": [r["step"] for r in test]})
     if val:
         best = max(val, key=lambda r: r["ndcg@10"])
         out.update(best_val_ndcg10=round(best["ndcg@10"], 4), best_val_step=best["step"])
