@@ -123,7 +123,6 @@ ROWS = [
         source="this repository: `best` as a deep ensemble (3 members, each its own "
         "initialisation, dropout and loss over the same batches, trained in one run; item "
         "scores summed), as ML-1M's `best_x3`, at three times the compute",
-        seeds=(0,),
     ),
     dict(
         name="esasrec",
