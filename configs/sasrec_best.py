@@ -30,7 +30,8 @@ and beauty.md), each config with its ML-1M table row:
   configs/sasrec_best.py:ml-1m,ensemble,exclude_window           row `best_exclude_window_x3`
   configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads   row `best_exclude_window_rotary_2heads`
 On Amazon Beauty the table's row `best` runs the 4-block version with dropout 0.5 over 40
-epochs (experiments/reproduce/beauty.py). The preset reads item ids only (model.item_tower
+epochs (experiments/reproduce/beauty.py), and its row `best_x3` the same as a 3-member
+ensemble (`configs/sasrec_best.py:beauty,ensemble`). The preset reads item ids only (model.item_tower
 and model.user_features off): item features were measured with configs/sasrec.py
 (experiments/features/README.md) and, on Beauty, with this preset (row `best_features_cosine`),
 where they did not raise test NDCG@10.

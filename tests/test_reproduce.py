@@ -326,6 +326,7 @@ def test_recorded_runs_survive_a_fresh_checkout(tmp_path, monkeypatch, capsys):
     with open(os.path.join(out, "results", "toy.json")) as f:
         runs_now = {r["run"]: r["status"] for r in json.load(f)["runs"]}
     assert runs_now["small,seed=5"] == "done"  # ... and keeps every other seed's record
+    assert [n for n in runs_now if n.endswith("seed=5")] == ["small,seed=5"]  # no other row's seed 5
     assert all(runs_now[n] == "done" for n in before if before[n]["status"] == "done")
     capsys.readouterr()
 

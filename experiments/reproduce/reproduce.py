@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         table = load_table(args.table, args.seeds, args.workdir_root)
         runs = select(table, args.rows)
         # What is written covers the file's seeds too, whatever --seeds launches: a run of
-        # the table that --seeds leaves out keeps its record.
-        written = table_lib.with_runs(load_table(args.table, "", args.workdir_root), table.runs)
+        # the table that --seeds leaves out keeps its record, and only the runs launched are
+        # added (no 'not run' record for a row or seed nobody asked for).
+        written = table_lib.with_runs(load_table(args.table, "", args.workdir_root), runs)
         path = table_lib.results_path(written, args.out_dir)
         done_before = runner.recorded(path, written.runs, {row.name: row.settings for row in written.rows})
         if args.dry_run:
