@@ -14,11 +14,12 @@ and the code those keys reach (generative_recommenders/research/):
   modeling/sequential/hstu.py: the block (transrec_jax/models/hstu.py), no final norm
 Per head, dqk = dv = d_model / num_heads (50 / 1 and 50 / 2 = 25), as both configs have.
 
-One known difference, unmeasured: the position table starts from the preprocessor's N(0, 1/d)
-(input_features_preprocessors.py lines 66-70), which the authors' HSTU.reset_params
-(modeling/sequential/hstu.py lines 642-656) then re-draws xavier_normal over their 211-row
-table (std sqrt(2 / (211 + 50)) = 0.088; this config keeps 0.141, `model.position_init_std`;
-the ML-1M (3,706 items) table's row `hstu_large_position_init` sets the authors' value).
+One known difference, kept after measuring it: the position table starts from the
+preprocessor's N(0, 1/d) (input_features_preprocessors.py lines 66-70), which the authors'
+HSTU.reset_params (modeling/sequential/hstu.py lines 642-656) then re-draws xavier_normal over
+their 211-row table (std sqrt(2 / (211 + 50)) = 0.088; this config keeps 0.141,
+`model.position_init_std`). The ML-1M (3,706 items) table's row `hstu_large_position_init`
+sets the authors' value; what it changed is in experiments/reproduce/ml1m_full.md (Findings).
 Their attention divides by n = 211, the padded length of a row with its 11 output slots
 (trainer/train.py lines 201-209), where models/hstu.py divides by max_len = 200: no
 difference, since the LayerNorm of A v cancels any constant scale of A (up to its eps).
