@@ -10,8 +10,8 @@ buckets (`model.time_buckets=128`), one seed each, with the table's 101-epoch sc
 b2 0.98, no early stop) and our protocol (best validation checkpoint tested). The difference is
 what the term is worth on ML-1M data; ML-100K's is hstu_time_bias.py.
 
-Not run yet. Its findings will go to experiments/ablations/README.md (a section named after this
-file) and its table to results/hstu_time_bias_ml1m/report.md.
+Findings: experiments/ablations/README.md (the section named after this file); table:
+results/hstu_time_bias_ml1m/report.md.
 
 Run:
   python -m transrec_jax.sweep --sweep=experiments/ablations/hstu_time_bias_ml1m.py
