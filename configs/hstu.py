@@ -28,7 +28,12 @@ The authors' attention bias also has a relative time term, 128 buckets of log ti
 (modeling/sequential/hstu.py lines 606-613, RelativeBucketedTimeAndPositionBasedBias): the
 override `model.time_buckets=128` adds it (models/hstu.py) on a dataset with timestamps (the
 ml-100k and tfds presets, a `local` movielens_dat / ml100k / ratings_csv file or a table with
-dataset.time_col). The ML-1M presets here have no timestamps, so these runs go without it.
+dataset.time_col). [ZL24]'s runs have it: their gin files leave hstu_encoder's
+enable_relative_attention_bias=True (research/modeling/sequential/encoder_utils.py line 89).
+The ML-1M presets here have no timestamps, so these runs go without it; what it is worth on
+ML-1M data, and how much of that is the target's own timestamp, which [ZL24]'s queries read
+(`model.time_query`, models/hstu.py), is measured on the users whose raw ratings we have:
+experiments/ablations/README.md, the hstu_time_* sections.
 
 Results: experiments/reproduce/RESULTS.md, the ML-1M (all 3,706 items) table, rows `hstu`
 (this config) and `hstu_large` (`large`).

@@ -50,11 +50,12 @@ def numpy_time_buckets(delta, num_buckets):
     return np.clip((np.log(seconds) / np.float32(0.301)).astype(np.int64), 0, num_buckets)
 
 
-def numpy_block(block, x, allowed, max_len, heads, times=None):
+def numpy_block(block, x, allowed, max_len, heads, times=None, time_query="target"):
     """The authors' block (hstu.py lines 316-339, 204-212, 419-434) in float64 numpy.
 
     allowed: bool [B, L, L], query i may use key j. times [B, L + 1]: the authors' time bias
-    (lines 87-147) for query i and key j, bucket of times[i + 1] - times[j].
+    (lines 87-147) for query i and key j, bucket of times[i + 1] - times[j]; with time_query
+    "last_item", of times[i] - times[j].
     """
     x = np.asarray(x, np.float64)
     w_uvqk = np.asarray(block.uvqk.kernel[...], np.float64)
@@ -74,7 +75,8 @@ def numpy_block(block, x, allowed, max_len, heads, times=None):
                         bias = rab[max_len - 1 + j - i]
                         if times is not None:
                             ts_w = np.asarray(block.time_bias.weight[...], np.float64)
-                            delta = times[b, i + 1] - times[b, j]
+                            query = i + 1 if time_query == "target" else i
+                            delta = times[b, query] - times[b, j]
                             bias += ts_w[numpy_time_buckets(delta, len(ts_w) - 1)]
                         weight = silu(q[b, i, cols] @ k[b, j, cols] + bias) / max_len
                         out[b, i, cols] += weight * v[b, j, cols]
@@ -214,9 +216,9 @@ def test_time_buckets_are_the_authors_bucketization():
     np.testing.assert_array_equal(time_buckets(jnp.asarray([86400, -86400]), 10), [10, 10])
 
 
-@pytest.mark.parametrize("heads", [1, 2])
-def test_block_with_times_matches_numpy(heads):
-    cfg = hstu_cfg(num_heads=heads, time_buckets=128)
+@pytest.mark.parametrize("heads,time_query", [(1, "target"), (2, "target"), (2, "last_item")])
+def test_block_with_times_matches_numpy(heads, time_query):
+    cfg = hstu_cfg(num_heads=heads, time_buckets=128, time_query=time_query)
     block = HSTUBlock(cfg, dtype=jnp.float32, rngs=nnx.Rngs(3))
     assert block.time_bias.weight[...].shape == (129,)
     x = jax.random.normal(jax.random.key(1), (2, MAX_LEN, 8))
@@ -226,7 +228,7 @@ def test_block_with_times_matches_numpy(heads):
     mask = combine_masks(causal_mask(MAX_LEN), key_padding_mask(jnp.asarray(valid)))
     got = block(x, mask=mask, times=jnp.asarray(times, jnp.int32))
     allowed = np.asarray(jnp.broadcast_to(mask, (2, 1, MAX_LEN, MAX_LEN)))[:, 0]
-    expected = numpy_block(block, x, allowed, MAX_LEN, heads, times)
+    expected = numpy_block(block, x, allowed, MAX_LEN, heads, times, time_query)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert not np.allclose(got, block(x, mask=mask, times=jnp.asarray(times // 7, jnp.int32)))
     last = block(x, mask=mask, last_only=True, times=jnp.asarray(times, jnp.int32))
@@ -256,6 +258,25 @@ def test_time_bias_ignores_left_padding_and_reads_the_query_time():
                          times=jnp.asarray(np.concatenate([np.zeros((2, 1)), later], 1), jnp.int32))
     np.testing.assert_allclose(moved[:, :-1], padded[1][:, :-1], atol=1e-6)
     assert not np.allclose(moved[:, -1], padded[1][:, -1])
+
+
+@pytest.mark.parametrize("time_query", ["target", "last_item"])
+def test_a_position_reads_its_targets_time_only_with_time_query_target(time_query):
+    """No future leakage through time: with "last_item" position i's output depends on the
+    times of items 0..i alone; with [ZL24]'s "target" on item i + 1's time too, and no later."""
+    model = make(time_buckets=128, time_query=time_query)
+    seq = jnp.asarray([[3, 5, 7, 2, 9, 4, 8, 1]], jnp.int32)
+    times = random_times(np.ones((1, 9)))
+    base = np.asarray(model.encode(seq, times=jnp.asarray(times, jnp.int32)))
+    reads = 1 if time_query == "target" else 0
+    for slot in (3, 6, 8):  # an item's time, and the last position's query time
+        moved = times.copy()
+        moved[0, slot] += 10**6
+        out = np.asarray(model.encode(seq, times=jnp.asarray(moved, jnp.int32)))
+        unaffected = slot - reads  # positions before this read no time from the slot
+        np.testing.assert_allclose(out[:, :unaffected], base[:, :unaffected], atol=1e-6)
+        if unaffected < seq.shape[1]:
+            assert not np.allclose(out[:, unaffected], base[:, unaffected], atol=1e-4)
 
 
 def test_chunked_attention_with_times_equals_unchunked():
@@ -290,6 +311,10 @@ def test_time_buckets_config_is_checked():
         c.model.update(name=name, time_buckets=value, attention_dropout=0.0)
         with pytest.raises(ConfigError, match=f"model.time_buckets={value}.*{match}"):
             config_lib.validate(c, 1)
+    c = base_config()
+    c.model.time_query = "now"
+    with pytest.raises(ConfigError, match="model.time_query='now': expected target | last_item"):
+        config_lib.validate(c, 1)
 
 
 def hstu_time_config(tmp_path, **dataset):

@@ -201,6 +201,10 @@ def base_config() -> ml_collections.ConfigDict:
     # hstu: > 0 adds a learned bias per bucket of log time gaps to the relative position bias
     # (models/hstu.py; HSTU's code: 128 buckets). Needs a dataset with timestamps. 0 = none.
     m.time_buckets = 0
+    # hstu with time_buckets: the time each query measures gaps from. target: that of the item
+    # it predicts ([ZL24]; at evaluation the held-out item's). last_item: its own item's, so
+    # nothing reads when the target happened.
+    m.time_query = "target"
 
     # --- loss -------------------------------------------------------------
     c.loss = lo = ml_collections.ConfigDict()
@@ -518,6 +522,8 @@ def _validate_model(m, d):
     if m.time_buckets and m.name != "hstu":
         raise ConfigError(f"config.model.time_buckets={m.time_buckets}: only HSTU blocks have a "
                           f"relative time bias; expected 0 for model.name={m.name!r}")
+    if m.time_query not in ("target", "last_item"):
+        raise ConfigError(f"config.model.time_query={m.time_query!r}: expected target | last_item")
     if not 0.0 < m.mask_prob < 1.0:
         raise ConfigError(f"config.model.mask_prob={m.mask_prob}: expected a value in (0, 1)")
 

@@ -32,7 +32,10 @@ target_timestamps into `timestamps` at index past_lengths (line 90), for the tra
 the user vector is the encoder output at past_lengths - 1 (research/data/eval.py lines
 108-113, hstu.py line 771). Here times are int32 seconds since the dataset's first timestamp
 (data/batching.relative_times), passed as [B, L + 1]: the L items' times, then the last
-position's query time, so query i's time is times[:, i + 1]. Only differences count, and left
+position's query time, so query i's time is times[:, i + 1]. model.time_query="last_item"
+reads times[:, i] instead, the time of item i, so that no position reads when its target
+happened: on ML-1M, where users rate in same-second bursts, the target's time says which
+history items were rated with it. Only differences count, and left
 padding (masked keys) and packing (a segment's queries see only its own keys) keep them.
 
 Per head: q and k have d_model / num_heads features, as do u and v (dqk = dv = 50 / 25 in
@@ -78,16 +81,23 @@ def time_buckets(delta: jax.Array, num_buckets: int) -> jax.Array:
 
 
 class RelativeTimeBias(nnx.Module):
-    """One learned scalar per bucket of t_query - t_key, num_buckets + 1 from N(0, 0.02)."""
+    """One learned scalar per bucket of t_query - t_key, num_buckets + 1 from N(0, 0.02).
 
-    def __init__(self, num_buckets: int, *, rngs: nnx.Rngs):
+    query "target": query i's time is the time of the item it predicts ([ZL24]); "last_item":
+    the time of item i itself, so no position reads when its target happened.
+    """
+
+    def __init__(self, num_buckets: int, query: str, *, rngs: nnx.Rngs):
         self.num_buckets = num_buckets
+        self.query = query
         self.weight = nnx.Param(0.02 * jax.random.normal(rngs.params(), (num_buckets + 1,)))
 
     def __call__(self, times: jax.Array, q_len: int) -> jax.Array:
         """times int32 [B, L + 1] (see the module docstring) -> float32 [B, q_len, L]; the
         queries are the last q_len of the L positions."""
-        delta = times[:, -q_len:, None] - times[:, None, :-1]
+        item_times = times[:, :-1]
+        query_times = times[:, -q_len:] if self.query == "target" else item_times[:, -q_len:]
+        delta = query_times[:, :, None] - item_times[:, None, :]
         return self.weight[...][time_buckets(delta, self.num_buckets)]
 
 
@@ -135,7 +145,8 @@ class HSTUBlock(nnx.Module):
                                kernel_init=nnx.initializers.normal(0.02), rngs=rngs)
         self.relative_bias = RelativePositionBias(model_cfg.max_len, rngs=rngs)
         buckets = model_cfg.time_buckets
-        self.time_bias = RelativeTimeBias(buckets, rngs=rngs) if buckets else None
+        self.time_bias = (RelativeTimeBias(buckets, model_cfg.time_query, rngs=rngs)
+                          if buckets else None)
         self.attention_norm = nnx.LayerNorm(d_model, epsilon=1e-6, use_scale=False,
                                             use_bias=False, dtype=dtype, rngs=rngs)
         self.output = nnx.Linear(d_model, d_model, dtype=dtype,
