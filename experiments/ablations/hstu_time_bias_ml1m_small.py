@@ -19,11 +19,12 @@ Run:
       --out=experiments/ablations/results/hstu_time_bias_ml1m_small
 """
 
+import os
+import runpy
+
 BASE = ("configs/hstu.py:local,"
         "dataset.path=../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz,"
         "dataset.format=movielens_dat,model.max_len=200")
 AXES = {"time_bias": [("off", {}), ("on", {"model.time_buckets": 128})]}
 SEEDS = (0,)
-# experiments/reproduce/ml1m_full.py's HSTU schedule: the authors' 101 epochs, Adam b2 0.98
-BUDGET = {"train.num_epochs": 101, "train.adam_b2": 0.98, "train.patience": 0,
-          "train.eval_every_epochs": 1, "train.eval_every_steps": 0}
+BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["HSTU_ML1M_BUDGET"]
