@@ -35,8 +35,8 @@ the user vector is the encoder output at past_lengths - 1 (research/data/eval.py
 position's query time, so query i's time is times[:, i + 1]. model.time_query="last_item"
 reads times[:, i] instead, the time of item i, so that no position reads when its target
 happened: on ML-1M, where users rate in same-second bursts, the target's time says which
-history items were rated with it. Only differences count, and left
-padding (masked keys) and packing (a segment's queries see only its own keys) keep them.
+history items were rated with it. Only differences count, and left padding (masked keys) and
+packing (a segment's queries see only its own keys) keep them.
 
 Per head: q and k have d_model / num_heads features, as do u and v (dqk = dv = 50 / 25 in
 the ML-1M configs). The model around the blocks is SASRec's (`SASRec` training, every
