@@ -124,9 +124,42 @@ def test_vectors_score_as_the_model(run):
     np.testing.assert_allclose(-np.sort(-scores, 1)[:, :10], want_scores, rtol=1e-5, atol=1e-5)
 
 
+def test_a_time_model_exports_and_answers_from_unix_seconds(tmp_path):
+    """An HSTU with a time bias: the loader, given the users' unix times and query times, lists
+    what `Recommender.top_k` lists from the dataset's relative seconds; its user vectors are
+    those at each user's last item's time (`recommend --users=all`)."""
+    from test_hstu import timed_table_config
+
+    workdir, output = str(tmp_path / "run"), str(tmp_path / "export")
+    train.train_and_evaluate(timed_table_config(tmp_path), workdir)
+    manifest = export.export_run(workdir, output, k=5, vectors=True, platforms=("cpu",))
+    assert manifest["time_query"] == "target" and set(manifest["inputs"]) == {
+        "history", "exclude", "times", "query_time"}
+    rec, model = Recommender(workdir), exported.load(output)
+    ds = rec.dataset
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    later = rec.times[ends - 1] + np.arange(ds.num_users, dtype=np.int32) * 3_600
+    want_items, want_scores = rec.top_k(starts, ends, ds.items, 5, rec.times, query_times=later)
+    raw = ds.timestamps
+    items, scores = model.recommend(
+        [rec.catalog.ids[ds.items[s:e]].tolist() for s, e in zip(starts, ends)], 5,
+        times=[raw[s:e].tolist() for s, e in zip(starts, ends)],
+        query_times=(raw[ends - 1] + np.arange(ds.num_users) * 3_600).tolist())
+    assert items == rec.catalog.ids[want_items].tolist()
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+    with pytest.raises(exported.RequestError, match="give each history item's time"):
+        model.recommend([items[0]], 5)
+    W, users = np.load(os.path.join(output, "item_vectors.npy")), np.load(os.path.join(output, "user_vectors.npy"))
+    _, last_scores = rec.top_k(starts, ends, ds.items, 5, rec.times)
+    scores = users @ W.T
+    scores[:, 0] = -np.inf
+    for u in range(ds.num_users):
+        scores[u, ds.sequence(u)] = -np.inf
+    np.testing.assert_allclose(-np.sort(-scores, 1)[:, :5], last_scores, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("model, reason", [
     ({"name": "encdec"}, "generates its list"),
-    ({"name": "hstu", "time_buckets": 8}, "time_buckets=8"),
     ({"user_features": "input"}, "user_features='input'"),
 ])
 def test_refused_models_before_anything_loads(tmp_path, model, reason):

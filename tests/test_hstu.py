@@ -334,10 +334,8 @@ def hstu_time_config(tmp_path, **dataset):
     return c
 
 
-def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path):
-    from transrec_jax import train
-    from transrec_jax.serving import Recommender
-
+def timed_table_config(tmp_path):
+    """hstu_time_config on a table of 40 users' items with unix times (gaps of 1 s to ~1 week)."""
     rng = np.random.default_rng(0)
     rows = ["user,item,time"]
     for user in range(40):
@@ -347,8 +345,15 @@ def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path)
             rows.append(f"u{user},{item},{t}")
     path = tmp_path / "timed.csv"
     path.write_text("\n".join(rows) + "\n")
-    config = hstu_time_config(tmp_path, name="local", source="local", path=str(path),
-                              format="table", time_col="time")
+    return hstu_time_config(tmp_path, name="local", source="local", path=str(path),
+                            format="table", time_col="time")
+
+
+def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path):
+    from transrec_jax import train
+    from transrec_jax.serving import Recommender
+
+    config = timed_table_config(tmp_path)
     workdir = str(tmp_path / "run")
     results = train.train_and_evaluate(config, workdir)
     assert np.isfinite(results["test"]["ndcg@10"]) and results["steps"] == 4
@@ -358,11 +363,64 @@ def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path)
     assert items.shape == (2, 5) and not set(items[0]) & set(ds.sequence(0))
     with pytest.raises(ConfigError, match="time_buckets=128"):
         rec.top_k(ds.offsets[:1], ds.offsets[1:2], ds.items, 5)
-    bad = subprocess.run([sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}",
-                          "--history=1,2"], capture_output=True, text=True, timeout=300,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith("error: --history: this run's HSTU")
+    # The query time defaults to the last history item's; a later one moves every gap.
+    last = rec.times[ds.offsets[1:3] - 1]
+    same = rec.top_k(ds.offsets[:2], ds.offsets[1:3], ds.items, 5, rec.times, query_times=last)
+    np.testing.assert_array_equal(same[1], scores)
+    later = last + 86_400 * 30
+    moved = rec.top_k(ds.offsets[:2], ds.offsets[1:3], ds.items, 5, rec.times, query_times=later)
+    assert not np.allclose(moved[1], scores)
+    # `recommend --history` with the user's unix times (not the dataset's relative seconds) and
+    # a query time lists what top_k lists for that user.
+    s, e = ds.offsets[0], ds.offsets[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}", "--k=5",
+         f"--history={','.join(str(i) for i in rec.catalog.ids[ds.items[s:e]])}",
+         f"--history_times={','.join(str(t) for t in ds.timestamps[s:e])}",
+         f"--query_time={int(ds.timestamps[e - 1]) + 86_400 * 30}"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split("\t") for line in proc.stdout.splitlines()[1:]]
+    assert [r[1] for r in rows] == [str(i) for i in rec.catalog.ids[moved[0][0]]]
+    np.testing.assert_allclose([float(r[2]) for r in rows], moved[1][0], atol=1e-4)
+
+
+def _time_model(**overrides):
+    model = base_config().model
+    model.update({"name": "hstu", "time_buckets": 128, **overrides})
+    return model
+
+
+def test_history_times_are_seconds_since_the_first_item():
+    from transrec_jax.recommend import history_times
+
+    times, query = history_times(["1700000000", "1700000060", "1700003600"], None, _time_model(), 3)
+    np.testing.assert_array_equal(times, [0, 60, 3600])
+    assert times.dtype == np.int32 and query.tolist() == [3600]
+    _, query = history_times(["5", "9"], 100, _time_model(), 2)
+    assert query.tolist() == [95]
+    assert history_times(None, None, base_config().model, 2) == (None, None)
+
+
+@pytest.mark.parametrize("values, query, model, expected", [
+    (None, None, {}, "give --history_times"),
+    (["1", "x"], None, {}, "expected integer seconds"),
+    (["1", "2", "3"], None, {}, "3 times for --history's 2 ids"),
+    (["9", "5"], None, {}, "expected times in order"),
+    (["5", "9"], 8, {}, "--query_time=8: expected a time at or after the last history item's (9)"),
+    (["5", "9"], 20, {"time_query": "last_item"}, "time_query='last_item'"),
+    (["0", str(2**31)], None, {}, "more than int32 seconds"),
+    (["5", "9"], None, {"time_buckets": 0}, "--history_times: this run's model has no time bias"),
+    (None, 9, {"time_buckets": 0}, "--query_time: this run's model has no time bias"),
+])
+def test_bad_history_times_are_one_line_errors(values, query, model, expected):
+    from transrec_jax.cli import UsageError
+    from transrec_jax.recommend import history_times
+
+    with pytest.raises(UsageError, match=re.escape(expected)) as error:
+        history_times(values, query, _time_model(**model), 2)
+    assert "\n" not in str(error.value)
 
 
 def test_time_bias_on_a_dataset_without_timestamps_is_a_one_line_error(tmp_path):

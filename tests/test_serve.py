@@ -82,7 +82,7 @@ def test_good_requests_answer_as_the_loader(served):
     assert status == 200 and answer["items"] == items and answer["scores"] == scores.tolist()
     assert len(answer["titles"]) == 2 and len(answer["items"][1]) == K
     assert _request(port, "GET", "/health") == (200, {"status": "ok", "model": "toy", "k": K,
-                                                      "num_items": NUM_ITEMS})
+                                                      "num_items": NUM_ITEMS, "time_query": None})
 
 
 def _bad_requests():
@@ -118,6 +118,8 @@ def _bad_requests():
         "delete": ("DELETE", "/recommend", None, None, 405),
         "put": ("PUT", "/recommend", {"history": ["m1"]}, None, 405),
         "made_up_method": ("BREW", "/health", None, None, 405),
+        "times_for_a_model_without_a_time_bias": (*recommend, {"history": ["m1"], "times": [5]},
+                                                  None, 400),
     }
 
 
@@ -138,6 +140,70 @@ def test_raw_bad_bytes_are_json_errors(served, data, want):
     status, answer = _raw(served[1], data)
     assert status == want and set(answer) == {"error"}
     assert _request(served[1], "GET", "/health")[0] == 200
+
+
+def _toy_timed_top_k(history, exclude, times, query_time):
+    """_toy_top_k whose scores also move with the gap from the last item to the query time."""
+    items = jnp.arange(NUM_ITEMS + 1)
+    gap = (query_time - times[:, -1])[:, None]
+    scores = ((history[:, -1:] * 7 + items * 3 + gap) % (NUM_ITEMS + 1)).astype(jnp.float32)
+    excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
+    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
+    return top.astype(jnp.int32), scores
+
+
+@pytest.fixture(scope="module")
+def served_timed(tmp_path_factory):
+    """A toy artifact of a model with a time bias ("target" query), served on a free port."""
+    output = str(tmp_path_factory.mktemp("serve_timed") / "export")
+    export.write_artifact(output, _toy_timed_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
+                          titles=None, max_len=MAX_LEN, k=K, platforms=("cpu",),
+                          about={"model": "toy", "time_query": "target"})
+    model = exported.load(output)
+    server = serving_http.make_server(model, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield model, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_time_model_reads_times_in_seconds_and_a_query_time(served_timed):
+    model, port = served_timed
+    assert _request(port, "GET", "/health")[1]["time_query"] == "target"
+    history, times = ["m3", "m7"], [1_700_000_000, 1_700_000_100]
+    status, answer = _request(port, "POST", "/recommend", {"history": history, "times": times})
+    items, scores = model.recommend([history], times=[times])
+    assert status == 200 and answer["items"] == items[0] and answer["scores"] == scores[0].tolist()
+    # The toy scores move with (query time - last item's time): the default query time is the
+    # last item's, a later one moves the list, and only differences count.
+    gap0 = model.recommend([history], times=[[0, 100]], query_times=[100])
+    assert gap0[0] == items and gap0[1].tolist() == scores.tolist()
+    later = {"histories": [history, history], "times": [times, [t + 9 for t in times]],
+             "query_time": [times[-1] + 3, times[-1] + 12]}
+    status, answer = _request(port, "POST", "/recommend", later)
+    want = model.recommend([history], times=[[0, 100]], query_times=[103])
+    assert status == 200 and answer["items"] == want[0] * 2 and answer["items"] != items * 2
+    assert answer["scores"] == [want[1][0].tolist()] * 2
+
+
+@pytest.mark.parametrize("body", [
+    {"history": ["m1", "m2"]},  # no times
+    {"history": ["m1", "m2"], "times": [5]},  # one time for two items
+    {"history": ["m1", "m2"], "times": 5},
+    {"history": ["m1", "m2"], "times": [5, 1.5]},
+    {"history": ["m1", "m2"], "times": [5, True]},
+    {"history": ["m1", "m2"], "times": [9, 5]},  # out of order
+    {"history": ["m1", "m2"], "times": [5, 9], "query_time": 8},  # before the last item
+    {"history": ["m1", "m2"], "times": [5, 9], "query_time": [10]},
+    {"history": ["m1", "m2"], "times": [0, 2**31]},  # beyond int32 seconds
+    {"histories": [["m1"]], "times": [5]},
+    {"histories": [["m1"], ["m2"]], "times": [[5]]},
+    {"histories": [["m1"]], "times": [[5]], "query_time": 6},
+])
+def test_bad_times_are_a_400_and_the_server_goes_on(served_timed, body):
+    status, answer = _request(served_timed[1], "POST", "/recommend", body)
+    assert status == 400 and set(answer) == {"error"} and "\n" not in answer["error"], answer
+    assert _request(served_timed[1], "GET", "/health")[0] == 200
 
 
 def test_internal_error_is_a_500_and_the_server_goes_on(served, monkeypatch):

@@ -7,8 +7,9 @@ the catalogue's original ids and titles, manifest.json and the loader exported.p
 only jax and numpy (transrec_jax/serving/export.py: the files; `python -m transrec_jax.serve
 --export=DIR` answers HTTP requests from it). --vectors adds the output item table and every
 dataset user's vector as .npy files, for retrieval with an ANN index (experiments/export/ann.py).
-Encdec models, HSTUs with a time bias and models with user features read more than a history
-and are refused; only the workdir's config.json is read before that.
+An HSTU with a time bias exports a function that also takes each item's time (the loader and
+the server take seconds). Encdec models and models with user features read more than that and
+are refused; only the workdir's config.json is read before that.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ shown with titles where config.dataset.item_titles names a file; the given histo
 --users=all, each user's whole sequence) is excluded from the recommendations. An encdec
 workdir generates the list (greedy or beam search, config.model.beam_width; --k at most
 config.model.next_k) and its scores are the log-probabilities of each list prefix. An HSTU
-with a relative time bias (config.model.time_buckets > 0) reads each item's time, which only the
-dataset has: --users=all, not --history.
+with a relative time bias (config.model.time_buckets > 0) reads each item's time: --users=all
+takes the dataset's, --history takes --history_times (unix seconds, one per id, oldest first).
+A config.model.time_query="target" model measures the gaps from the time the list is for:
+--query_time (default: the last history item's time, as for --users=all).
 
   ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
       [--explain_plot=FILE.png [--explain_user=ID]]
@@ -43,6 +45,12 @@ from transrec_jax.serving import Recommender
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
 _HISTORY = flags.DEFINE_list("history", None, "Original item ids, oldest first.")
+_HISTORY_TIMES = flags.DEFINE_list(
+    "history_times", None, "With --history, for a model with a time bias: each item's time in "
+    "seconds (unix time), oldest first.")
+_QUERY_TIME = flags.DEFINE_integer(
+    "query_time", None, "With --history_times, for a config.model.time_query='target' model: the "
+    "time in seconds the list is for (default: the last history item's).")
 _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of the dataset.")
 _OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
                               "With --users=all: a .parquet or .csv file.")
@@ -71,15 +79,12 @@ def main(argv):
     rec = Recommender(_WORKDIR.value, mesh)
     k, catalog = _K.value, rec.catalog
     if _HISTORY.value is not None:
-        if rec.times is not None:
-            raise cli.UsageError(
-                f"--history: this run's HSTU has a relative time bias (config.model.time_buckets="
-                f"{rec.config.model.time_buckets}) and --history's ids carry no times; "
-                "use --users=all")
         history = rec.item_index(_HISTORY.value)
         _check_k(k, rec.dataset.num_items, np.array([len(np.unique(history))]))
         starts, ends = np.array([0]), np.array([len(history)])
-        items, scores = rec.top_k(starts, ends, history, k)
+        times, query_time = history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, rec.config.model,
+                                          len(history))
+        items, scores = rec.top_k(starts, ends, history, k, times, query_times=query_time)
         because = _explain(rec, starts, ends, history, items, 0) if _EXPLAIN.value else None
         titled = catalog.titles is not None
         print("rank\titem\tscore" + ("\ttitle" if titled else "") + ("\tbecause" if because else ""))
@@ -151,6 +156,45 @@ def _plot(rec, result, user, top_positions):
                     title=f"{_EXPLAIN.value} attributions, {name}{shown}")
 
 
+def history_times(values, query_time, model_cfg, length: int):
+    """--history_times (and --query_time) as the model reads them: (int32 seconds since the first
+    history item, the query time [1] in the same seconds), or (None, None) for a model without a
+    time bias; a cli.UsageError names the flag at fault. Only time differences reach the model."""
+    if not model_cfg.time_buckets:
+        if values is not None or query_time is not None:
+            name = "history_times" if values is not None else "query_time"
+            raise cli.UsageError(f"--{name}: this run's model has no time bias "
+                                 "(config.model.time_buckets=0) and reads no times")
+        return None, None
+    if values is None:
+        raise cli.UsageError(
+            f"--history: this run's HSTU has a relative time bias (config.model.time_buckets="
+            f"{model_cfg.time_buckets}): give --history_times, each item's time in seconds")
+    try:
+        seconds = np.array([int(v) for v in values], np.int64)
+    except ValueError:
+        raise cli.UsageError(f"--history_times={','.join(values)!r}: expected integer seconds "
+                             "separated by commas") from None
+    if len(seconds) != length:
+        raise cli.UsageError(f"--history_times has {len(seconds)} times for --history's {length} "
+                             "ids: expected one per id")
+    if (np.diff(seconds) < 0).any():
+        raise cli.UsageError(f"--history_times={','.join(values)!r}: expected times in order, "
+                             "oldest first, as --history lists its ids")
+    if query_time is not None and model_cfg.time_query != "target":
+        raise cli.UsageError(f"--query_time: this run's HSTU measures gaps from each item's own "
+                             f"time (config.model.time_query={model_cfg.time_query!r}) and reads "
+                             "no query time")
+    query = seconds[-1] if query_time is None else query_time
+    if query < seconds[-1]:
+        raise cli.UsageError(f"--query_time={query_time}: expected a time at or after the last "
+                             f"history item's ({seconds[-1]})")
+    if query - seconds[0] > np.iinfo(np.int32).max:
+        raise cli.UsageError(f"--history_times, --query_time: they span {query - seconds[0]:,} s, "
+                             "more than int32 seconds (68 years) hold")
+    return (seconds - seconds[0]).astype(np.int32), np.array([query - seconds[0]], np.int32)
+
+
 def _compact(ids, values) -> str:
     """One cell: 'id:+0.123;id:+0.045' (history items, most positive first)."""
     return ";".join(f"{i}:{v:+.4g}" for i, v in zip(ids, values))
@@ -214,7 +258,16 @@ def _check_flags() -> None:
                                  "separated by commas, oldest first")
         if flags.FLAGS["output"].present:
             raise cli.UsageError("--output goes with --users=all; --history prints its list")
+        if _QUERY_TIME.value is not None and _HISTORY_TIMES.value is None:
+            raise cli.UsageError("--query_time goes with --history_times")
+        recorded = os.path.join(_WORKDIR.value, "config.json")
+        if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
+            history_times(_HISTORY_TIMES.value, _QUERY_TIME.value,
+                          config_lib.recorded_config(recorded).model, len(_HISTORY.value))
         return
+    for name in ("history_times", "query_time"):
+        if flags.FLAGS[name].present:
+            raise cli.UsageError(f"--{name} goes with --history; --users=all reads the dataset's times")
     output = _OUTPUT.value
     if not output.endswith(_OUTPUT_FORMATS):
         raise cli.UsageError(f"--output={output!r}: expected a file ending in one of {_OUTPUT_FORMATS}")

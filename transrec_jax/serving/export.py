@@ -6,7 +6,9 @@ numpy alone (export copies that file into it, so the directory is all a server n
   model.jaxexport  the top-K function, params baked in as constants: history int32[b, max_len]
                    (internal ids, 0 = padding, newest last) and exclude int32[b, e] (ids not
                    to recommend, 0-padded) -> items int32[b, K], scores float32[b, K]. b and e
-                   are symbolic: one artifact serves any batch size and history length.
+                   are symbolic: one artifact serves any batch size and history length. An
+                   HSTU with a time bias also takes times int32[b, max_len] (aligned with
+                   history) and query_time int32[b], in seconds (only differences count).
   ids.json         {"ids": original id of each internal id (entry 0 null), "titles": ... or null}
   manifest.json    what was exported and from what (model, config hash, protocol, versions,
                    the signature above)
@@ -49,9 +51,6 @@ def unsupported(model_cfg) -> str | None:
     if model_cfg.name == "encdec":
         return ("model.name='encdec' generates its list by beam search; export serves the models "
                 "that rank every item")
-    if model_cfg.time_buckets:
-        return (f"config.model.time_buckets={model_cfg.time_buckets}: this HSTU reads each history "
-                "item's time, which an exported model is not given")
     if model_cfg.user_features != "off":
         return (f"config.model.user_features={model_cfg.user_features!r}: this model reads each "
                 "user's features, which an exported model is not given")
@@ -72,15 +71,16 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
         raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
     graphdef, params = rec.run.graphdef, rec.run.params
 
-    def top_k(history, exclude):
-        return _top_k(graphdef, params, history, exclude, {}, k=k,
-                      item_chunk=config.eval.item_chunk, mesh=None)
+    def top_k(history, exclude, *timed):
+        return _top_k(graphdef, params, history, exclude, dict(zip(("times", "query_time"), timed)),
+                      k=k, item_chunk=config.eval.item_chunk, mesh=None)
 
     os.makedirs(output, exist_ok=True)
     catalog = rec.catalog
     about = {"model": config.model.name, "workdir": os.path.abspath(workdir), "step": rec.run.step,
              "config_sha256": config_hash(config), "dataset": config.dataset.name,
-             "protocol": evaluate.protocol(config)}
+             "protocol": evaluate.protocol(config),
+             "time_query": config.model.time_query if config.model.time_buckets else None}
     return write_artifact(output, top_k, ids=catalog.ids[1:].tolist(),
                           titles=None if catalog.titles is None else catalog.titles[1:].tolist(),
                           max_len=config.model.max_len, k=k, platforms=platforms, about=about,
@@ -91,10 +91,14 @@ def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_le
                    platforms=PLATFORMS, about: dict, extra_files=()) -> dict:
     """Export top_k(history int32[b, max_len], exclude int32[b, e]) -> (items int32[b, k],
     scores float32[b, k]) with ids, titles (of items 1..len(ids)), the loader and the manifest
-    (`about` added to it); returns the manifest."""
+    (`about` added to it); returns the manifest. With about["time_query"] set, top_k also takes
+    times int32[b, max_len] and query_time int32[b]."""
     b, e = jax.export.symbolic_shape("b, e")
-    artifact = jax.export.export(jax.jit(top_k), platforms=platforms)(
-        jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b, e), jnp.int32))
+    timed = about.get("time_query") is not None
+    inputs = [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b, e), jnp.int32)]
+    if timed:
+        inputs += [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b,), jnp.int32)]
+    artifact = jax.export.export(jax.jit(top_k), platforms=platforms)(*inputs)
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, exported.ARTIFACT), "wb") as f:
         f.write(artifact.serialize())
@@ -112,13 +116,21 @@ def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_le
                      "flax": flax.__version__, "transrec_jax": metadata.version("transrec_jax")},
         "inputs": {"history": f"int32[b, {max_len}] internal item ids, newest last, 0-padded on "
                               "the left",
-                   "exclude": "int32[b, e] internal item ids not to recommend, 0-padded"},
+                   "exclude": "int32[b, e] internal item ids not to recommend, 0-padded",
+                   **(_time_inputs(max_len, about["time_query"]) if timed else {})},
         "outputs": {"items": f"int32[b, {k}] internal item ids, best first (0 = no item left)",
                     "scores": f"float32[b, {k}] their scores (-inf = no item left)"},
         "files": [exported.ARTIFACT, exported.IDS, exported.MANIFEST, "exported.py", *extra_files],
     }
     _write_json(os.path.join(output, exported.MANIFEST), manifest)
     return manifest
+
+
+def _time_inputs(max_len: int, time_query: str) -> dict:
+    """The manifest's words for a time model's two extra inputs."""
+    unread = " (read by no position: time_query='last_item')" if time_query == "last_item" else ""
+    return {"times": f"int32[b, {max_len}] seconds of each history item, aligned with history",
+            "query_time": f"int32[b] seconds: the time each list is for{unread}"}
 
 
 def config_hash(config) -> str:
@@ -129,19 +141,30 @@ def config_hash(config) -> str:
 def item_and_user_vectors(rec: Recommender) -> dict[str, np.ndarray]:
     """The output item table (item_vectors [num_items + 1, D], item_bias [num_items + 1] when
     the model has one) and every dataset user's vector (user_vectors [num_users, D], after
-    their whole sequence, as `recommend --users=all` ranks for): score = user . W + b."""
+    their whole sequence, as `recommend --users=all` ranks for, at their last item's time for a
+    model with a time bias): score = user . W + b."""
     ds, graphdef, params = rec.dataset, rec.run.graphdef, rec.run.params
     W, bias = rec.run.model().output_table()
     out = {"item_vectors": np.asarray(W, np.float32)[: ds.num_items + 1]}
     if bias is not None:
         out["item_bias"] = np.asarray(bias, np.float32)[: ds.num_items + 1]
     history = gather_windows(ds.items, ds.offsets[:-1], ds.offsets[1:], rec.config.model.max_len)
-    user_vector = jax.jit(lambda params, h: nnx.merge(graphdef, params).user_representation(h))
+    timed = {}
+    if rec.times is not None:
+        timed = {"times": gather_windows(rec.times, ds.offsets[:-1], ds.offsets[1:],
+                                         rec.config.model.max_len),
+                 "query_time": rec.times[ds.offsets[1:] - 1]}
+    user_vector = jax.jit(lambda params, h, timed: nnx.merge(graphdef, params).user_representation(
+        h, **timed))
     rows = []
     for first in range(0, len(history), _BATCH):
-        batch = history[first : first + _BATCH]
-        padded = np.pad(batch, ((0, _BATCH - len(batch)), (0, 0)))  # one compiled shape
-        rows.append(np.asarray(user_vector(params, padded), np.float32)[: len(batch)])
+        n = len(history[first : first + _BATCH])
+
+        def padded(a):  # one compiled shape
+            return np.pad(a[first : first + _BATCH], ((0, _BATCH - n),) + ((0, 0),) * (a.ndim - 1))
+
+        batch_timed = {name: padded(a) for name, a in timed.items()}
+        rows.append(np.asarray(user_vector(params, padded(history), batch_timed), np.float32)[:n])
     out["user_vectors"] = np.concatenate(rows)
     return out
 

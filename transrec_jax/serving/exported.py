@@ -8,7 +8,13 @@ nor the model code; export copies it into the directory, which is then all a ser
   items, scores = model.recommend([["2571", "1196", "260"], [1, 2]], k=10)  # original ids
 
 Each history is original item ids, oldest first; the model reads its last max_len items and
-never recommends any of its items (as `python -m transrec_jax.recommend --history=...`).
+never recommends any of its items (as `python -m transrec_jax.recommend --history=...`). An
+HSTU with a relative time bias (manifest["time_query"] not null) also reads each item's time,
+in seconds (unix time), and a `"target"` one the time each list is for (default: the last
+item's):
+
+  items, scores = model.recommend([["2571", "1196"]], k=10, times=[[978300760, 978302109]],
+                                  query_times=[978303000])
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 
 ARTIFACT, IDS, MANIFEST = "model.jaxexport", "ids.json", "manifest.json"
 FORMAT = 1  # manifest["format"]: what this loader reads
+_INT32_MAX = 2**31 - 1
 # `Exported.call` compiles once per concrete input shape, so rows are padded up to one of
 # these batch sizes (more rows: calls of the largest), and exclude widths to a power of two.
 BATCH_SIZES = (1, 4, 16, 64, 256)
@@ -49,6 +56,9 @@ class ExportedModel:
         self._index = {str(original): i for i, original in enumerate(self.ids) if i > 0}
         self.k, self.max_len = self.manifest["k"], self.manifest["max_len"]
         self.num_items = self.manifest["num_items"]
+        # "target" | "last_item": the model reads each item's time (manifest "inputs" has
+        # times and query_time); None: histories alone.
+        self.time_query = self.manifest.get("time_query")
         # Concurrent callers share model calls (one at a time: each already uses every core):
         # rows wait in _pending while a call runs, and the next call takes all of them.
         self._ready = threading.Condition()
@@ -63,14 +73,16 @@ class ExportedModel:
             raise RequestError(f"item ids {unknown[:5]} are not in the catalogue")
         return np.array([self._index[i] for i in keys], np.int32)
 
-    def recommend(self, histories, k: int | None = None):
+    def recommend(self, histories, k: int | None = None, times=None, query_times=None):
         """(original ids [n][k], scores float32[n, k]) after each history of original ids."""
-        items, scores = self.top_k([self.index(h) for h in histories], k)
+        items, scores = self.top_k([self.index(h) for h in histories], k, times, query_times)
         return [[self.ids[i] for i in row] for row in items.tolist()], scores
 
-    def top_k(self, histories, k: int | None = None):
+    def top_k(self, histories, k: int | None = None, times=None, query_times=None):
         """(internal ids int32[n, k], scores float32[n, k]) after each history of internal ids,
-        best first (ties to the lower id); k: 1..the exported K (default K)."""
+        best first (ties to the lower id); k: 1..the exported K (default K). times: with a
+        time model, per history its items' times in seconds, oldest first; query_times: with a
+        "target" one, per history the time its list is for (None: the last item's)."""
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.k:
             raise RequestError(f"k={k!r}: expected an integer from 1 to {self.k} (the exported K)")
@@ -85,19 +97,56 @@ class ExportedModel:
             if k > self.num_items - len(np.unique(h)):
                 raise RequestError(f"k={k}: a history of {len(np.unique(h))} distinct items "
                                    f"leaves {self.num_items - len(np.unique(h))} of the catalogue")
+        rows = self._with_times(histories, times, query_times)
         items, scores = [], []
-        for first in range(0, len(histories), BATCH_SIZES[-1]):
-            top_items, top_scores = self._shared(histories[first : first + BATCH_SIZES[-1]])
+        for first in range(0, len(rows), BATCH_SIZES[-1]):
+            top_items, top_scores = self._shared(rows[first : first + BATCH_SIZES[-1]])
             items.append(top_items[:, :k])
             scores.append(top_scores[:, :k])
         return np.concatenate(items), np.concatenate(scores)
 
-    def _shared(self, histories):
-        """(items, scores) of `histories` (at most BATCH_SIZES[-1]), from a model call that
+    def _with_times(self, histories, times, query_times):
+        """Rows (history, times, query time): the times as int32 seconds since the history's
+        first item (only differences reach the model), or None without a time bias."""
+        if self.time_query is None:
+            if times is not None or query_times is not None:
+                raise RequestError("this model has no time bias and reads no times")
+            return [(h, None, None) for h in histories]
+        if times is None:
+            raise RequestError("this model has a relative time bias: give each history item's "
+                               "time in seconds (times)")
+        if query_times is not None and self.time_query != "target":
+            raise RequestError(f"this model measures gaps from each item's own time (time_query="
+                               f"{self.time_query!r}) and reads no query time")
+        if len(times) != len(histories) or (query_times is not None
+                                            and len(query_times) != len(histories)):
+            raise RequestError(f"expected times (and query times) for each of the "
+                               f"{len(histories)} histories")
+        rows = []
+        for row, (h, t) in enumerate(zip(histories, times)):
+            try:
+                t = np.array([_seconds(v) for v in t], np.int64)
+                if len(t) != len(h):
+                    raise RequestError(f"history {row}: {len(t)} times for {len(h)} items")
+                q = t[-1] if query_times is None else _seconds(query_times[row])
+            except (TypeError, ValueError, OverflowError):
+                raise RequestError(f"history {row}: expected times in integer seconds") from None
+            if (np.diff(t) < 0).any():
+                raise RequestError(f"history {row}: expected times in order, oldest first")
+            if q < t[-1]:
+                raise RequestError(f"history {row}: query time {q} is before its last item's "
+                                   f"({t[-1]})")
+            if q - t[0] > _INT32_MAX:
+                raise RequestError(f"history {row}: its times span more than int32 seconds")
+            rows.append((h, (t - t[0]).astype(np.int32), np.int32(q - t[0])))
+        return rows
+
+    def _shared(self, rows):
+        """(items, scores) of `rows` (at most BATCH_SIZES[-1]), from a model call that
         may also answer other threads' rows: whichever caller finds no call running runs one
         for every pending row that fits (the oldest first), so that concurrent requests are
         batched instead of queued one call each."""
-        mine = {"histories": histories, "result": None, "error": None}
+        mine = {"rows": rows, "result": None, "error": None}
         with self._ready:
             self._pending.append(mine)
         while True:
@@ -106,15 +155,15 @@ class ExportedModel:
                     self._ready.wait()
                 if self._done(mine):
                     return self._outcome(mine)
-                self._busy, batch, rows = True, [], 0  # (the oldest entry always fits)
-                while self._pending and rows + len(self._pending[0]["histories"]) <= BATCH_SIZES[-1]:
+                self._busy, batch, taken = True, [], 0  # (the oldest entry always fits)
+                while self._pending and taken + len(self._pending[0]["rows"]) <= BATCH_SIZES[-1]:
                     batch.append(self._pending.pop(0))
-                    rows += len(batch[-1]["histories"])
+                    taken += len(batch[-1]["rows"])
             try:
-                items, scores = self._run([h for entry in batch for h in entry["histories"]])
+                items, scores = self._run([r for entry in batch for r in entry["rows"]])
                 first = 0
                 for entry in batch:
-                    last = first + len(entry["histories"])
+                    last = first + len(entry["rows"])
                     entry["result"] = (items[first:last], scores[first:last])
                     first = last
             except BaseException as e:  # every caller of this call learns of it
@@ -137,24 +186,40 @@ class ExportedModel:
 
     def warm_up(self) -> None:
         """Compile every batch size at the smallest width now, not at the first requests."""
+        timed = self.time_query is not None
+        one = (np.ones(1, np.int32), np.zeros(1, np.int32) if timed else None,
+               np.int32(0) if timed else None)
         for rows in BATCH_SIZES:
-            self._run([np.ones(1, np.int32)] * rows)
+            self._run([one] * rows)
 
-    def _run(self, histories):
-        """One call: the histories right-aligned (newest last) in zero-padded arrays whose
-        shapes are one of a few."""
-        rows = next(size for size in BATCH_SIZES if size >= len(histories))
-        longest = max(len(h) for h in histories)
+    def _run(self, rows):
+        """One call: the rows' histories (and times) right-aligned (newest last) in
+        zero-padded arrays whose shapes are one of a few."""
+        size = next(size for size in BATCH_SIZES if size >= len(rows))
+        longest = max(len(h) for h, _, _ in rows)
         width = max(_MIN_WIDTH, 1 << (longest - 1).bit_length())
-        history = np.zeros((rows, self.max_len), np.int32)
-        exclude = np.zeros((rows, width), np.int32)
-        for row, h in enumerate(histories):
+        history = np.zeros((size, self.max_len), np.int32)
+        exclude = np.zeros((size, width), np.int32)
+        times = np.zeros((size, self.max_len), np.int32)
+        query_time = np.zeros(size, np.int32)
+        for row, (h, t, q) in enumerate(rows):
             recent = h[-self.max_len :]
             history[row, self.max_len - len(recent) :] = recent
             exclude[row, width - len(h) :] = h
-        items, scores = self._call(history, exclude)
-        return np.asarray(items)[: len(histories)], np.asarray(scores)[: len(histories)]
+            if t is not None:
+                times[row, self.max_len - len(recent) :] = t[-self.max_len :]
+                query_time[row] = q
+        timed = (times, query_time) if self.time_query is not None else ()
+        items, scores = self._call(history, exclude, *timed)
+        return np.asarray(items)[: len(rows)], np.asarray(scores)[: len(rows)]
 
 
 def load(directory: str) -> ExportedModel:
     return ExportedModel(directory)
+
+
+def _seconds(value) -> int:
+    """An integer number of seconds (an int or a digit string; not a bool or a float)."""
+    if isinstance(value, (bool, float, np.floating)):
+        raise TypeError(value)
+    return int(value)

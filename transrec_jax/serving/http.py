@@ -7,6 +7,10 @@ ThreadingHTTPServer, no model code.
        -> {"items": [[...], ...], "scores": [[...], ...], "titles": [[...], ...]}
   GET  /health -> {"status": "ok", "model": ..., "k": K, "num_items": ...}
 
+A model with a time bias (an HSTU; /health's "time_query" is not null) also takes "times", each
+history item's time in seconds (a list, or a list of lists with "histories"), and a "target"
+one "query_time", the time the list is for (a number, or a list; default: the last item's).
+
 k is optional (default: the exported K, the most it may be). A bad request gets a 4xx and an
 internal failure a 500, each with one line {"error": "..."}; neither stops the server.
 """
@@ -97,14 +101,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _health(self):
         m = self.model
-        return {"status": "ok", "model": m.manifest.get("model"), "k": m.k, "num_items": m.num_items}
+        return {"status": "ok", "model": m.manifest.get("model"), "k": m.k, "num_items": m.num_items,
+                "time_query": m.time_query}
 
     def _recommend(self):
         request = self._json_body()
-        unknown = sorted(set(request) - {"history", "histories", "k"})
+        unknown = sorted(set(request) - {"history", "histories", "k", "times", "query_time"})
         if unknown:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"unknown fields {unknown}: expected "
-                                                      "'history' or 'histories', and 'k'")
+                                                      "'history' or 'histories', 'k', 'times' and "
+                                                      "'query_time'")
         if ("history" in request) == ("histories" in request):
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected one of 'history' (a list of item "
                                                       "ids) and 'histories' (a list of such lists)")
@@ -117,8 +123,20 @@ class _Handler(BaseHTTPRequestHandler):
         if len(histories) > MAX_HISTORIES:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"{len(histories):,} histories: at most "
                                                       f"{MAX_HISTORIES:,} per request")
+        times, query_time = request.get("times"), request.get("query_time")
+        if times is not None:
+            if not (isinstance(times, list) and (not batched or all(isinstance(t, list) for t in times))):
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected times: a list of seconds per "
+                                                          "history item" + (" for each history" if batched else ""))
+            times = times if batched else [times]
+        if query_time is not None:
+            if batched != isinstance(query_time, list):
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected query_time: "
+                                  + ("a list of seconds, one per history" if batched else "seconds"))
+            query_time = query_time if batched else [query_time]
         k = request.get("k", self.model.k)
-        internal, scores = self.model.top_k([self.model.index(h) for h in histories], k)
+        internal, scores = self.model.top_k([self.model.index(h) for h in histories], k, times,
+                                            query_time)
         ids, titles = self.model.ids, self.model.titles
         answer = [{"items": [ids[i] for i in row], "scores": row_scores,
                    "titles": None if titles is None else [titles[i] for i in row]}

@@ -37,12 +37,15 @@ class Recommender:
         return self.catalog.index(original_ids)
 
     def top_k(self, starts: np.ndarray, ends: np.ndarray, items: np.ndarray, k: int,
-              times: np.ndarray | None = None, users: np.ndarray | None = None):
+              times: np.ndarray | None = None, users: np.ndarray | None = None,
+              query_times: np.ndarray | None = None):
         """Top-k (internal ids, scores) after each history items[start:end], excluding that history.
 
         An encdec model generates its list (greedy or beam search); the others rank every item.
         times: int32 seconds aligned with items (`self.times` for dataset.items), which a model
-        with a time bias needs; the last history item's time is then the query time.
+        with a time bias needs. query_times: int32 seconds per history, the time its list is for,
+        from which a `time_query="target"` model measures the history's gaps; None: the last
+        history item's time (a `last_item` model reads none).
         users: each history's dense user index, which a model with user features
         (config.model.user_features) reads; None: every history is an unknown user's.
         """
@@ -65,7 +68,8 @@ class Recommender:
                      "exclude": gather_windows(items, s, e, width)}
             if self.times is not None:
                 batch["times"] = gather_windows(times, s, e, model_cfg.max_len)
-                batch["query_time"] = gather_windows(times, s, e, 1)[:, 0]
+                batch["query_time"] = (gather_windows(times, s, e, 1)[:, 0] if query_times is None
+                                       else np.pad(query_times[first : first + _BATCH], (0, pad)))
             if model_cfg.user_features != "off":  # user numbers: dense index + 1, 0 unknown
                 batch["users"] = np.zeros(_BATCH, np.int32)
                 if users is not None:
