@@ -95,6 +95,63 @@ def test_occlusion_equals_removing_each_item_one_at_a_time(name, overrides):
             np.testing.assert_allclose(got.attributions[row, :, j], want, rtol=1e-4, atol=1e-5)
 
 
+def timed_histories():
+    """histories() with each item's time (gaps of 1 s to ~1 day: many time buckets) and a
+    query time after the last item."""
+    hist, items = histories()
+    rng = np.random.default_rng(3)
+    times = np.cumsum(np.exp(rng.uniform(0, 11, size=hist.shape)), axis=1).astype(np.int32)
+    query = times[:, -1] + rng.integers(0, 50_000, size=len(hist)).astype(np.int32)
+    return hist, items, times, query
+
+
+def timed_scores(model, history, times, query, items):
+    """float64 scores [N, K] of items [N, K] after each history [N, W] with its times."""
+    weight, _ = model.output_table()
+    user = model.user_representation(jnp.asarray(history), times=jnp.asarray(times),
+                                      query_time=jnp.asarray(query))
+    return np.einsum("nkd,nd->nk", np.asarray(weight, np.float64)[items], np.asarray(user, np.float64))
+
+
+@pytest.mark.parametrize("time_query", ["target", "last_item"])
+def test_a_time_model_is_explained_with_its_times(time_query):
+    """Occlusion drops an item with its time; grad is the unbatched derivative with the times
+    fixed; the query time reaches the attributions of a "target" model only."""
+    model = tiny_model("hstu", time_buckets=128, time_query=time_query)
+    for i, layer in enumerate(model.layers):  # biases large enough to move the scores
+        layer.time_bias.weight[...] = jax.random.normal(jax.random.key(i), (129,))
+    hist, items, times, query = timed_histories()
+    got = explain.occlusion(model, hist, items, times=times, query_time=query)
+    base = timed_scores(model, hist, times, query, items)
+    np.testing.assert_allclose(got.scores, base, rtol=1e-5, atol=1e-5)
+    rows, positions = np.nonzero(hist)  # every real item, dropped with its time (np.delete)
+    dropped, dropped_times = (np.stack([np.concatenate([[0], np.delete(a[r], j)]) for r, j in
+                                        zip(rows, positions)]).astype(np.int32) for a in (hist, times))
+    want = base[rows] - timed_scores(model, dropped, dropped_times, query[rows], items[rows])
+    np.testing.assert_allclose(got.attributions[rows, :, positions], want, rtol=1e-4, atol=1e-5)
+    assert np.all(got.attributions.transpose(0, 2, 1)[hist == 0] == 0)
+    grads = explain.grad_input(model, hist, items, times=times, query_time=query)
+    weight, _ = model.output_table()
+
+    @jax.jit
+    def reference(history, times, query, items):  # d score / d input scale at 1, one history
+        def score(scale, item):
+            user = model.user_representation(history[None], times=times[None],
+                                             query_time=query[None], input_scale=scale[None])
+            return user[0] @ weight[item]
+        return jax.vmap(lambda item: jax.grad(score)(jnp.ones(history.shape), item))(items)
+
+    for row in range(len(hist)):
+        want = np.where(hist[row] != 0, np.asarray(reference(hist[row], times[row], query[row], items[row])), 0)
+        np.testing.assert_allclose(grads.attributions[row], want, rtol=1e-4, atol=1e-6)
+    later = explain.occlusion(model, hist, items, times=times, query_time=query + 10**7)
+    assert np.allclose(later.attributions, got.attributions) == (time_query == "last_item")
+    with pytest.raises(config_lib.ConfigError, match="pass times"):
+        explain.occlusion(model, hist, items)
+    with pytest.raises(config_lib.ConfigError, match="without a time bias"):
+        explain.occlusion(tiny_model("hstu"), hist, items, times=times)
+
+
 def reference_grad_input(model):
     """history [W], items [K] -> [K, W] by jax.grad of one history's score, the input vectors
     replaced by an argument (jitted once: eager grads are slow)."""
@@ -181,7 +238,8 @@ def test_models_that_cannot_be_explained_are_refused():
     c.model.name = "encdec"
     assert "encdec generates its list" in explain.unsupported(c.model, "grad")
     c.model.update(name="hstu", time_buckets=8)
-    assert "time bias" in explain.unsupported(c.model, "occlusion")
+    assert explain.unsupported(c.model, "occlusion") is None  # (times passed through)
+    assert "pointwise SiLU" in explain.unsupported(c.model, "rollout")
     c.model.update(name="sasrec", time_buckets=0, user_features="input")
     assert explain.unsupported(c.model, "occlusion") is None  # (`users` passed through)
     c = config_lib.base_config()

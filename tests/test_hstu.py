@@ -371,19 +371,22 @@ def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path)
     moved = rec.top_k(ds.offsets[:2], ds.offsets[1:3], ds.items, 5, rec.times, query_times=later)
     assert not np.allclose(moved[1], scores)
     # `recommend --history` with the user's unix times (not the dataset's relative seconds) and
-    # a query time lists what top_k lists for that user.
+    # a query time lists what top_k lists for that user, and explains it with those times.
     s, e = ds.offsets[0], ds.offsets[1]
+    history = [str(i) for i in rec.catalog.ids[ds.items[s:e]]]
     proc = subprocess.run(
         [sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}", "--k=5",
-         f"--history={','.join(str(i) for i in rec.catalog.ids[ds.items[s:e]])}",
+         f"--history={','.join(history)}",
          f"--history_times={','.join(str(t) for t in ds.timestamps[s:e])}",
-         f"--query_time={int(ds.timestamps[e - 1]) + 86_400 * 30}"],
+         f"--query_time={int(ds.timestamps[e - 1]) + 86_400 * 30}", "--explain=occlusion"],
         capture_output=True, text=True, timeout=300,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = [line.split("\t") for line in proc.stdout.splitlines()[1:]]
+    header, *rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert header == ["rank", "item", "score", "because"]
     assert [r[1] for r in rows] == [str(i) for i in rec.catalog.ids[moved[0][0]]]
     np.testing.assert_allclose([float(r[2]) for r in rows], moved[1][0], atol=1e-4)
+    assert all(cell.split(":")[0] in history for r in rows for cell in r[3].split(";"))
 
 
 def _time_model(**overrides):

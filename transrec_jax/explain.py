@@ -37,11 +37,14 @@ jit-compiled call per batch of users (occlusion: one batched forward over the ba
 [users x positions] shortened histories), with users batched by history length so short
 histories do not pay for the longest window (as the evaluator's eval.length_buckets does).
 
-Models: SASRec, BERT4Rec, the Transformer recommender, HSTU without a time bias, and ensembles
-of them, with user features or without (`users`: each history's user, as serving gives it).
-encdec (its list is generated, its scores are list log-probabilities) and HSTU with a relative
-time bias (it needs each item's time) are refused by `unsupported` in one line, and so is HSTU for
-rollout and attention (its pointwise SiLU attention is not a softmax: no shares to roll out).
+Models: SASRec, BERT4Rec, the Transformer recommender, HSTU, and ensembles of them, with user
+features or without (`users`: each history's user, as serving gives it). An HSTU with a
+relative time bias also reads `times` (each history item's, aligned with history) and
+`query_time` (the time its list is for; default the last item's), as serving gives them;
+occlusion drops an item's time with the item, and gradients are taken with the times fixed.
+encdec (its list is generated, its scores are list log-probabilities) is refused by
+`unsupported` in one line, and so is HSTU for rollout and attention (its pointwise SiLU
+attention is not a softmax: no shares to roll out).
 """
 
 from __future__ import annotations
@@ -92,12 +95,11 @@ def unsupported(model_cfg, method: str) -> str | None:
     `recommend` checks from a workdir's config.json before loading anything."""
     if method not in METHODS:
         return f"--explain={method!r}: expected one of {', '.join(METHODS)}"
-    return _unsupported_model(model_cfg.name == "encdec", bool(model_cfg.time_buckets),
+    return _unsupported_model(model_cfg.name == "encdec",
                               method in _ATTENTION_METHODS and model_cfg.name == "hstu", method)
 
 
-def _unsupported_model(generates: bool, timed: bool, pointwise: bool = False,
-                       method: str = "") -> str | None:
+def _unsupported_model(generates: bool, pointwise: bool = False, method: str = "") -> str | None:
     if generates:
         return ("--explain: this run's encdec generates its list (scores are list "
                 "log-probabilities, not user vector . item row): explanations need sasrec, "
@@ -105,60 +107,70 @@ def _unsupported_model(generates: bool, timed: bool, pointwise: bool = False,
     if pointwise:
         return (f"--explain={method}: HSTU's attention is a pointwise SiLU, not a softmax (its "
                 "rows are no shares of the history to roll out): use occlusion, grad or ig")
-    if timed:
-        return ("--explain: this run's HSTU has a relative time bias (config.model.time_buckets "
-                "> 0), which explanations do not support yet")
     return None
 
 
-def explain(model: nnx.Module, history, items, method: str, users=None) -> Explanation:
+def explain(model: nnx.Module, history, items, method: str, users=None, times=None,
+            query_time=None) -> Explanation:
     """`method`'s Explanation of `items` int[N, K] after `history` int[N, W] (W <= max_len)."""
     if method not in METHODS:
         raise ConfigError(unsupported(None, method))
+    timed = {} if times is None else {"times": times, "query_time": query_time}
     return {"occlusion": occlusion, "grad": grad_input, "ig": integrated_gradients,
-            "rollout": rollout, "attention": last_attention}[method](model, history, items, users)
+            "rollout": rollout, "attention": last_attention}[method](model, history, items, users,
+                                                                      **timed)
 
 
-def occlusion(model: nnx.Module, history, items, users=None) -> Explanation:
+def occlusion(model: nnx.Module, history, items, users=None, times=None,
+              query_time=None) -> Explanation:
     """score(history) - score(history without position j) for each position j (module docstring).
 
     history: int[N, W] internal item ids, right-aligned and 0-padded (W <= model.max_len);
     items: int[N, K] the items to explain (e.g. the top-K recommended); users: int[N] each
     history's dense user index, which a model with user features (model.user_features) reads;
-    None: every history is an unknown user's.
+    None: every history is an unknown user's. times: int[N, W] seconds of each history item
+    and query_time: int[N] the time each list is for (None: the last item's), which a model
+    with a time bias (model.time_buckets) reads.
     """
     return _batched(_occlusion_kernel, model, history, items, users,
-                    lambda width: max(1, min(_BATCH, _OCCLUSION_TOKENS // (width * width))))
+                    lambda width: max(1, min(_BATCH, _OCCLUSION_TOKENS // (width * width))),
+                    times=times, query_time=query_time)
 
 
-def grad_input(model: nnx.Module, history, items, users=None) -> Explanation:
+def grad_input(model: nnx.Module, history, items, users=None, times=None,
+               query_time=None) -> Explanation:
     """Gradient x input on the model's input item vectors (module docstring); arguments as
     `occlusion`'s."""
-    return _batched(_grad_kernel, model, history, items, users, lambda width: _GRAD_BATCH)
+    return _batched(_grad_kernel, model, history, items, users, lambda width: _GRAD_BATCH,
+                    times=times, query_time=query_time)
 
 
-def integrated_gradients(model: nnx.Module, history, items, users=None,
-                         steps: int = _IG_STEPS) -> Explanation:
+def integrated_gradients(model: nnx.Module, history, items, users=None, times=None,
+                         query_time=None, steps: int = _IG_STEPS) -> Explanation:
     """Gradient x input averaged along the path from all input item vectors at 0 (positions
     alone) to the history (midpoint rule, `steps` points): per history, the attributions sum
     to about score(history) - score(vectors at 0), which the plain gradient does not promise.
     Costs `steps` gradients."""
     return _batched(functools.partial(_grad_kernel, steps=steps), model, history, items, users,
-                    lambda width: max(1, _BATCH // steps))
+                    lambda width: max(1, _BATCH // steps), times=times, query_time=query_time)
 
 
-def rollout(model: nnx.Module, history, items, users=None) -> Explanation:
+def rollout(model: nnx.Module, history, items, users=None, times=None,
+            query_time=None) -> Explanation:
     """Attention rollout's share of each history item in the user vector (module docstring),
-    the same row for every item of `items`; arguments as `occlusion`'s."""
+    the same row for every item of `items`; arguments as `occlusion`'s (a softmax model reads
+    no times)."""
     return _batched(functools.partial(_attention_kernel, rolled=True), model, history, items,
-                    users, _attention_users, method="rollout")
+                    users, _attention_users, method="rollout", times=times, query_time=query_time)
 
 
-def last_attention(model: nnx.Module, history, items, users=None) -> Explanation:
+def last_attention(model: nnx.Module, history, items, users=None, times=None,
+                   query_time=None) -> Explanation:
     """The last block's head-averaged attention of the user vector's position over the
-    history, the same row for every item of `items`; arguments as `occlusion`'s."""
+    history, the same row for every item of `items`; arguments as `rollout`'s."""
     return _batched(functools.partial(_attention_kernel, rolled=False), model, history, items,
-                    users, _attention_users, method="attention")
+                    users, _attention_users, method="attention", times=times,
+                    query_time=query_time)
 
 
 def _attention_users(width: int) -> int:
@@ -169,20 +181,27 @@ def _check_model(model: nnx.Module, method: str = "") -> None:
     first = _members(model)[0]
     reason = _unsupported_model(
         type(first).__name__ == "EncoderDecoder",
-        any(getattr(layer, "time_bias", None) is not None for layer in first.layers),
         method in _ATTENTION_METHODS and not getattr(first, "softmax_attention", True), method)
     if reason:
         raise ConfigError(reason)
+
+
+def _reads_times(model) -> bool:
+    return any(getattr(layer, "time_bias", None) is not None for layer in _members(model)[0].layers)
 
 
 def _members(model) -> list:
     return list(model.members) if hasattr(model, "members") else [model]
 
 
-def _batched(kernel, model, history, items, users, users_per_call, method: str = "") -> Explanation:
+def _batched(kernel, model, history, items, users, users_per_call, method: str = "",
+             times=None, query_time=None) -> Explanation:
     """Run `kernel` over users sorted by history length, each group at its bucket width,
     padded to a fixed number of users per call (few compiled shapes)."""
     _check_model(model, method)
+    if _reads_times(model) != (times is not None):
+        raise ConfigError("this HSTU has a relative time bias: pass times (and query_time)"
+                          if times is None else "times given to a model without a time bias")
     history = np.asarray(history, np.int32)
     items = np.asarray(items, np.int32)
     if history.ndim != 2 or items.ndim != 2 or len(history) != len(items):
@@ -191,6 +210,12 @@ def _batched(kernel, model, history, items, users, users_per_call, method: str =
     if full > _max_len(model):
         raise ValueError(f"history width {full} > config.model.max_len={_max_len(model)}")
     reads_users = getattr(_members(model)[0], "user_tower", None) is not None
+    if times is not None:
+        times = np.asarray(times, np.int32)
+        query_time = times[:, -1] if query_time is None else np.asarray(query_time, np.int32)
+        if times.shape != history.shape or query_time.shape != (n,):
+            raise ValueError(f"expected times {history.shape} and query_time ({n},), got "
+                             f"{times.shape}, {query_time.shape}")
     # (user numbers as the models read them: dense index + 1, 0 the unknown user)
     numbers = np.zeros(n, np.int32) if users is None else np.asarray(users, np.int32) + 1
     graphdef, params = nnx.split(model)
@@ -208,6 +233,9 @@ def _batched(kernel, model, history, items, users, users_per_call, method: str =
             h = np.pad(history[rows][:, full - width :], ((0, pad), (0, 0)))
             it = np.pad(items[rows], ((0, pad), (0, 0)), constant_values=1)
             who = {"users": jnp.asarray(np.pad(numbers[rows], (0, pad)))} if reads_users else {}
+            if times is not None:
+                who["times"] = jnp.asarray(np.pad(times[rows][:, full - width :], ((0, pad), (0, 0))))
+                who["query_time"] = jnp.asarray(np.pad(query_time[rows], (0, pad)))
             s, a = kernel(graphdef, params, jnp.asarray(h), jnp.asarray(it), who)
             scores[rows] = np.asarray(s)[: len(rows)]
             attributions[rows, :, full - width :] = np.asarray(a)[: len(rows)]
@@ -229,16 +257,22 @@ def item_scores(user, table, items):
 @functools.partial(jax.jit, static_argnames="graphdef")
 def _occlusion_kernel(graphdef, params, history, items, who):
     """(scores [B, K], attributions [B, K, L]): one forward over the [B·L, L] histories with
-    one position dropped each (older items shifted right); who: {"users": [B]} or {}."""
+    one position dropped each (older items shifted right, their times with them); who: what
+    user_representation reads besides the history ({"users": [B]}, {"times": [B, L],
+    "query_time": [B]}, both or neither)."""
     model = nnx.merge(graphdef, params)
     batch, length = history.shape
     table = model.output_table()
     base = item_scores(model.user_representation(history, **who), table, items)
     i = jnp.arange(length)
     source = jnp.where(i[None, :] <= i[:, None], i[None, :] - 1, i[None, :])  # [dropped j, slot i]
-    occluded = jnp.where(source >= 0, history[:, jnp.maximum(source, 0)], 0)  # [B, L, L]
-    user = model.user_representation(occluded.reshape(batch * length, length),
-                                     **{k: jnp.repeat(v, length) for k, v in who.items()})
+
+    def occlude(rows):  # [B, L] -> [B·L, L]
+        return jnp.where(source >= 0, rows[:, jnp.maximum(source, 0)], 0).reshape(batch * length, length)
+
+    user = model.user_representation(
+        occlude(history), **{k: occlude(v) if k == "times" else jnp.repeat(v, length, axis=0)
+                             for k, v in who.items()})
     dropped = item_scores(user, table, jnp.repeat(items, length, axis=0)).reshape(batch, length, -1)
     attributions = jnp.swapaxes(base[:, None, :] - dropped, 1, 2)
     return base, jnp.where(history[:, None, :] != 0, attributions, 0.0)
@@ -252,7 +286,7 @@ def _grad_kernel(graphdef, params, history, items, who, *, steps: int = 0):
     user_representation; an ensemble's members each), so d score / d s_j at s = 1 is gradient x
     input (summed over members and D). steps > 0: integrated gradients, that derivative averaged
     at s = (i + 1/2) / steps, i < steps (the midpoint rule from s = 0). A vmapped backward pass
-    per explained item. who: {"users": [B]} or {}.
+    per explained item. who: as `_occlusion_kernel`'s (the times stay as they are).
     """
     model = nnx.merge(graphdef, params)
     table = model.output_table()

@@ -85,7 +85,8 @@ def main(argv):
         times, query_time = history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, rec.config.model,
                                           len(history))
         items, scores = rec.top_k(starts, ends, history, k, times, query_times=query_time)
-        because = _explain(rec, starts, ends, history, items, 0) if _EXPLAIN.value else None
+        because = (_explain(rec, starts, ends, history, items, 0, times=times, query_times=query_time)
+                   if _EXPLAIN.value else None)
         titled = catalog.titles is not None
         print("rank\titem\tscore" + ("\ttitle" if titled else "") + ("\tbecause" if because else ""))
         for r, (item, score) in enumerate(zip(items[0], scores[0]), 1):
@@ -107,7 +108,8 @@ def main(argv):
         columns["title"] = catalog.titles[items.ravel()]
     output = _OUTPUT.value
     if _EXPLAIN.value:
-        because = _explain(rec, ds.offsets[:-1], ds.offsets[1:], ds.items, items, plotted, users)
+        because = _explain(rec, ds.offsets[:-1], ds.offsets[1:], ds.items, items, plotted, users,
+                           rec.times)
         pairs = [pair for user in because for pair in user]
         if output.endswith(".csv"):
             columns["because"] = [_compact(*pair) for pair in pairs]
@@ -122,12 +124,16 @@ def main(argv):
     print(f"wrote top-{k} for {ds.num_users:,} users to {output}")
 
 
-def _explain(rec, starts, ends, items, top_items, plotted, users=None):
+def _explain(rec, starts, ends, items, top_items, plotted, users=None, times=None,
+             query_times=None):
     """Per user, per recommended item: (public ids, attributions) of its --explain_top most
-    positively attributed history items; draws --explain_plot for user `plotted`."""
+    positively attributed history items; draws --explain_plot for user `plotted`. times,
+    query_times: as `Recommender.top_k`'s (a model with a time bias)."""
     max_len = rec.config.model.max_len
     history = gather_windows(items, starts, ends, max_len)
-    result = explain.explain(rec.run.model(), history, top_items, _EXPLAIN.value, users)
+    window_times = None if times is None else gather_windows(times, starts, ends, max_len)
+    result = explain.explain(rec.run.model(), history, top_items, _EXPLAIN.value, users,
+                             window_times, query_times)
     positions, values = result.top(_EXPLAIN_TOP.value)
     ids = rec.catalog.ids
     because = [[(ids[history[u][p[p >= 0]]].tolist(), v[p >= 0]) for p, v in zip(positions[u], values[u])]

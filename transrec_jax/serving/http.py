@@ -123,17 +123,7 @@ class _Handler(BaseHTTPRequestHandler):
         if len(histories) > MAX_HISTORIES:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"{len(histories):,} histories: at most "
                                                       f"{MAX_HISTORIES:,} per request")
-        times, query_time = request.get("times"), request.get("query_time")
-        if times is not None:
-            if not (isinstance(times, list) and (not batched or all(isinstance(t, list) for t in times))):
-                raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected times: a list of seconds per "
-                                                          "history item" + (" for each history" if batched else ""))
-            times = times if batched else [times]
-        if query_time is not None:
-            if batched != isinstance(query_time, list):
-                raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected query_time: "
-                                  + ("a list of seconds, one per history" if batched else "seconds"))
-            query_time = query_time if batched else [query_time]
+        times, query_time = _times(request, batched)
         k = request.get("k", self.model.k)
         internal, scores = self.model.top_k([self.model.index(h) for h in histories], k, times,
                                             query_time)
@@ -175,6 +165,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(data)
+
+
+def _times(request: dict, batched: bool):
+    """The request's times and query times as the loader takes them (one list per history), or
+    None where it gives none."""
+    times, query_time = request.get("times"), request.get("query_time")
+    if times is not None:
+        rows = times if batched else [times]
+        if not isinstance(times, list) or not all(isinstance(t, list) for t in rows):
+            each = "a list of lists, one per history" if batched else "a list"
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"expected times: {each} of seconds")
+        times = rows
+    if query_time is not None:
+        if batched != isinstance(query_time, list):
+            each = "a list of seconds, one per history" if batched else "seconds"
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, f"expected query_time: {each}")
+        query_time = query_time if batched else [query_time]
+    return times, query_time
 
 
 def _is_ids(value) -> bool:
