@@ -147,8 +147,12 @@ def test_a_time_model_exports_and_answers_from_unix_seconds(tmp_path):
         query_times=(raw[ends - 1] + np.arange(ds.num_users) * 3_600).tolist())
     assert items == rec.catalog.ids[want_items].tolist()
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
-    with pytest.raises(exported.RequestError, match="give each history item's time"):
-        model.recommend([items[0]], 5)
+    for times, query, match in [(None, None, "give each history item's time"),
+                                (5, None, "for each of the 1 histories"),
+                                ([raw[:1].tolist()], None, "times for"),
+                                ([raw[starts[0] : ends[0]].tolist()], 7, "for each of the 1")]:
+        with pytest.raises(exported.RequestError, match=match):
+            model.recommend([items[0]], 5, times=times, query_times=query)
     W, users = np.load(os.path.join(output, "item_vectors.npy")), np.load(os.path.join(output, "user_vectors.npy"))
     _, last_scores = rec.top_k(starts, ends, ds.items, 5, rec.times)
     scores = users @ W.T

@@ -160,6 +160,7 @@ def served_timed(tmp_path_factory):
                           titles=None, max_len=MAX_LEN, k=K, platforms=("cpu",),
                           about={"model": "toy", "time_query": "target"})
     model = exported.load(output)
+    model.warm_up()  # (as `serve` does: every batch size, with times)
     server = serving_http.make_server(model, port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield model, server.server_address[1]

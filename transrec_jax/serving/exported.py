@@ -118,19 +118,20 @@ class ExportedModel:
         if query_times is not None and self.time_query != "target":
             raise RequestError(f"this model measures gaps from each item's own time (time_query="
                                f"{self.time_query!r}) and reads no query time")
-        if len(times) != len(histories) or (query_times is not None
-                                            and len(query_times) != len(histories)):
+        if not _per_history(times, len(histories)) or (
+                query_times is not None and not _per_history(query_times, len(histories))):
             raise RequestError(f"expected times (and query times) for each of the "
                                f"{len(histories)} histories")
         rows = []
         for row, (h, t) in enumerate(zip(histories, times)):
             try:
                 t = np.array([_seconds(v) for v in t], np.int64)
-                if len(t) != len(h):
-                    raise RequestError(f"history {row}: {len(t)} times for {len(h)} items")
-                q = t[-1] if query_times is None else _seconds(query_times[row])
+                q = None if query_times is None else _seconds(query_times[row])
             except (TypeError, ValueError, OverflowError):
                 raise RequestError(f"history {row}: expected times in integer seconds") from None
+            if len(t) != len(h):
+                raise RequestError(f"history {row}: {len(t)} times for {len(h)} items")
+            q = t[-1] if q is None else q
             if (np.diff(t) < 0).any():
                 raise RequestError(f"history {row}: expected times in order, oldest first")
             if q < t[-1]:
@@ -216,6 +217,11 @@ class ExportedModel:
 
 def load(directory: str) -> ExportedModel:
     return ExportedModel(directory)
+
+
+def _per_history(values, n: int) -> bool:
+    """Whether values is a sequence of n entries (one per history)."""
+    return hasattr(values, "__len__") and not isinstance(values, (str, bytes)) and len(values) == n
 
 
 def _seconds(value) -> int:
