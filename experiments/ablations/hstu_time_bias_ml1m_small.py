@@ -8,7 +8,7 @@ HSTU: whether the term lifts the small model as much as the large one tells whet
 missing term accounts for the `hstu_large` row's distance alone or the two published figures
 hold something else. Same data (`../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz`,
 users 1-2999), schedule (101 epochs, Adam b2 0.98, no early stop) and protocol (best validation
-checkpoint tested), without the term and with [ZL24]'s 128 log buckets, one seed each.
+checkpoint tested), without the term and with [ZL24]'s 128 log buckets, three seeds each.
 
 Findings: experiments/ablations/README.md (the section named after this file); table:
 results/hstu_time_bias_ml1m_small/report.md.
@@ -26,5 +26,5 @@ BASE = ("configs/hstu.py:local,"
         "dataset.path=../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz,"
         "dataset.format=movielens_dat,model.max_len=200")
 AXES = {"time_bias": [("off", {}), ("on", {"model.time_buckets": 128})]}
-SEEDS = (0,)
+SEEDS = (0, 1, 2)
 BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["HSTU_ML1M_BUDGET"]

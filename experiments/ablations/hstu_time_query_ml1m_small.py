@@ -22,5 +22,5 @@ BASE = ("configs/hstu.py:local,"
         "dataset.path=../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz,"
         "dataset.format=movielens_dat,model.max_len=200,model.time_buckets=128")
 AXES = {"time_query": [("last_item", {"model.time_query": "last_item"})]}
-SEEDS = (0,)
+SEEDS = (0, 1, 2)
 BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["HSTU_ML1M_BUDGET"]
