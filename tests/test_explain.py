@@ -150,6 +150,8 @@ def test_a_time_model_is_explained_with_its_times(time_query):
         explain.occlusion(model, hist, items)
     with pytest.raises(config_lib.ConfigError, match="without a time bias"):
         explain.occlusion(tiny_model("hstu"), hist, items, times=times)
+    with pytest.raises(config_lib.ConfigError, match="without a time bias"):
+        explain.explain(tiny_model("hstu"), hist, items, "grad", query_time=query)
 
 
 def reference_grad_input(model):

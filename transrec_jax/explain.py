@@ -115,10 +115,9 @@ def explain(model: nnx.Module, history, items, method: str, users=None, times=No
     """`method`'s Explanation of `items` int[N, K] after `history` int[N, W] (W <= max_len)."""
     if method not in METHODS:
         raise ConfigError(unsupported(None, method))
-    timed = {} if times is None else {"times": times, "query_time": query_time}
     return {"occlusion": occlusion, "grad": grad_input, "ig": integrated_gradients,
             "rollout": rollout, "attention": last_attention}[method](model, history, items, users,
-                                                                      **timed)
+                                                                      times, query_time)
 
 
 def occlusion(model: nnx.Module, history, items, users=None, times=None,
@@ -199,9 +198,9 @@ def _batched(kernel, model, history, items, users, users_per_call, method: str =
     """Run `kernel` over users sorted by history length, each group at its bucket width,
     padded to a fixed number of users per call (few compiled shapes)."""
     _check_model(model, method)
-    if _reads_times(model) != (times is not None):
+    if _reads_times(model) != (times is not None) or (times is None and query_time is not None):
         raise ConfigError("this HSTU has a relative time bias: pass times (and query_time)"
-                          if times is None else "times given to a model without a time bias")
+                          if _reads_times(model) else "times given to a model without a time bias")
     history = np.asarray(history, np.int32)
     items = np.asarray(items, np.int32)
     if history.ndim != 2 or items.ndim != 2 or len(history) != len(items):
