@@ -104,6 +104,13 @@ def _cases(run, tmp):
         "query_time_without_history_times": (recommend[0], [recommend[1], "--history={m}",
                                                             "--query_time=5"],
                                              "--query_time goes with --history_times"),
+        "query_time_for_a_model_without_one": (recommend[0], [recommend[1], "--users=all",
+                                                              "--query_time=5"],
+                                               "--query_time: this run's model reads no query time"),
+        "user_without_user_features": (recommend[0], [recommend[1], "--history={m}", "--user=1"],
+                                       "--user: this run's model has no user features"),
+        "user_with_users_all": (recommend[0], [recommend[1], "--users=all", "--user=1"],
+                                "--user goes with --history"),
         # prepare, sweep, report
         "prepare_unknown_key": ("transrec_jax.prepare", [SASREC, "--config.dataset.foo=1"],
                                 "config key 'dataset.foo' unknown"),

@@ -162,14 +162,69 @@ def test_a_time_model_exports_and_answers_from_unix_seconds(tmp_path):
     np.testing.assert_allclose(-np.sort(-scores, 1)[:, :5], last_scores, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("model, reason", [
-    ({"name": "encdec"}, "generates its list"),
-    ({"user_features": "input"}, "user_features='input'"),
-])
-def test_refused_models_before_anything_loads(tmp_path, model, reason):
+def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
+    """An HSTU with a time bias and user features (all three extra inputs, in the artifact's
+    order): the loader, given each history's user id, lists what `Recommender.top_k` lists for
+    those users; a user given as None, or not given, is the unknown user; a user the table
+    leaves out reads as the unknown user either way; user vectors use each user's features."""
+    from test_hstu import timed_table_config
+
+    c = timed_table_config(tmp_path)
+    table = tmp_path / "users.csv"  # every fourth user left out
+    table.write_text("id,group\n" + "".join(f"u{u},g{u % 3}\n" for u in range(40) if u % 4))
+    c.dataset.update(user_features=str(table), user_features_columns="group:categorical")
+    c.model.user_features = "input"
+    workdir, output = str(tmp_path / "run"), str(tmp_path / "export")
+    train.train_and_evaluate(c, workdir)
+    manifest = export.export_run(workdir, output, k=5, vectors=True, platforms=("cpu",))
+    assert manifest["user_features"] == "input" and list(manifest["inputs"]) == [
+        "history", "exclude", "times", "query_time", "users"]
+    rec, model = Recommender(workdir), exported.load(output)
+    ds = rec.dataset
+    assert model.user_ids == ds.user_ids.tolist() and "users.json" in manifest["files"]
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    histories = [rec.catalog.ids[ds.items[s:e]].tolist() for s, e in zip(starts, ends)]
+    times = [ds.timestamps[s:e].tolist() for s, e in zip(starts, ends)]
+    users = np.arange(ds.num_users)
+    want_items, want_scores = rec.top_k(starts, ends, ds.items, 5, rec.times, users)
+    items, scores = model.recommend(histories, 5, times=times, users=ds.user_ids.tolist())
+    assert items == rec.catalog.ids[want_items].tolist()
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-5)
+    _, unknown_scores = rec.top_k(starts, ends, ds.items, 5, rec.times)
+    for given in (None, [None] * ds.num_users):
+        np.testing.assert_allclose(model.recommend(histories, 5, times=times, users=given)[1],
+                                   unknown_scores, rtol=1e-5, atol=1e-5)
+    listed = np.array([int(u[1:]) % 4 != 0 for u in ds.user_ids.tolist()])
+    np.testing.assert_allclose(scores[~listed], unknown_scores[~listed], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(scores[listed], unknown_scores[listed])
+    for bad, match in [(["nobody"], "not users of the run's dataset"),
+                       (["u1", "u2"], "for each of the 1 histories"), ("u1", "for each of the 1")]:
+        with pytest.raises(exported.RequestError, match=match):
+            model.recommend(histories[:1], 5, times=times[:1], users=bad)
+    for bad in ([-1], [len(ds.user_ids) + 1], [0.5]):
+        with pytest.raises(exported.RequestError, match="user numbers must be integers"):
+            model.top_k([ds.items[starts[0] : ends[0]]], 5, times[:1], users=bad)
+    W, vectors = np.load(os.path.join(output, "item_vectors.npy")), np.load(os.path.join(output, "user_vectors.npy"))
+    _, last_scores = rec.top_k(starts, ends, ds.items, 5, rec.times, users)
+    scores = vectors @ W.T
+    scores[:, 0] = -np.inf
+    for u in range(ds.num_users):
+        scores[u, ds.sequence(u)] = -np.inf
+    np.testing.assert_allclose(-np.sort(-scores, 1)[:, :5], last_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_without_user_features_refuses_users(run):
+    model = exported.load(run[1])
+    assert model.user_features is None and model.manifest["user_features"] is None
+    for users in (["1"], [None]):
+        with pytest.raises(exported.RequestError, match="has no user features"):
+            model.recommend([model.ids[1:4]], 5, users=users)
+
+
+def test_refused_models_before_anything_loads(tmp_path):
     """Only config.json is read (no dataset, no checkpoint here)."""
-    (tmp_path / "config.json").write_text(json.dumps({"model": model}))
-    with pytest.raises(ConfigError, match=reason):
+    (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "encdec"}}))
+    with pytest.raises(ConfigError, match="generates its list"):
         export.export_run(str(tmp_path), str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 

@@ -387,6 +387,25 @@ def test_time_bias_trains_evaluates_and_serves_from_a_table_with_times(tmp_path)
     assert [r[1] for r in rows] == [str(i) for i in rec.catalog.ids[moved[0][0]]]
     np.testing.assert_allclose([float(r[2]) for r in rows], moved[1][0], atol=1e-4)
     assert all(cell.split(":")[0] in history for r in rows for cell in r[3].split(";"))
+    # `recommend --users=all --query_time=T`: every user's list is for unix time T, a week after
+    # the dataset's last interaction, as top_k lists them for T in the dataset's relative seconds.
+    now = int(ds.timestamps.max()) + 7 * 86_400
+    proc = subprocess.run(
+        [sys.executable, "-m", "transrec_jax.recommend", f"--workdir={workdir}", "--k=5",
+         "--users=all", f"--query_time={now}", f"--output={tmp_path / 'now.csv'}"],
+        capture_output=True, text=True, timeout=300,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    want = rec.top_k(starts, ends, ds.items, 5, rec.times,
+                     query_times=np.full(ds.num_users, now - int(ds.timestamps.min()), np.int32))
+    at_last = rec.top_k(starts, ends, ds.items, 5, rec.times)
+    import pyarrow.csv
+
+    table = pyarrow.csv.read_csv(tmp_path / "now.csv").to_pydict()
+    assert [str(i) for i in table["item"]] == [str(i) for i in rec.catalog.ids[want[0].ravel()]]
+    np.testing.assert_allclose(table["score"], want[1].ravel(), atol=1e-4)
+    assert not np.allclose(want[1], at_last[1])
 
 
 def _time_model(**overrides):
@@ -424,6 +443,25 @@ def test_bad_history_times_are_one_line_errors(values, query, model, expected):
     with pytest.raises(UsageError, match=re.escape(expected)) as error:
         history_times(values, query, _time_model(**model), 2)
     assert "\n" not in str(error.value)
+
+
+def test_a_common_query_time_is_seconds_since_the_datasets_first_interaction():
+    from types import SimpleNamespace
+
+    from transrec_jax.cli import UsageError
+    from transrec_jax.recommend import common_query_time
+
+    ds = SimpleNamespace(timestamps=np.array([100, 150, 90, 120, 130]), offsets=np.array([0, 2, 5]),
+                         user_ids=np.array(["a", "b"]), num_users=2)
+    query = common_query_time(ds, 200)
+    assert query.tolist() == [110, 110] and query.dtype == np.int32
+    assert common_query_time(ds, 150).tolist() == [60, 60]  # at user a's last item: allowed
+    for bad, expected in [(149, "--query_time=149: expected a time at or after every user's last "
+                                "item (user a's is 150)"),
+                          (90 + 2**31, "more than int32 seconds")]:
+        with pytest.raises(UsageError, match=re.escape(expected)) as error:
+            common_query_time(ds, bad)
+        assert "\n" not in str(error.value)
 
 
 def test_time_bias_on_a_dataset_without_timestamps_is_a_one_line_error(tmp_path):

@@ -82,7 +82,8 @@ def test_good_requests_answer_as_the_loader(served):
     assert status == 200 and answer["items"] == items and answer["scores"] == scores.tolist()
     assert len(answer["titles"]) == 2 and len(answer["items"][1]) == K
     assert _request(port, "GET", "/health") == (200, {"status": "ok", "model": "toy", "k": K,
-                                                      "num_items": NUM_ITEMS, "time_query": None})
+                                                      "num_items": NUM_ITEMS, "time_query": None,
+                                                      "user_features": None})
 
 
 def _bad_requests():
@@ -205,6 +206,69 @@ def test_bad_times_are_a_400_and_the_server_goes_on(served_timed, body):
     status, answer = _request(served_timed[1], "POST", "/recommend", body)
     assert status == 400 and set(answer) == {"error"} and "\n" not in answer["error"], answer
     assert _request(served_timed[1], "GET", "/health")[0] == 200
+
+
+def _toy_user_top_k(history, exclude, users):
+    """_toy_top_k whose scores also move with the user number (0: the unknown user)."""
+    items = jnp.arange(NUM_ITEMS + 1)
+    scores = ((history[:, -1:] * 7 + items * 3 + users[:, None] * 5) % (NUM_ITEMS + 1)).astype(jnp.float32)
+    excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
+    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
+    return top.astype(jnp.int32), scores
+
+
+@pytest.fixture(scope="module")
+def served_users(tmp_path_factory):
+    """A toy artifact of a model with user features (users "a", "b", "c"), served."""
+    output = str(tmp_path_factory.mktemp("serve_users") / "export")
+    export.write_artifact(output, _toy_user_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
+                          titles=None, max_len=MAX_LEN, k=K, platforms=("cpu",),
+                          about={"model": "toy", "user_features": "input"}, users=["a", "b", "c"])
+    model = exported.load(output)
+    model.warm_up()
+    server = serving_http.make_server(model, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield model, server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_user_feature_model_reads_the_requests_user(served_users):
+    """The toy's scores move with the user number: "b" is 2, null and no user are 0."""
+    model, port = served_users
+    assert _request(port, "GET", "/health")[1]["user_features"] == "input"
+    history = ["m3", "m7"]
+    by_number = {n: model.top_k([model.index(history)], users=[n]) for n in range(4)}
+    assert len({tuple(items[0]) for items, _ in by_number.values()}) == 4
+    for user, number in [("b", 2), (None, 0)]:
+        status, answer = _request(port, "POST", "/recommend", {"history": history, "user": user})
+        assert status == 200 and answer["items"] == [model.ids[i] for i in by_number[number][0][0]]
+    assert _request(port, "POST", "/recommend", {"history": history})[1]["items"] == [
+        model.ids[i] for i in by_number[0][0][0]]
+    status, answer = _request(port, "POST", "/recommend",
+                              {"histories": [history] * 3, "user": ["c", None, "a"]})
+    assert status == 200 and answer["items"] == [[model.ids[i] for i in by_number[n][0][0]]
+                                                 for n in (3, 0, 1)]
+
+
+@pytest.mark.parametrize("body", [
+    {"history": ["m1"], "user": "nobody"},
+    {"history": ["m1"], "user": ["a"]},
+    {"history": ["m1"], "user": True},
+    {"histories": [["m1"]], "user": "a"},
+    {"histories": [["m1"], ["m2"]], "user": ["a"]},
+    {"histories": [["m1"]], "user": [1.5]},
+])
+def test_bad_users_are_a_400_and_the_server_goes_on(served_users, body):
+    status, answer = _request(served_users[1], "POST", "/recommend", body)
+    assert status == 400 and set(answer) == {"error"} and "\n" not in answer["error"], answer
+    assert _request(served_users[1], "GET", "/health")[0] == 200
+
+
+def test_a_user_to_a_model_without_user_features_is_a_400(served):
+    status, answer = _request(served[1], "POST", "/recommend", {"history": ["m1"], "user": "a"})
+    assert status == 400 and "has no user features" in answer["error"]
+    assert _request(served[1], "GET", "/health")[1]["user_features"] is None
 
 
 def test_internal_error_is_a_500_and_the_server_goes_on(served, monkeypatch):

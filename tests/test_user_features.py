@@ -1,11 +1,13 @@
 """User features (models/user_tower.py, model.user_features): off leaves every model as it was;
 the arrays follow the dataset's users whatever the file's order, an unlisted user is the unknown
 user; packed rows train as unpacked; `input` and `output` against numpy; the evaluator reads each
-user's own features; bad files and settings fail in one line; a tiny run end to end."""
+user's own features; bad files and settings fail in one line; a tiny run end to end, served as its users."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +17,7 @@ import pytest
 from flax import nnx
 
 from transrec_jax import config as config_lib
-from transrec_jax import evaluate, sharding, train
+from transrec_jax import cli, evaluate, recommend, sharding, train
 from transrec_jax.data import side_info, splits
 from transrec_jax.data.batching import TrainBatcher, pack_windows
 from transrec_jax.data.dataset import SequenceDataset
@@ -25,6 +27,7 @@ from transrec_jax.models import build_model
 from transrec_jax.models.item_tower import FeatureTable
 from transrec_jax.models.user_tower import UserFeatureArrays
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_ITEMS, MAX_LEN = 12, 8
 MODELS = ["sasrec", "bert4rec", "transformer_recommender", "hstu"]
 
@@ -424,10 +427,23 @@ def test_a_tiny_run_with_a_users_table_trains_evaluates_and_reloads(tmp_path):
     rec = Recommender(str(tmp_path / "run"))
     starts, ends = ds.offsets[:6], ds.offsets[1:7]
     _, as_unknown = rec.top_k(starts, ends, ds.items, 5)
-    _, as_themselves = rec.top_k(starts, ends, ds.items, 5, users=np.arange(6))
+    as_themselves_items, as_themselves = rec.top_k(starts, ends, ds.items, 5, users=np.arange(6))
     listed = np.arange(6) % 3 != 0
     np.testing.assert_allclose(as_themselves[~listed], as_unknown[~listed], rtol=1e-5, atol=1e-6)
     assert not np.allclose(as_themselves[listed], as_unknown[listed])
+    # `recommend --history=... --user=ID` ranks (and explains) as that user: top_k's user 1.
+    history = [str(i) for i in rec.catalog.ids[ds.items[ds.offsets[1] : ds.offsets[2]]]]
+    proc = subprocess.run(
+        [sys.executable, "-m", "transrec_jax.recommend", f"--workdir={tmp_path / 'run'}", "--k=5",
+         f"--history={','.join(history)}", f"--user={ds.user_ids[1]}", "--explain=occlusion"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, *rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert header == ["rank", "item", "score", "because"]
+    assert [r[1] for r in rows] == [str(i) for i in rec.catalog.ids[as_themselves_items[1]]]
+    np.testing.assert_allclose([float(r[2]) for r in rows], as_themselves[1], atol=1e-4)
+    with pytest.raises(cli.UsageError, match="--user='nobody': not a user of this dataset"):
+        recommend._user_index(ds, "nobody", "user")
 
 
 @pytest.mark.slow

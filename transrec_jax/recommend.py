@@ -11,7 +11,11 @@ config.model.next_k) and its scores are the log-probabilities of each list prefi
 with a relative time bias (config.model.time_buckets > 0) reads each item's time: --users=all
 takes the dataset's, --history takes --history_times (unix seconds, one per id, oldest first).
 A config.model.time_query="target" model measures the gaps from the time the list is for:
---query_time (default: the last history item's time, as for --users=all).
+--query_time (default: the last history item's time); with --users=all, --query_time is one
+time for every user's list (e.g. now: at or after every user's last item), else each user's
+list is for their last item's time. A model with user
+features (config.model.user_features) reads each user's: --users=all each dataset user's own,
+--history those of --user=ID, a user of the dataset (default: a user without features).
 
   ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
       [--explain_plot=FILE.png [--explain_user=ID]]
@@ -49,8 +53,12 @@ _HISTORY_TIMES = flags.DEFINE_list(
     "history_times", None, "With --history, for a model with a time bias: each item's time in "
     "seconds (unix time), oldest first.")
 _QUERY_TIME = flags.DEFINE_integer(
-    "query_time", None, "With --history_times, for a config.model.time_query='target' model: the "
-    "time in seconds the list is for (default: the last history item's).")
+    "query_time", None, "For a config.model.time_query='target' model, with --history_times or "
+    "--users=all: the unix time in seconds the lists are for (default: each history's last "
+    "item's time).")
+_USER = flags.DEFINE_string(
+    "user", None, "With --history, for a model with user features: the dataset's user id whose "
+    "features the model reads (default: a user without features).")
 _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of the dataset.")
 _OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
                               "With --users=all: a .parquet or .csv file.")
@@ -84,8 +92,9 @@ def main(argv):
         starts, ends = np.array([0]), np.array([len(history)])
         times, query_time = history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, rec.config.model,
                                           len(history))
-        items, scores = rec.top_k(starts, ends, history, k, times, query_times=query_time)
-        because = (_explain(rec, starts, ends, history, items, 0, times=times, query_times=query_time)
+        user = None if _USER.value is None else np.array([_user_index(rec.dataset, _USER.value, "user")])
+        items, scores = rec.top_k(starts, ends, history, k, times, user, query_time)
+        because = (_explain(rec, starts, ends, history, items, 0, user, times, query_time)
                    if _EXPLAIN.value else None)
         titled = catalog.titles is not None
         print("rank\titem\tscore" + ("\ttitle" if titled else "") + ("\tbecause" if because else ""))
@@ -95,9 +104,11 @@ def main(argv):
         return
     ds = rec.dataset
     _check_k(k, ds.num_items, _distinct_per_user(ds))
-    plotted = 0 if _EXPLAIN_USER.value is None else _user_index(ds, _EXPLAIN_USER.value)
+    plotted = 0 if _EXPLAIN_USER.value is None else _user_index(ds, _EXPLAIN_USER.value, "explain_user")
     users = np.arange(ds.num_users)  # (each sequence's user: a model with user features reads it)
-    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k, rec.times, users)
+    query_times = None if _QUERY_TIME.value is None else common_query_time(ds, _QUERY_TIME.value)
+    items, scores = rec.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, k, rec.times, users,
+                              query_times)
     columns = {
         "user": np.repeat(ds.user_ids, k),
         "rank": np.tile(np.arange(1, k + 1), ds.num_users),
@@ -109,7 +120,7 @@ def main(argv):
     output = _OUTPUT.value
     if _EXPLAIN.value:
         because = _explain(rec, ds.offsets[:-1], ds.offsets[1:], ds.items, items, plotted, users,
-                           rec.times)
+                           rec.times, query_times)
         pairs = [pair for user in because for pair in user]
         if output.endswith(".csv"):
             columns["because"] = [_compact(*pair) for pair in pairs]
@@ -201,15 +212,32 @@ def history_times(values, query_time, model_cfg, length: int):
     return (seconds - seconds[0]).astype(np.int32), np.array([query - seconds[0]], np.int32)
 
 
+def common_query_time(ds, query_time: int) -> np.ndarray:
+    """--query_time for every user of `ds` (--users=all), in the int32 seconds since the
+    dataset's earliest interaction that `Recommender.times` counts; a cli.UsageError when it
+    is before some user's last item or beyond int32 seconds."""
+    last = ds.timestamps[ds.offsets[1:] - 1].astype(np.int64)
+    if query_time < last.max():
+        user = int(np.argmax(last))
+        raise cli.UsageError(f"--query_time={query_time}: expected a time at or after every "
+                             f"user's last item (user {ds.user_ids[user]!s}'s is {last[user]})")
+    since = query_time - int(ds.timestamps.min())
+    if since > np.iinfo(np.int32).max:
+        raise cli.UsageError(f"--query_time={query_time}: {since:,} s after the dataset's first "
+                             "interaction, more than int32 seconds (68 years) hold")
+    return np.full(ds.num_users, since, np.int32)
+
+
 def _compact(ids, values) -> str:
     """One cell: 'id:+0.123;id:+0.045' (history items, most positive first)."""
     return ";".join(f"{i}:{v:+.4g}" for i, v in zip(ids, values))
 
 
-def _user_index(ds, user_id: str) -> int:
+def _user_index(ds, user_id: str, flag: str) -> int:
+    """The dense index of the dataset user `user_id` that --`flag` names."""
     matches = np.flatnonzero(np.asarray(ds.user_ids).astype(str) == user_id.strip())
     if not len(matches):
-        raise cli.UsageError(f"--explain_user={user_id!r}: not a user of this dataset "
+        raise cli.UsageError(f"--{flag}={user_id!r}: not a user of this dataset "
                              f"(e.g. {ds.user_ids[0]!s})")
     return int(matches[0])
 
@@ -268,12 +296,24 @@ def _check_flags() -> None:
             raise cli.UsageError("--query_time goes with --history_times")
         recorded = os.path.join(_WORKDIR.value, "config.json")
         if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
-            history_times(_HISTORY_TIMES.value, _QUERY_TIME.value,
-                          config_lib.recorded_config(recorded).model, len(_HISTORY.value))
+            model_cfg = config_lib.recorded_config(recorded).model
+            history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, model_cfg, len(_HISTORY.value))
+            if _USER.value is not None and model_cfg.user_features == "off":
+                raise cli.UsageError("--user: this run's model has no user features "
+                                     "(config.model.user_features='off') and reads no user")
         return
-    for name in ("history_times", "query_time"):
+    for name in ("history_times", "user"):
         if flags.FLAGS[name].present:
-            raise cli.UsageError(f"--{name} goes with --history; --users=all reads the dataset's times")
+            raise cli.UsageError(f"--{name} goes with --history; --users=all reads the dataset's "
+                                 "times and users")
+    recorded = os.path.join(_WORKDIR.value, "config.json")
+    if _QUERY_TIME.value is not None and os.path.exists(recorded):
+        model_cfg = config_lib.recorded_config(recorded).model
+        if not model_cfg.time_buckets or model_cfg.time_query != "target":
+            raise cli.UsageError(
+                "--query_time: this run's model reads no query time (it reads one with "
+                "config.model.time_buckets > 0 and time_query='target'; this run has "
+                f"time_buckets={model_cfg.time_buckets}, time_query={model_cfg.time_query!r})")
     output = _OUTPUT.value
     if not output.endswith(_OUTPUT_FORMATS):
         raise cli.UsageError(f"--output={output!r}: expected a file ending in one of {_OUTPUT_FORMATS}")

@@ -8,8 +8,11 @@ numpy alone (export copies that file into it, so the directory is all a server n
                    to recommend, 0-padded) -> items int32[b, K], scores float32[b, K]. b and e
                    are symbolic: one artifact serves any batch size and history length. An
                    HSTU with a time bias also takes times int32[b, max_len] (aligned with
-                   history) and query_time int32[b], in seconds (only differences count).
+                   history) and query_time int32[b], in seconds (only differences count); a
+                   model with user features then users int32[b] (1 + the user's index in
+                   users.json, 0 = a user without features), the feature tables baked in too.
   ids.json         {"ids": original id of each internal id (entry 0 null), "titles": ... or null}
+  users.json       {"ids": the dataset's user ids} (user-feature models, and with vectors=True)
   manifest.json    what was exported and from what (model, config hash, protocol, versions,
                    the signature above)
   exported.py      the loader (a copy of serving/exported.py)
@@ -18,7 +21,8 @@ It computes what `Recommender.top_k` does (the same `_top_k`, so the same `ranki
 the scores of every item after the history, the history excluded, the best K, ties to the
 lower id. `vectors=True` also writes the output item table (item_vectors.npy, item_bias.npy
 when the model has one: score = user . W[item] + b[item]) and each dataset user's vector
-(user_vectors.npy, users.json), for retrieval outside JAX (experiments/export/ann.py).
+(user_vectors.npy, in users.json's order), for retrieval outside JAX
+(experiments/export/ann.py).
 """
 
 from __future__ import annotations
@@ -51,9 +55,6 @@ def unsupported(model_cfg) -> str | None:
     if model_cfg.name == "encdec":
         return ("model.name='encdec' generates its list by beam search; export serves the models "
                 "that rank every item")
-    if model_cfg.user_features != "off":
-        return (f"config.model.user_features={model_cfg.user_features!r}: this model reads each "
-                "user's features, which an exported model is not given")
     return None
 
 
@@ -70,9 +71,12 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
     if not 1 <= k <= num_items:
         raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
     graphdef, params = rec.run.graphdef, rec.run.params
+    user_features = None if config.model.user_features == "off" else config.model.user_features
+    extra_inputs = (("times", "query_time") if config.model.time_buckets else ()) + (
+        ("users",) if user_features else ())
 
-    def top_k(history, exclude, *timed):
-        return _top_k(graphdef, params, history, exclude, dict(zip(("times", "query_time"), timed)),
+    def top_k(history, exclude, *extra):
+        return _top_k(graphdef, params, history, exclude, dict(zip(extra_inputs, extra)),
                       k=k, item_chunk=config.eval.item_chunk, mesh=None)
 
     os.makedirs(output, exist_ok=True)
@@ -80,30 +84,41 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
     about = {"model": config.model.name, "workdir": os.path.abspath(workdir), "step": rec.run.step,
              "config_sha256": config_hash(config), "dataset": config.dataset.name,
              "protocol": evaluate.protocol(config),
-             "time_query": config.model.time_query if config.model.time_buckets else None}
+             "time_query": config.model.time_query if config.model.time_buckets else None,
+             "user_features": user_features}
     return write_artifact(output, top_k, ids=catalog.ids[1:].tolist(),
                           titles=None if catalog.titles is None else catalog.titles[1:].tolist(),
+                          users=rec.dataset.user_ids.tolist() if user_features or vectors else None,
                           max_len=config.model.max_len, k=k, platforms=platforms, about=about,
                           extra_files=_write_vectors(rec, output) if vectors else [])
 
 
 def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_len: int, k: int,
-                   platforms=PLATFORMS, about: dict, extra_files=()) -> dict:
+                   platforms=PLATFORMS, about: dict, users: list | None = None,
+                   extra_files=()) -> dict:
     """Export top_k(history int32[b, max_len], exclude int32[b, e]) -> (items int32[b, k],
-    scores float32[b, k]) with ids, titles (of items 1..len(ids)), the loader and the manifest
-    (`about` added to it); returns the manifest. With about["time_query"] set, top_k also takes
-    times int32[b, max_len] and query_time int32[b]."""
+    scores float32[b, k]) with ids, titles (of items 1..len(ids)), the users' ids (users.json,
+    when given), the loader and the manifest (`about` added to it); returns the manifest. With
+    about["time_query"] set, top_k also takes times int32[b, max_len] and query_time int32[b];
+    with about["user_features"] set (users then required), then users int32[b]."""
     b, e = jax.export.symbolic_shape("b, e")
     timed = about.get("time_query") is not None
+    with_users = about.get("user_features") is not None
+    if with_users and users is None:
+        raise ValueError("a model with user features is exported with its users' ids")
     inputs = [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b, e), jnp.int32)]
     if timed:
         inputs += [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b,), jnp.int32)]
+    if with_users:
+        inputs += [jax.ShapeDtypeStruct((b,), jnp.int32)]
     artifact = jax.export.export(jax.jit(top_k), platforms=platforms)(*inputs)
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, exported.ARTIFACT), "wb") as f:
         f.write(artifact.serialize())
     _write_json(os.path.join(output, exported.IDS),
                 {"ids": [None] + ids, "titles": None if titles is None else [None] + titles})
+    if users is not None:
+        _write_json(os.path.join(output, exported.USERS), {"ids": users})
     shutil.copy(exported.__file__, os.path.join(output, "exported.py"))
     manifest = {
         "format": exported.FORMAT,
@@ -117,10 +132,14 @@ def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_le
         "inputs": {"history": f"int32[b, {max_len}] internal item ids, newest last, 0-padded on "
                               "the left",
                    "exclude": "int32[b, e] internal item ids not to recommend, 0-padded",
-                   **(_time_inputs(max_len, about["time_query"]) if timed else {})},
+                   **(_time_inputs(max_len, about["time_query"]) if timed else {}),
+                   **({"users": "int32[b] 1 + the user's index in users.json's ids (whose "
+                                "features the model reads), 0 = a user without features"}
+                      if with_users else {})},
         "outputs": {"items": f"int32[b, {k}] internal item ids, best first (0 = no item left)",
                     "scores": f"float32[b, {k}] their scores (-inf = no item left)"},
-        "files": [exported.ARTIFACT, exported.IDS, exported.MANIFEST, "exported.py", *extra_files],
+        "files": [exported.ARTIFACT, exported.IDS, exported.MANIFEST, "exported.py",
+                  *([exported.USERS] if users is not None else []), *extra_files],
     }
     _write_json(os.path.join(output, exported.MANIFEST), manifest)
     return manifest
@@ -142,20 +161,23 @@ def item_and_user_vectors(rec: Recommender) -> dict[str, np.ndarray]:
     """The output item table (item_vectors [num_items + 1, D], item_bias [num_items + 1] when
     the model has one) and every dataset user's vector (user_vectors [num_users, D], after
     their whole sequence, as `recommend --users=all` ranks for, at their last item's time for a
-    model with a time bias): score = user . W + b."""
+    model with a time bias, with their own features for a model with user features):
+    score = user . W + b."""
     ds, graphdef, params = rec.dataset, rec.run.graphdef, rec.run.params
     W, bias = rec.run.model().output_table()
     out = {"item_vectors": np.asarray(W, np.float32)[: ds.num_items + 1]}
     if bias is not None:
         out["item_bias"] = np.asarray(bias, np.float32)[: ds.num_items + 1]
     history = gather_windows(ds.items, ds.offsets[:-1], ds.offsets[1:], rec.config.model.max_len)
-    timed = {}
+    inputs = {}
     if rec.times is not None:
-        timed = {"times": gather_windows(rec.times, ds.offsets[:-1], ds.offsets[1:],
-                                         rec.config.model.max_len),
-                 "query_time": rec.times[ds.offsets[1:] - 1]}
-    user_vector = jax.jit(lambda params, h, timed: nnx.merge(graphdef, params).user_representation(
-        h, **timed))
+        inputs = {"times": gather_windows(rec.times, ds.offsets[:-1], ds.offsets[1:],
+                                          rec.config.model.max_len),
+                  "query_time": rec.times[ds.offsets[1:] - 1]}
+    if rec.config.model.user_features != "off":  # user numbers: dense index + 1
+        inputs["users"] = np.arange(1, ds.num_users + 1, dtype=np.int32)
+    user_vector = jax.jit(lambda params, h, inputs: nnx.merge(graphdef, params).user_representation(
+        h, **inputs))
     rows = []
     for first in range(0, len(history), _BATCH):
         n = len(history[first : first + _BATCH])
@@ -163,21 +185,19 @@ def item_and_user_vectors(rec: Recommender) -> dict[str, np.ndarray]:
         def padded(a):  # one compiled shape
             return np.pad(a[first : first + _BATCH], ((0, _BATCH - n),) + ((0, 0),) * (a.ndim - 1))
 
-        batch_timed = {name: padded(a) for name, a in timed.items()}
-        rows.append(np.asarray(user_vector(params, padded(history), batch_timed), np.float32)[:n])
+        batch_inputs = {name: padded(a) for name, a in inputs.items()}
+        rows.append(np.asarray(user_vector(params, padded(history), batch_inputs), np.float32)[:n])
     out["user_vectors"] = np.concatenate(rows)
     return out
 
 
 def _write_vectors(rec: Recommender, output: str) -> list[str]:
-    """`item_and_user_vectors` as .npy files (np.load-able, no pickle), the users' ids as
-    users.json."""
+    """`item_and_user_vectors` as .npy files (np.load-able, no pickle)."""
     written = []
     for name, array in item_and_user_vectors(rec).items():
         np.save(os.path.join(output, f"{name}.npy"), array)
         written.append(f"{name}.npy")
-    _write_json(os.path.join(output, "users.json"), {"ids": rec.dataset.user_ids.tolist()})
-    return written + ["users.json"]
+    return written
 
 
 def _write_json(path: str, value) -> None:

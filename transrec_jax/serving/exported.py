@@ -15,6 +15,12 @@ item's):
 
   items, scores = model.recommend([["2571", "1196"]], k=10, times=[[978300760, 978302109]],
                                   query_times=[978303000])
+
+A model with user features (manifest["user_features"] not null) also reads whose history each
+is: `users=` gives per history a user id of the run's dataset (users.json), whose features the
+model reads, or None for a user it has no features for (the default for every history):
+
+  items, scores = model.recommend([["2571", "1196"], ["1"]], k=10, users=["6040", None])
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import threading
 import jax
 import numpy as np
 
-ARTIFACT, IDS, MANIFEST = "model.jaxexport", "ids.json", "manifest.json"
+ARTIFACT, IDS, MANIFEST, USERS = "model.jaxexport", "ids.json", "manifest.json", "users.json"
 FORMAT = 1  # manifest["format"]: what this loader reads
 _INT32_MAX = 2**31 - 1
 # `Exported.call` compiles once per concrete input shape, so rows are padded up to one of
@@ -59,6 +65,14 @@ class ExportedModel:
         # "target" | "last_item": the model reads each item's time (manifest "inputs" has
         # times and query_time); None: histories alone.
         self.time_query = self.manifest.get("time_query")
+        # "input" | "output": the model reads each history's user (manifest "inputs" has users),
+        # numbered 1 + their index in users.json's ids, 0 the unknown user; None: it reads none.
+        self.user_features = self.manifest.get("user_features")
+        self.user_ids = None
+        if self.user_features is not None:
+            with open(os.path.join(directory, USERS)) as f:
+                self.user_ids = json.load(f)["ids"]
+            self._user_number = {str(u): n for n, u in enumerate(self.user_ids, 1)}
         # Concurrent callers share model calls (one at a time: each already uses every core):
         # rows wait in _pending while a call runs, and the next call takes all of them.
         self._ready = threading.Condition()
@@ -73,16 +87,38 @@ class ExportedModel:
             raise RequestError(f"item ids {unknown[:5]} are not in the catalogue")
         return np.array([self._index[i] for i in keys], np.int32)
 
-    def recommend(self, histories, k: int | None = None, times=None, query_times=None):
-        """(original ids [n][k], scores float32[n, k]) after each history of original ids."""
-        items, scores = self.top_k([self.index(h) for h in histories], k, times, query_times)
+    def user_numbers(self, user_ids, n: int) -> np.ndarray:
+        """The user numbers the model reads (1 + index in users.json, 0: unknown) of `user_ids`,
+        one per history (users.json ids, compared as strings, or None: a user without features);
+        None for None (top_k then reads every history as an unknown user's)."""
+        if user_ids is None:
+            return None
+        if self.user_features is None:
+            raise RequestError("this model has no user features and reads no users")
+        if not _per_history(user_ids, n):
+            raise RequestError(f"expected a user (an id or None) for each of the {n} histories")
+        keys = [None if u is None else str(u).strip() for u in user_ids]
+        unknown = [u for u in keys if u is not None and u not in self._user_number]
+        if unknown:
+            raise RequestError(f"user ids {unknown[:5]} are not users of the run's dataset: give "
+                               "None for a user the model has no features for")
+        return np.array([0 if u is None else self._user_number[u] for u in keys], np.int32)
+
+    def recommend(self, histories, k: int | None = None, times=None, query_times=None,
+                  users=None):
+        """(original ids [n][k], scores float32[n, k]) after each history of original ids;
+        users: per history a user id of users.json or None (a model with user features)."""
+        numbers = self.user_numbers(users, len(histories))
+        items, scores = self.top_k([self.index(h) for h in histories], k, times, query_times,
+                                   numbers)
         return [[self.ids[i] for i in row] for row in items.tolist()], scores
 
-    def top_k(self, histories, k: int | None = None, times=None, query_times=None):
+    def top_k(self, histories, k: int | None = None, times=None, query_times=None, users=None):
         """(internal ids int32[n, k], scores float32[n, k]) after each history of internal ids,
         best first (ties to the lower id); k: 1..the exported K (default K). times: with a
         time model, per history its items' times in seconds, oldest first; query_times: with a
-        "target" one, per history the time its list is for (None: the last item's)."""
+        "target" one, per history the time its list is for (None: the last item's). users:
+        with a user-feature model, per history its user number (`user_numbers`; None: all 0)."""
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.k:
             raise RequestError(f"k={k!r}: expected an integer from 1 to {self.k} (the exported K)")
@@ -98,6 +134,7 @@ class ExportedModel:
                 raise RequestError(f"k={k}: a history of {len(np.unique(h))} distinct items "
                                    f"leaves {self.num_items - len(np.unique(h))} of the catalogue")
         rows = self._with_times(histories, times, query_times)
+        rows = [row + (u,) for row, u in zip(rows, self._checked_users(users, len(rows)))]
         items, scores = [], []
         for first in range(0, len(rows), BATCH_SIZES[-1]):
             top_items, top_scores = self._shared(rows[first : first + BATCH_SIZES[-1]])
@@ -141,6 +178,22 @@ class ExportedModel:
                 raise RequestError(f"history {row}: its times span more than int32 seconds")
             rows.append((h, (t - t[0]).astype(np.int32), np.int32(q - t[0])))
         return rows
+
+    def _checked_users(self, users, n: int) -> list:
+        """Each row's user number (None without user features)."""
+        if self.user_features is None:
+            if users is not None:
+                raise RequestError("this model has no user features and reads no users")
+            return [None] * n
+        if users is None:
+            return [0] * n
+        if not _per_history(users, n):
+            raise RequestError(f"expected a user number for each of the {n} histories")
+        numbers = np.asarray(users)
+        if numbers.dtype.kind not in "iu" or numbers.min() < 0 or numbers.max() > len(self.user_ids):
+            raise RequestError(f"user numbers must be integers 0..{len(self.user_ids)} "
+                               "(0: a user without features)")
+        return numbers.astype(np.int32).tolist()
 
     def _shared(self, rows):
         """(items, scores) of `rows` (at most BATCH_SIZES[-1]), from a model call that
@@ -189,29 +242,33 @@ class ExportedModel:
         """Compile every batch size at the smallest width now, not at the first requests."""
         timed = self.time_query is not None
         one = (np.ones(1, np.int32), np.zeros(1, np.int32) if timed else None,
-               np.int32(0) if timed else None)
+               np.int32(0) if timed else None, 0 if self.user_features is not None else None)
         for rows in BATCH_SIZES:
             self._run([one] * rows)
 
     def _run(self, rows):
         """One call: the rows' histories (and times) right-aligned (newest last) in
-        zero-padded arrays whose shapes are one of a few."""
+        zero-padded arrays whose shapes are one of a few (with their users)."""
         size = next(size for size in BATCH_SIZES if size >= len(rows))
-        longest = max(len(h) for h, _, _ in rows)
+        longest = max(len(h) for h, _, _, _ in rows)
         width = max(_MIN_WIDTH, 1 << (longest - 1).bit_length())
         history = np.zeros((size, self.max_len), np.int32)
         exclude = np.zeros((size, width), np.int32)
         times = np.zeros((size, self.max_len), np.int32)
         query_time = np.zeros(size, np.int32)
-        for row, (h, t, q) in enumerate(rows):
+        users = np.zeros(size, np.int32)
+        for row, (h, t, q, u) in enumerate(rows):
             recent = h[-self.max_len :]
             history[row, self.max_len - len(recent) :] = recent
             exclude[row, width - len(h) :] = h
             if t is not None:
                 times[row, self.max_len - len(recent) :] = t[-self.max_len :]
                 query_time[row] = q
-        timed = (times, query_time) if self.time_query is not None else ()
-        items, scores = self._call(history, exclude, *timed)
+            if u is not None:
+                users[row] = u
+        extra = (times, query_time) if self.time_query is not None else ()
+        extra += (users,) if self.user_features is not None else ()
+        items, scores = self._call(history, exclude, *extra)
         return np.asarray(items)[: len(rows)], np.asarray(scores)[: len(rows)]
 
 

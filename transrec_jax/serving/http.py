@@ -10,6 +10,9 @@ ThreadingHTTPServer, no model code.
 A model with a time bias (an HSTU; /health's "time_query" is not null) also takes "times", each
 history item's time in seconds (a list, or a list of lists with "histories"), and a "target"
 one "query_time", the time the list is for (a number, or a list; default: the last item's).
+A model with user features (/health's "user_features" is not null) takes "user", the id of a
+user of the run's dataset whose features it reads, or null for one without (the default; a list
+of such with "histories").
 
 k is optional (default: the exported K, the most it may be). A bad request gets a 4xx and an
 internal failure a 500, each with one line {"error": "..."}; neither stops the server.
@@ -102,15 +105,15 @@ class _Handler(BaseHTTPRequestHandler):
     def _health(self):
         m = self.model
         return {"status": "ok", "model": m.manifest.get("model"), "k": m.k, "num_items": m.num_items,
-                "time_query": m.time_query}
+                "time_query": m.time_query, "user_features": m.user_features}
 
     def _recommend(self):
         request = self._json_body()
-        unknown = sorted(set(request) - {"history", "histories", "k", "times", "query_time"})
+        unknown = sorted(set(request) - {"history", "histories", "k", "times", "query_time", "user"})
         if unknown:
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"unknown fields {unknown}: expected "
-                                                      "'history' or 'histories', 'k', 'times' and "
-                                                      "'query_time'")
+                                                      "'history' or 'histories', 'k', 'times', "
+                                                      "'query_time' and 'user'")
         if ("history" in request) == ("histories" in request):
             raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected one of 'history' (a list of item "
                                                       "ids) and 'histories' (a list of such lists)")
@@ -124,9 +127,11 @@ class _Handler(BaseHTTPRequestHandler):
             raise _BadRequest(HTTPStatus.BAD_REQUEST, f"{len(histories):,} histories: at most "
                                                       f"{MAX_HISTORIES:,} per request")
         times, query_time = _times(request, batched)
+        users = _users(request, batched)
         k = request.get("k", self.model.k)
+        numbers = self.model.user_numbers(users, len(histories))
         internal, scores = self.model.top_k([self.model.index(h) for h in histories], k, times,
-                                            query_time)
+                                            query_time, numbers)
         ids, titles = self.model.ids, self.model.titles
         answer = [{"items": [ids[i] for i in row], "scores": row_scores,
                    "titles": None if titles is None else [titles[i] for i in row]}
@@ -185,6 +190,26 @@ def _times(request: dict, batched: bool):
     return times, query_time
 
 
+def _users(request: dict, batched: bool):
+    """The request's user ids (one per history, None for a user without features) as the
+    loader takes them, or None where it gives none."""
+    if "user" not in request:
+        return None
+    user = request["user"]
+    if batched:
+        if not isinstance(user, list) or not all(u is None or _is_id(u) for u in user):
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected user: a list of user ids (or null), "
+                                                      "one per history")
+        return user
+    if not (user is None or _is_id(user)):
+        raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected user: a user id (a string or an "
+                                                  "integer) or null")
+    return [user]
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def _is_ids(value) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(i, str) or (isinstance(i, int) and not isinstance(i, bool)) for i in value)
+    return isinstance(value, list) and all(_is_id(i) for i in value)
