@@ -26,5 +26,5 @@ BASE = ("configs/hstu.py:local,large,"
         "dataset.path=../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz,"
         "dataset.format=movielens_dat,model.max_len=200")
 AXES = {"time_bias": [("off", {}), ("on", {"model.time_buckets": 128})]}
-SEEDS = (0,)
+SEEDS = (0, 1)
 BUDGET = runpy.run_path(os.path.join(os.path.dirname(__file__), "budget.py"))["HSTU_ML1M_BUDGET"]

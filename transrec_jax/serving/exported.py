@@ -87,10 +87,10 @@ class ExportedModel:
             raise RequestError(f"item ids {unknown[:5]} are not in the catalogue")
         return np.array([self._index[i] for i in keys], np.int32)
 
-    def user_numbers(self, user_ids, n: int) -> np.ndarray:
-        """The user numbers the model reads (1 + index in users.json, 0: unknown) of `user_ids`,
-        one per history (users.json ids, compared as strings, or None: a user without features);
-        None for None (top_k then reads every history as an unknown user's)."""
+    def user_numbers(self, user_ids, n: int) -> np.ndarray | None:
+        """The user numbers the model reads (1 + index in users.json, 0: a user without
+        features) of `user_ids`, one per history of n (users.json ids, compared as strings, or
+        None); None for None, which `top_k` reads as n users without features."""
         if user_ids is None:
             return None
         if self.user_features is None:
