@@ -21,30 +21,38 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_ITEMS, K, MAX_LEN = 20, 5, 4
 
 
-def _toy_top_k(history, exclude):
-    """Scores any item id from the history alone (no model): (items, scores) of the best K."""
+def _toy_top_k(history, exclude, shift=0):
+    """Scores any item id from the history alone (no model), moved by `shift` [b] (the toys
+    below: a time gap, a user): (items, scores) of the best K."""
     items = jnp.arange(NUM_ITEMS + 1)
-    scores = ((history[:, -1:] * 7 + items * 3) % (NUM_ITEMS + 1)).astype(jnp.float32)
+    scores = ((history[:, -1:] * 7 + items * 3 + jnp.reshape(shift, (-1, 1))) % (NUM_ITEMS + 1))
     excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
-    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
+    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores.astype(jnp.float32)), K)
     return top.astype(jnp.int32), scores
+
+
+def _serve(tmp_path_factory, top_k, about, **artifact):
+    """Export the toy `top_k` (serving needs an artifact, not a trained model:
+    tests/test_export.py exports one), load it, warm it up (as `serve` does: every batch size)
+    and serve it on a free port: yields (model, port, directory)."""
+    output = str(tmp_path_factory.mktemp("serve") / "export")
+    export.write_artifact(output, top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
+                          max_len=MAX_LEN, k=K, platforms=("cpu",), about={"model": "toy", **about},
+                          **{"titles": None, **artifact})
+    model = exported.load(output)
+    model.warm_up()
+    server = serving_http.make_server(model, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield model, server.server_address[1], output
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A toy artifact (serving needs an artifact, not a trained model: tests/test_export.py
-    exports one) served on a free port."""
-    output = str(tmp_path_factory.mktemp("serve") / "export")
-    export.write_artifact(output, _toy_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
-                          titles=[f"Film {i}" for i in range(1, NUM_ITEMS + 1)], max_len=MAX_LEN,
-                          k=K, platforms=("cpu",), about={"model": "toy"})
-    model = exported.load(output)
-    server = serving_http.make_server(model, port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield model, server.server_address[1], output
-    server.shutdown()
-    server.server_close()
+    """The toy, with titles."""
+    yield from _serve(tmp_path_factory, _toy_top_k, {},
+                      titles=[f"Film {i}" for i in range(1, NUM_ITEMS + 1)])
 
 
 def _request(port, method, path, body=None, headers=None):
@@ -145,32 +153,17 @@ def test_raw_bad_bytes_are_json_errors(served, data, want):
 
 def _toy_timed_top_k(history, exclude, times, query_time):
     """_toy_top_k whose scores also move with the gap from the last item to the query time."""
-    items = jnp.arange(NUM_ITEMS + 1)
-    gap = (query_time - times[:, -1])[:, None]
-    scores = ((history[:, -1:] * 7 + items * 3 + gap) % (NUM_ITEMS + 1)).astype(jnp.float32)
-    excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
-    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
-    return top.astype(jnp.int32), scores
+    return _toy_top_k(history, exclude, query_time - times[:, -1])
 
 
 @pytest.fixture(scope="module")
 def served_timed(tmp_path_factory):
-    """A toy artifact of a model with a time bias ("target" query), served on a free port."""
-    output = str(tmp_path_factory.mktemp("serve_timed") / "export")
-    export.write_artifact(output, _toy_timed_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
-                          titles=None, max_len=MAX_LEN, k=K, platforms=("cpu",),
-                          about={"model": "toy", "time_query": "target"})
-    model = exported.load(output)
-    model.warm_up()  # (as `serve` does: every batch size, with times)
-    server = serving_http.make_server(model, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield model, server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """The toy of a model with a time bias ("target" query)."""
+    yield from _serve(tmp_path_factory, _toy_timed_top_k, {"time_query": "target"})
 
 
 def test_a_time_model_reads_times_in_seconds_and_a_query_time(served_timed):
-    model, port = served_timed
+    model, port, _ = served_timed
     assert _request(port, "GET", "/health")[1]["time_query"] == "target"
     history, times = ["m3", "m7"], [1_700_000_000, 1_700_000_100]
     status, answer = _request(port, "POST", "/recommend", {"history": history, "times": times})
@@ -210,32 +203,19 @@ def test_bad_times_are_a_400_and_the_server_goes_on(served_timed, body):
 
 def _toy_user_top_k(history, exclude, users):
     """_toy_top_k whose scores also move with the user number (0: the unknown user)."""
-    items = jnp.arange(NUM_ITEMS + 1)
-    scores = ((history[:, -1:] * 7 + items * 3 + users[:, None] * 5) % (NUM_ITEMS + 1)).astype(jnp.float32)
-    excluded = (exclude[:, :, None] == items).any(axis=1) | (items == 0)
-    scores, top = jax.lax.top_k(jnp.where(excluded, -jnp.inf, scores), K)
-    return top.astype(jnp.int32), scores
+    return _toy_top_k(history, exclude, users * 5)
 
 
 @pytest.fixture(scope="module")
 def served_users(tmp_path_factory):
-    """A toy artifact of a model with user features (users "a", "b", "c"), served."""
-    output = str(tmp_path_factory.mktemp("serve_users") / "export")
-    export.write_artifact(output, _toy_user_top_k, ids=[f"m{i}" for i in range(1, NUM_ITEMS + 1)],
-                          titles=None, max_len=MAX_LEN, k=K, platforms=("cpu",),
-                          about={"model": "toy", "user_features": "input"}, users=["a", "b", "c"])
-    model = exported.load(output)
-    model.warm_up()
-    server = serving_http.make_server(model, port=0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield model, server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    """The toy of a model with user features (users "a", "b", "c")."""
+    yield from _serve(tmp_path_factory, _toy_user_top_k, {"user_features": "input"},
+                      users=["a", "b", "c"])
 
 
 def test_a_user_feature_model_reads_the_requests_user(served_users):
     """The toy's scores move with the user number: "b" is 2, null and no user are 0."""
-    model, port = served_users
+    model, port, _ = served_users
     assert _request(port, "GET", "/health")[1]["user_features"] == "input"
     history = ["m3", "m7"]
     by_number = {n: model.top_k([model.index(history)], users=[n]) for n in range(4)}
