@@ -148,6 +148,26 @@ def test_a_run_with_a_workdir_wins_over_the_results_file(swept, tmp_path):
     assert [r["status"] for r in runs].count("done") == 7
 
 
+def test_a_sweep_given_more_seeds_reads_the_old_seeds_from_its_results_file(swept, tmp_path):
+    """Seed 0 reported and its workdirs gone (they are not committed), then the sweep runs seed
+    1 too: the report has both, seed 0 from results.json."""
+    out = str(tmp_path / "out")
+    path = str(tmp_path / "toy.py")
+    first = grid.load(path, (), "0", root=swept.root)
+    report.write_report(first, out, ["hr@10"], "ndcg@10")
+    want = open(os.path.join(out, "runs.csv")).read()
+    for run in first.runs:
+        shutil.rmtree(run.workdir)
+    both = report.write_report(swept, out, ["hr@10"], "ndcg@10")
+    assert "| a | 1 |" in both and row(both, "| a | 1 |")[-2] == "2/2"
+    with open(os.path.join(out, "runs.csv")) as f:
+        runs = list(csv.DictReader(f))
+    assert [r["seed"] for r in runs].count("0") == [r["seed"] for r in runs].count("1") == len(first.runs)
+    seed0 = [line for line in want.splitlines()[1:]]
+    assert all(line in open(os.path.join(out, "runs.csv")).read() for line in seed0)
+    assert json.load(open(os.path.join(out, "results.json")))["sweep"]["seeds"] == [0, 1]
+
+
 @pytest.mark.parametrize("change", [
     {"seeds": "0"},
     {"sets": ["train.num_epochs=4"]},

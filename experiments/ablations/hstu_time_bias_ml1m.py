@@ -6,7 +6,7 @@ measurable parts of the `hstu_large` row's distance to the published figure
 (experiments/reproduce/ml1m_full.md). `../shared/data/ml-1m/ratings_users0001-2999_partial.dat.gz`
 holds the raw ratings, with timestamps, of users 1-2999 (49% of the interactions, 3,615 items).
 This trains configs/hstu.py's HSTU-large on them, without the term and with [ZL24]'s 128 log
-buckets (`model.time_buckets=128`), one seed each, with the table's 101-epoch schedule (Adam
+buckets (`model.time_buckets=128`), seeds 0 and 1, with the table's 101-epoch schedule (Adam
 b2 0.98, no early stop) and our protocol (best validation checkpoint tested). The difference is
 what the term is worth on ML-1M data; ML-100K's is hstu_time_bias.py.
 

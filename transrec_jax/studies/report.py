@@ -14,7 +14,8 @@ Ablation report (`python -m transrec_jax.report --sweep=...`), written to one di
                sweep's settings and the report's own arguments (sweep file, --set items,
                metrics). A run whose workdir is missing (run workdirs are not committed) is read
                from it, so the report regenerates without the runs, byte for byte (report.md
-               and the CSVs); one written for other sweep settings is refused. `regenerate`
+               and the CSVs), and a sweep given more seeds adds their runs to it; one written
+               for other sweep settings is refused. `regenerate`
                (`python -m transrec_jax.report --regenerate=DIR`) rewrites every report under DIR
                from its results.json alone.
 
@@ -127,15 +128,19 @@ def read_results(path: str, sweep: Sweep, curve_metric: str) -> dict[str, dict]:
         if lacking:
             raise KeyError(lacking[0])
         now = sweep_settings(sweep)
+        # Seeds added since (the file's are among the sweep's): its runs still stand.
+        seeds = settings["seeds"] if set(settings["seeds"]) <= set(now["seeds"]) else now["seeds"]
         differ = [f"{k} {json.dumps(settings.get(k))}, now {json.dumps(now[k])}"
-                  for k in now if k != "doc" and now[k] != settings.get(k)]
+                  for k in now if k not in ("doc", "seeds") and now[k] != settings.get(k)]
+        if seeds != settings["seeds"]:
+            differ.append(f"seeds {json.dumps(settings['seeds'])}, now {json.dumps(now['seeds'])}")
         if data["curve_metric"] != curve_metric:
             differ.append(f"curve_metric {data['curve_metric']}, now {curve_metric}")
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise StudyError(f"{path}: not a study results file written by transrec_jax.report ({e!r}); "
                          "move it away") from None
     recorded = [(r["run"], r["config_args"]) for r in runs]
-    expected = [(run.name, run.config_args()) for run in sweep.runs]
+    expected = [(run.name, run.config_args()) for run in sweep.runs if run.seed in seeds]
     if not differ and recorded != expected:
         other = next((r for r, e in zip(recorded, expected) if r != e), None)
         differ.append(f"run {other[0]} {' '.join(other[1])}" if other else
