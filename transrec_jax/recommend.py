@@ -13,9 +13,9 @@ takes the dataset's, --history takes --history_times (unix seconds, one per id, 
 A config.model.time_query="target" model measures the gaps from the time the list is for:
 --query_time (default: the last history item's time); with --users=all, --query_time is one
 time for every user's list (e.g. now: at or after every user's last item), else each user's
-list is for their last item's time. A model with user
-features (config.model.user_features) reads each user's: --users=all each dataset user's own,
---history those of --user=ID, a user of the dataset (default: a user without features).
+list is for their last item's time. A model with user features (config.model.user_features)
+reads each user's: --users=all each dataset user's own, --history those of --user=ID, a user
+of the dataset (default: a user without features).
 
   ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
       [--explain_plot=FILE.png [--explain_user=ID]]
