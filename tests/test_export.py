@@ -213,12 +213,18 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
     _assert_vectors_give_the_top_scores(output, ds, want_scores)
 
 
-def test_a_model_without_user_features_refuses_users(run):
+def test_a_model_without_user_features_refuses_users_and_takes_none(run):
     model = exported.load(run[1])
     assert model.user_features is None and model.manifest["user_features"] is None
-    for users in (["1"], [None]):
+    histories = [model.ids[1:4], model.ids[2:6]]
+    for users in (["1", None], [None, 1]):
         with pytest.raises(exported.RequestError, match="has no user features"):
-            model.recommend([model.ids[1:4]], 5, users=users)
+            model.recommend(histories, 5, users=users)
+    with pytest.raises(exported.RequestError, match="for each of the 2 histories"):
+        model.recommend(histories, 5, users=[None])
+    want = model.recommend(histories, 5)
+    got = model.recommend(histories, 5, users=[None, None])
+    assert got[0] == want[0] and np.array_equal(got[1], want[1])
 
 
 def test_refused_models_before_anything_loads(tmp_path):

@@ -245,10 +245,14 @@ def test_bad_users_are_a_400_and_the_server_goes_on(served_users, body):
     assert _request(served_users[1], "GET", "/health")[0] == 200
 
 
-def test_a_user_to_a_model_without_user_features_is_a_400(served):
+def test_a_user_to_a_model_without_user_features_is_a_400_and_null_is_no_user(served):
     status, answer = _request(served[1], "POST", "/recommend", {"history": ["m1"], "user": "a"})
     assert status == 400 and "has no user features" in answer["error"]
     assert _request(served[1], "GET", "/health")[1]["user_features"] is None
+    want = _request(served[1], "POST", "/recommend", {"histories": [["m1"], ["m2"]]})
+    got = _request(served[1], "POST", "/recommend", {"histories": [["m1"], ["m2"]],
+                                                     "user": [None, None]})
+    assert want[0] == got[0] == 200 and got[1] == want[1]
 
 
 def test_internal_error_is_a_500_and_the_server_goes_on(served, monkeypatch):

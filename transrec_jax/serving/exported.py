@@ -90,13 +90,17 @@ class ExportedModel:
     def user_numbers(self, user_ids, n: int) -> np.ndarray | None:
         """The user numbers the model reads (1 + index in users.json, 0: a user without
         features) of `user_ids`, one per history of n (users.json ids, compared as strings, or
-        None); None for None, which `top_k` reads as n users without features."""
+        None); None for None, which `top_k` reads as n users without features. A model without
+        user features takes None for every user, so one client can call either kind."""
         if user_ids is None:
             return None
-        if self.user_features is None:
-            raise RequestError("this model has no user features and reads no users")
         if not _per_history(user_ids, n):
             raise RequestError(f"expected a user (an id or None) for each of the {n} histories")
+        if self.user_features is None:
+            if any(u is not None for u in user_ids):
+                raise RequestError("this model has no user features and reads no users: give "
+                                   "None (null) or no users")
+            return None
         keys = [None if u is None else str(u).strip() for u in user_ids]
         unknown = [u for u in keys if u is not None and u not in self._user_number]
         if unknown:

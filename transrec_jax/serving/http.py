@@ -12,7 +12,7 @@ history item's time in seconds (a list, or a list of lists with "histories"), an
 one "query_time", the time the list is for (a number, or a list; default: the last item's).
 A model with user features (/health's "user_features" is not null) takes "user", the id of a
 user of the run's dataset whose features it reads, or null for one without (the default; a list
-of such with "histories").
+of such with "histories"). Any other model takes "user" null only, so one client serves both.
 
 k is optional (default: the exported K, the most it may be). A bad request gets a 4xx and an
 internal failure a 500, each with one line {"error": "..."}; neither stops the server.
