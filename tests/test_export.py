@@ -172,19 +172,24 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
     """An HSTU with a time bias and user features (all three extra inputs, in the artifact's
     order): the loader, given each history's user id, lists what `Recommender.top_k` lists for
     those users; a user given as None, or not given, is the unknown user; a user the table
-    leaves out reads as the unknown user either way; user vectors use each user's features."""
+    leaves out reads as the unknown user either way; a user given by raw feature values reads
+    as the listed user with those values; user vectors use each user's features."""
     from test_hstu import timed_table_config
 
     c = timed_table_config(tmp_path)
     table = tmp_path / "users.csv"  # every fourth user left out
-    table.write_text("id,group\n" + "".join(f"u{u},g{u % 3}\n" for u in range(40) if u % 4))
-    c.dataset.update(user_features=str(table), user_features_columns="group:categorical")
+    ages = {u: 18 + (u * 7) % 40 for u in range(40)}
+    table.write_text("id,group,age\n" + "".join(f"u{u},g{u % 3},{ages[u]}\n"
+                                                  for u in range(40) if u % 4))
+    c.dataset.update(user_features=str(table),
+                     user_features_columns="group:categorical,age:numeric")
     c.model.user_features = "input"
     workdir, output = str(tmp_path / "run"), str(tmp_path / "export")
     train.train_and_evaluate(c, workdir)
     manifest = export.export_run(workdir, output, k=5, vectors=True, platforms=("cpu",))
     assert manifest["user_features"] == "input" and list(manifest["inputs"]) == [
-        "history", "exclude", "times", "query_time", "users"]
+        "history", "exclude", "times", "query_time", "user.group", "user.age"]
+    assert "user_features.npz" in manifest["files"]
     rec, model = Recommender(workdir), exported.load(output)
     ds = rec.dataset
     assert model.user_ids == ds.user_ids.tolist() and "users.json" in manifest["files"]
@@ -203,11 +208,26 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
     listed = np.array([int(u[1:]) % 4 != 0 for u in ds.user_ids.tolist()])
     np.testing.assert_allclose(scores[~listed], unknown_scores[~listed], rtol=1e-5, atol=1e-5)
     assert not np.allclose(scores[listed], unknown_scores[listed])
+    # The same users as new ones, by their raw values (the age as the file has it, before the
+    # standardisation export records); a user without features as an empty dict
+    raw = [{"group": f"g{int(u[1:]) % 3}", "age": ages[int(u[1:])]} if int(u[1:]) % 4 else {}
+           for u in ds.user_ids.tolist()]
+    by_values = model.recommend(histories, 5, times=times, users=raw)
+    assert by_values[0] == items
+    np.testing.assert_allclose(by_values[1], scores, rtol=1e-5, atol=1e-5)
     for bad, match in [(["nobody"], "not users of the run's dataset"),
-                       (["u1", "u2"], "for each of the 1 histories"), ("u1", "for each of the 1")]:
+                       (["u1", "u2"], "for each of the 1 histories"), ("u1", "for each of the 1"),
+                       ({"group": "g1"}, "for each of the 1"),
+                       ([{"group": "g9"}], r"'group': \['g9'\] not in its vocabulary"),
+                       ([{"group": "<unknown>"}], "not in its vocabulary"),
+                       ([{"group": ["g1", "g2"]}], "2 values, the model reads at most 1"),
+                       ([{"group": 1.5}], "expected a value"),
+                       ([{"age": "old"}], "'age': expected a number"),
+                       ([{"age": float("nan")}], "'age': expected a number"),
+                       ([{"height": 180}], r"\['height'\] are not the model's")]:
         with pytest.raises(exported.RequestError, match=match):
             model.recommend(histories[:1], 5, times=times[:1], users=bad)
-    for bad in ([-1], [len(ds.user_ids) + 1], [0.5]):
+    for bad in ([-1], [len(ds.user_ids) + 1], [0.5], [True]):
         with pytest.raises(exported.RequestError, match="user numbers must be integers"):
             model.top_k([ds.items[starts[0] : ends[0]]], 5, times[:1], users=bad)
     _assert_vectors_give_the_top_scores(output, ds, want_scores)

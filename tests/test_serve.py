@@ -13,6 +13,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from transrec_jax.serving import export, exported, http as serving_http
@@ -201,34 +202,48 @@ def test_bad_times_are_a_400_and_the_server_goes_on(served_timed, body):
     assert _request(served_timed[1], "GET", "/health")[0] == 200
 
 
-def _toy_user_top_k(history, exclude, users):
-    """_toy_top_k whose scores also move with the user number (0: the unknown user)."""
-    return _toy_top_k(history, exclude, users * 5)
+# The toy's user features: a categorical group ("x", "y", "z") and an age (numeric: raw mean 30,
+# std 10), as export writes them; rows by user number (0: a user without features, then a, b, c)
+_TOY_USER_FEATURES = [
+    {"name": "group", "kind": "categorical", "vocab": ["<pad>", "<unknown>", "x", "y", "z"]},
+    {"name": "age", "kind": "numeric", "mean": 30.0, "std": 10.0}]
+_TOY_USER_TABLES = [np.array([[1], [2], [3], [4]], np.int32),
+                    np.array([[0.0], [-1.0], [0.5], [1.0]], np.float32)]
+
+
+def _toy_user_top_k(history, exclude, group, age):
+    """_toy_top_k whose scores also move with the user's group and standardised age."""
+    return _toy_top_k(history, exclude, (group[:, 0] - 1) * 5 + jnp.round(age[:, 0] * 2).astype(
+        jnp.int32))
 
 
 @pytest.fixture(scope="module")
 def served_users(tmp_path_factory):
     """The toy of a model with user features (users "a", "b", "c")."""
     yield from _serve(tmp_path_factory, _toy_user_top_k, {"user_features": "input"},
-                      users=["a", "b", "c"])
+                      users=["a", "b", "c"], user_features=_TOY_USER_FEATURES,
+                      user_tables=_TOY_USER_TABLES)
 
 
 def test_a_user_feature_model_reads_the_requests_user(served_users):
-    """The toy's scores move with the user number: "b" is 2, null and no user are 0."""
+    """The toy's scores move with the user's features: "b" is number 2, null and no user are 0,
+    and a user given by raw values ("y", age 35 standardises to 0.5) reads as "b"."""
     model, port, _ = served_users
     assert _request(port, "GET", "/health")[1]["user_features"] == "input"
     history = ["m3", "m7"]
     by_number = {n: model.top_k([model.index(history)], users=[n]) for n in range(4)}
     assert len({tuple(items[0]) for items, _ in by_number.values()}) == 4
-    for user, number in [("b", 2), (None, 0)]:
+    for user, number in [("b", 2), (None, 0), ({"group": "y", "age": 35}, 2), ({}, 0),
+                         ({"group": "z", "age": 40}, 3), ({"group": ["x"], "age": 20.0}, 1)]:
         status, answer = _request(port, "POST", "/recommend", {"history": history, "user": user})
         assert status == 200 and answer["items"] == [model.ids[i] for i in by_number[number][0][0]]
     assert _request(port, "POST", "/recommend", {"history": history})[1]["items"] == [
         model.ids[i] for i in by_number[0][0][0]]
     status, answer = _request(port, "POST", "/recommend",
-                              {"histories": [history] * 3, "user": ["c", None, "a"]})
+                              {"histories": [history] * 4,
+                               "user": ["c", None, "a", {"group": "y", "age": 35}]})
     assert status == 200 and answer["items"] == [[model.ids[i] for i in by_number[n][0][0]]
-                                                 for n in (3, 0, 1)]
+                                                 for n in (3, 0, 1, 2)]
 
 
 @pytest.mark.parametrize("body", [
@@ -238,6 +253,11 @@ def test_a_user_feature_model_reads_the_requests_user(served_users):
     {"histories": [["m1"]], "user": "a"},
     {"histories": [["m1"], ["m2"]], "user": ["a"]},
     {"histories": [["m1"]], "user": [1.5]},
+    {"history": ["m1"], "user": {"group": "w"}},
+    {"history": ["m1"], "user": {"colour": "x"}},
+    {"history": ["m1"], "user": {"age": "old"}},
+    {"history": ["m1"], "user": {"group": ["x", "y"]}},
+    {"history": ["m1"], "user": [{"group": "x"}]},
 ])
 def test_bad_users_are_a_400_and_the_server_goes_on(served_users, body):
     status, answer = _request(served_users[1], "POST", "/recommend", body)

@@ -8,8 +8,9 @@ only jax and numpy (transrec_jax/serving/export.py: the files; `python -m transr
 --export=DIR` answers HTTP requests from it). --vectors adds the output item table and every
 dataset user's vector as .npy files, for retrieval with an ANN index (experiments/export/ann.py).
 An HSTU with a time bias exports a function that also takes each item's time (the loader and
-the server take seconds), a model with user features one that also takes each history's user
-(its feature tables baked in, the dataset's user ids in users.json). Encdec models generate
+the server take seconds), a model with user features one that also takes each history's user's
+feature rows (the loader reads them from a dataset user's id or a new user's raw values:
+users.json and user_features.npz hold the users, vocabularies and rows). Encdec models generate
 their lists and are refused; only the workdir's config.json is read before that.
 """
 

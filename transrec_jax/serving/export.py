@@ -9,10 +9,15 @@ numpy alone (export copies that file into it, so the directory is all a server n
                    are symbolic: one artifact serves any batch size and history length. An
                    HSTU with a time bias also takes times int32[b, max_len] (aligned with
                    history) and query_time int32[b], in seconds (only differences count); a
-                   model with user features then users int32[b] (1 + the user's index in
-                   users.json, 0 = a user without features), the feature tables baked in too.
+                   model with user features then, per feature of its user tower, each
+                   history's user's row of that feature (user.<name>: int32[b, m] vocabulary
+                   indices, or float32[b, dim]), so a user need not be in the training data.
   ids.json         {"ids": original id of each internal id (entry 0 null), "titles": ... or null}
-  users.json       {"ids": the dataset's user ids} (user-feature models, and with vectors=True)
+  users.json       {"ids": the dataset's user ids} (user-feature models, and with vectors=True);
+                   a user-feature model's also has "features": each feature's name, kind and
+                   how the loader turns raw values into its row (vocabulary; mean and std)
+  user_features.npz  a user-feature model's feature rows of every user number (row 0: a user
+                   without features, row n: users.json's user n - 1), as the model read them
   manifest.json    what was exported and from what (model, config hash, protocol, versions,
                    the signature above)
   exported.py      the loader (a copy of serving/exported.py)
@@ -42,6 +47,7 @@ from flax import nnx
 from transrec_jax import config as config_lib
 from transrec_jax import evaluate
 from transrec_jax.config import ConfigError
+from transrec_jax.data import load, side_info
 from transrec_jax.data.batching import gather_windows
 from transrec_jax.serving import exported
 from transrec_jax.serving.recommender import _BATCH, Recommender, _top_k
@@ -72,11 +78,16 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
         raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
     graphdef, params = rec.run.graphdef, rec.run.params
     user_features = None if config.model.user_features == "off" else config.model.user_features
-    extra_inputs = (("times", "query_time") if config.model.time_buckets else ()) + (
-        ("users",) if user_features else ())
+    features, tables = _user_feature_tables(rec) if user_features else ([], [])
+    timed = ("times", "query_time") if config.model.time_buckets else ()
 
     def top_k(history, exclude, *extra):
-        return _top_k(graphdef, params, history, exclude, dict(zip(extra_inputs, extra)),
+        inputs = dict(zip(timed, extra))
+        state = params
+        if features:  # the requests' user rows stand in for the tables: user i reads row i
+            state = _with_user_tables(graphdef, params, extra[len(timed):])
+            inputs["users"] = jnp.arange(history.shape[0], dtype=jnp.int32)
+        return _top_k(graphdef, state, history, exclude, inputs,
                       k=k, item_chunk=config.eval.item_chunk, mesh=None)
 
     os.makedirs(output, exist_ok=True)
@@ -89,28 +100,68 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
     return write_artifact(output, top_k, ids=catalog.ids[1:].tolist(),
                           titles=None if catalog.titles is None else catalog.titles[1:].tolist(),
                           users=rec.dataset.user_ids.tolist() if user_features or vectors else None,
+                          user_features=features, user_tables=tables,
                           max_len=config.model.max_len, k=k, platforms=platforms, about=about,
                           extra_files=_write_vectors(rec, output) if vectors else [])
 
 
+def _user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]]:
+    """Each user-tower feature's description (name, kind; a categorical one's vocabulary, a
+    numeric one's raw mean and std, as data/side_info.py encodes them) and its table as the
+    model holds it (row 0: a user without features), in the tower's order."""
+    config, dataset = rec.config, rec.dataset
+    stem = os.path.splitext(load.cache_path(config.dataset, config.seed))[0]
+    info = side_info.read_user_features(config.dataset, dataset, stem, log=lambda *_: None)
+    tower = nnx.merge(rec.run.graphdef, rec.run.params).user_tower
+    names = sorted(n for n, f in info.features.items() if f.kind == "categorical") + sorted(
+        n for n, f in info.features.items() if f.kind != "categorical")
+    features = []
+    for name in names:
+        f = info.features[name]
+        features.append({"name": name, "kind": f.kind,
+                         **({"vocab": f.vocab} if f.kind == "categorical" else {}),
+                         **({"mean": f.stats["mean"], "std": f.stats["std"]}
+                            if f.kind == "numeric" else {})})
+    tables = [np.asarray(t[...]) for t in [*tower.categorical, *tower.dense]]
+    return features, tables
+
+
+def _with_user_tables(graphdef, params, tables):
+    """`params` with the user tower's feature tables replaced by `tables` (same order)."""
+    model = nnx.merge(graphdef, params, copy=True)  # fresh variables of this trace
+    for variable, table in zip([*model.user_tower.categorical, *model.user_tower.dense], tables):
+        variable.set_value(table)
+    return nnx.split(model)[1]
+
+
 def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_len: int, k: int,
                    platforms=PLATFORMS, about: dict, users: list | None = None,
+                   user_features: list[dict] = (), user_tables: list[np.ndarray] = (),
                    extra_files=()) -> dict:
     """Export top_k(history int32[b, max_len], exclude int32[b, e]) -> (items int32[b, k],
     scores float32[b, k]) with ids, titles (of items 1..len(ids)), the users' ids (users.json,
     when given), the loader and the manifest (`about` added to it); returns the manifest. With
     about["time_query"] set, top_k also takes times int32[b, max_len] and query_time int32[b];
-    with about["user_features"] set (users then required), then users int32[b]."""
+    with about["user_features"] set (users, user_features and user_tables then required: each
+    feature's description and its rows by user number, row 0 a user without features), then
+    each feature's rows of the b users, int32[b, m] (categorical) or float32[b, dim]."""
     b, e = jax.export.symbolic_shape("b, e")
     timed = about.get("time_query") is not None
     with_users = about.get("user_features") is not None
-    if with_users and users is None:
-        raise ValueError("a model with user features is exported with its users' ids")
+    if with_users and (users is None or not user_features
+                       or len(user_features) != len(user_tables)):
+        raise ValueError("a model with user features is exported with its users' ids and each "
+                         "feature's description and table")
+    if with_users:
+        for f, table in zip(user_features, user_tables):
+            if table.shape[0] != len(users) + 1 or table.dtype not in (np.int32, np.float32):
+                raise ValueError(f"user feature {f['name']!r}: expected int32 or float32 rows for "
+                                 f"{len(users)} users and row 0, got {table.dtype}{table.shape}")
     inputs = [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b, e), jnp.int32)]
     if timed:
         inputs += [jax.ShapeDtypeStruct((b, max_len), jnp.int32), jax.ShapeDtypeStruct((b,), jnp.int32)]
     if with_users:
-        inputs += [jax.ShapeDtypeStruct((b,), jnp.int32)]
+        inputs += [jax.ShapeDtypeStruct((b, *t.shape[1:]), t.dtype) for t in user_tables]
     artifact = jax.export.export(jax.jit(top_k), platforms=platforms)(*inputs)
     os.makedirs(output, exist_ok=True)
     with open(os.path.join(output, exported.ARTIFACT), "wb") as f:
@@ -118,7 +169,11 @@ def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_le
     _write_json(os.path.join(output, exported.IDS),
                 {"ids": [None] + ids, "titles": None if titles is None else [None] + titles})
     if users is not None:
-        _write_json(os.path.join(output, exported.USERS), {"ids": users})
+        _write_json(os.path.join(output, exported.USERS),
+                    {"ids": users, **({"features": list(user_features)} if with_users else {})})
+    if with_users:
+        np.savez(os.path.join(output, exported.USER_FEATURES),
+                 **{f"feature_{i}": t for i, t in enumerate(user_tables)})
     shutil.copy(exported.__file__, os.path.join(output, "exported.py"))
     manifest = {
         "format": exported.FORMAT,
@@ -133,13 +188,13 @@ def write_artifact(output: str, top_k, *, ids: list, titles: list | None, max_le
                               "the left",
                    "exclude": "int32[b, e] internal item ids not to recommend, 0-padded",
                    **(_time_inputs(max_len, about["time_query"]) if timed else {}),
-                   **({"users": "int32[b] 1 + the user's index in users.json's ids (whose "
-                                "features the model reads), 0 = a user without features"}
-                      if with_users else {})},
+                   **({f"user.{f['name']}": _user_input(f, t)
+                       for f, t in zip(user_features, user_tables)} if with_users else {})},
         "outputs": {"items": f"int32[b, {k}] internal item ids, best first (0 = no item left)",
                     "scores": f"float32[b, {k}] their scores (-inf = no item left)"},
         "files": [exported.ARTIFACT, exported.IDS, exported.MANIFEST, "exported.py",
-                  *([exported.USERS] if users is not None else []), *extra_files],
+                  *([exported.USERS] if users is not None else []),
+                  *([exported.USER_FEATURES] if with_users else []), *extra_files],
     }
     _write_json(os.path.join(output, exported.MANIFEST), manifest)
     return manifest
@@ -150,6 +205,15 @@ def _time_inputs(max_len: int, time_query: str) -> dict:
     unread = " (read by no position: time_query='last_item')" if time_query == "last_item" else ""
     return {"times": f"int32[b, {max_len}] seconds of each history item, aligned with history",
             "query_time": f"int32[b] seconds: the time each list is for{unread}"}
+
+
+def _user_input(feature: dict, table: np.ndarray) -> str:
+    """The manifest's words for one user feature's input."""
+    if feature["kind"] == "categorical":
+        return (f"int32[b, {table.shape[1]}] the user's {feature['name']!r} values as indices "
+                "of users.json's vocabulary (0 padding, 1 unknown)")
+    scaled = " standardised with users.json's mean and std" if feature["kind"] == "numeric" else ""
+    return f"float32[b, {table.shape[1]}] the user's {feature['name']!r}{scaled}"
 
 
 def config_hash(config) -> str:

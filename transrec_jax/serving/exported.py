@@ -18,9 +18,12 @@ item's):
 
 A model with user features (manifest["user_features"] not null) also reads whose history each
 is: `users=` gives per history a user id of the run's dataset (users.json), whose features the
-model reads, or None for a user it has no features for (the default for every history):
+model reads; a dict of a new user's raw feature values (users.json's "features" names them; a
+categorical value must be in its vocabulary, a feature left out reads as unknown); or None for
+a user it has no features for (the default for every history):
 
-  items, scores = model.recommend([["2571", "1196"], ["1"]], k=10, users=["6040", None])
+  items, scores = model.recommend([["2571", "1196"], ["1"], ["1"]], k=10,
+                                  users=["6040", {"gender": "F", "age": "25"}, None])
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ import jax
 import numpy as np
 
 ARTIFACT, IDS, MANIFEST, USERS = "model.jaxexport", "ids.json", "manifest.json", "users.json"
-FORMAT = 1  # manifest["format"]: what this loader reads
+USER_FEATURES = "user_features.npz"
+FORMAT = 2  # manifest["format"]: what this loader reads
 _INT32_MAX = 2**31 - 1
 # `Exported.call` compiles once per concrete input shape, so rows are padded up to one of
 # these batch sizes (more rows: calls of the largest), and exclude widths to a power of two.
@@ -65,14 +69,20 @@ class ExportedModel:
         # "target" | "last_item": the model reads each item's time (manifest "inputs" has
         # times and query_time); None: histories alone.
         self.time_query = self.manifest.get("time_query")
-        # "input" | "output": the model reads each history's user (manifest "inputs" has users),
-        # numbered 1 + their index in users.json's ids, 0 the unknown user; None: it reads none.
+        # "input" | "output": the model reads each history's user's feature rows (manifest
+        # "inputs" has one user.<name> per feature); users are numbered 1 + their index in
+        # users.json's ids, 0 the unknown user, the rows of user_features.npz; None: no users.
         self.user_features = self.manifest.get("user_features")
         self.user_ids = None
         if self.user_features is not None:
             with open(os.path.join(directory, USERS)) as f:
-                self.user_ids = json.load(f)["ids"]
+                users = json.load(f)
+            self.user_ids, self._features = users["ids"], users["features"]
             self._user_number = {str(u): n for n, u in enumerate(self.user_ids, 1)}
+            with np.load(os.path.join(directory, USER_FEATURES), allow_pickle=False) as tables:
+                self._tables = [tables[f"feature_{i}"] for i in range(len(self._features))]
+            self._codes = [{v: i for i, v in enumerate(f["vocab"])} if "vocab" in f else None
+                           for f in self._features]
         # Concurrent callers share model calls (one at a time: each already uses every core):
         # rows wait in _pending while a call runs, and the next call takes all of them.
         self._ready = threading.Condition()
@@ -87,31 +97,78 @@ class ExportedModel:
             raise RequestError(f"item ids {unknown[:5]} are not in the catalogue")
         return np.array([self._index[i] for i in keys], np.int32)
 
-    def user_numbers(self, user_ids, n: int) -> np.ndarray | None:
-        """The user numbers the model reads (1 + index in users.json, 0: a user without
-        features) of `user_ids`, one per history of n (users.json ids, compared as strings, or
-        None); None for None, which `top_k` reads as n users without features. A model without
-        user features takes None for every user, so one client can call either kind."""
+    def user_numbers(self, user_ids, n: int) -> list | None:
+        """What `top_k` takes for `user_ids`, one per history of n: the user number (1 + index
+        in users.json, 0: a user without features) of a users.json id (compared as a string)
+        or None, a dict of raw feature values as it is; None for None, which `top_k` reads as n
+        users without features. A model without user features takes None for every user, so
+        one client can call either kind."""
         if user_ids is None:
             return None
         if not _per_history(user_ids, n):
-            raise RequestError(f"expected a user (an id or None) for each of the {n} histories")
+            raise RequestError(f"expected a user (an id, a dict of features or None) for each "
+                               f"of the {n} histories")
         if self.user_features is None:
             if any(u is not None for u in user_ids):
                 raise RequestError("this model has no user features and reads no users: give "
                                    "None (null) or no users")
             return None
-        keys = [None if u is None else str(u).strip() for u in user_ids]
-        unknown = [u for u in keys if u is not None and u not in self._user_number]
+        keys = [u if u is None or isinstance(u, dict) else str(u).strip() for u in user_ids]
+        unknown = [u for u in keys if isinstance(u, str) and u not in self._user_number]
         if unknown:
             raise RequestError(f"user ids {unknown[:5]} are not users of the run's dataset: give "
-                               "None for a user the model has no features for")
-        return np.array([0 if u is None else self._user_number[u] for u in keys], np.int32)
+                               "their features (a dict), or None for a user without features")
+        return [0 if u is None else u if isinstance(u, dict) else self._user_number[u]
+                for u in keys]
+
+    def user_rows(self, features: dict) -> list[np.ndarray]:
+        """The model's feature rows (one per users.json feature) of a user given by raw values:
+        {name: a categorical feature's value or list of values (each in its vocabulary), a
+        numeric one's number, a dense one's list of dim numbers}; a feature left out is read
+        as unknown, as for a user the feature file does not list."""
+        names = [f["name"] for f in self._features]
+        extra = sorted(set(map(str, features)) - set(names))
+        if extra:
+            raise RequestError(f"user features {extra[:5]} are not the model's: expected some of "
+                               f"{names}")
+        rows = [table[0].copy() for table in self._tables]  # a user without features
+        for f, codes, row in zip(self._features, self._codes, rows):
+            if f["name"] not in features:
+                continue
+            value, at = features[f["name"]], f"user feature {f['name']!r}"
+            if codes is not None:
+                values = value if isinstance(value, list) else [value]
+                if not all(_is_value(v) for v in values):
+                    raise RequestError(f"{at}: expected a value (a string or an integer) or a "
+                                       "list of values")
+                keys = list(dict.fromkeys(str(v).strip() for v in values))
+                unknown = [v for v in keys if v not in codes or codes[v] < 2]
+                if unknown:
+                    raise RequestError(f"{at}: {unknown[:5]} not in its vocabulary (leave the "
+                                       "feature out for a user without it)")
+                if len(keys) > len(row):
+                    raise RequestError(f"{at}: {len(keys)} values, the model reads at most "
+                                       f"{len(row)}")
+                row[:] = 0
+                row[: len(keys)] = [codes[v] for v in keys]
+                if not keys:  # no value: unknown, as the data reads an empty entry
+                    row[0] = 1
+            else:
+                values = [value] if f["kind"] == "numeric" else value
+                if not isinstance(values, list) or len(values) != len(row) or not all(
+                        _is_number(v) for v in values):
+                    expected = "a number" if f["kind"] == "numeric" else f"{len(row)} numbers"
+                    raise RequestError(f"{at}: expected {expected}")
+                if f["kind"] == "numeric":
+                    values = [(values[0] - f["mean"]) / (f["std"] or 1.0)]
+                row[:] = np.asarray(values, np.float32)
+        return rows
 
     def recommend(self, histories, k: int | None = None, times=None, query_times=None,
                   users=None):
         """(original ids [n][k], scores float32[n, k]) after each history of original ids;
-        users: per history a user id of users.json or None (a model with user features)."""
+        users: per history a user id of users.json, a dict of a user's raw feature values
+        (`user_rows`) or None (a model with user features)."""
         numbers = self.user_numbers(users, len(histories))
         items, scores = self.top_k([self.index(h) for h in histories], k, times, query_times,
                                    numbers)
@@ -122,7 +179,8 @@ class ExportedModel:
         best first (ties to the lower id); k: 1..the exported K (default K). times: with a
         time model, per history its items' times in seconds, oldest first; query_times: with a
         "target" one, per history the time its list is for (None: the last item's). users:
-        with a user-feature model, per history its user number (`user_numbers`; None: all 0)."""
+        with a user-feature model, per history its user number or a dict of its raw feature
+        values (`user_numbers`, `user_rows`; None: all 0)."""
         k = self.k if k is None else k
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.k:
             raise RequestError(f"k={k!r}: expected an integer from 1 to {self.k} (the exported K)")
@@ -184,20 +242,25 @@ class ExportedModel:
         return rows
 
     def _checked_users(self, users, n: int) -> list:
-        """Each row's user number (None without user features)."""
+        """Each row's user feature rows (None without user features)."""
         if self.user_features is None:
             if users is not None:
                 raise RequestError("this model has no user features and reads no users")
             return [None] * n
         if users is None:
-            return [0] * n
+            users = [0] * n
         if not _per_history(users, n):
             raise RequestError(f"expected a user number for each of the {n} histories")
-        numbers = np.asarray(users)
-        if numbers.dtype.kind not in "iu" or numbers.min() < 0 or numbers.max() > len(self.user_ids):
-            raise RequestError(f"user numbers must be integers 0..{len(self.user_ids)} "
-                               "(0: a user without features)")
-        return numbers.astype(np.int32).tolist()
+        rows = []
+        for u in users:
+            if isinstance(u, dict):
+                rows.append(self.user_rows(u))
+            elif _is_integer(u) and 0 <= u <= len(self.user_ids):
+                rows.append([table[u] for table in self._tables])
+            else:
+                raise RequestError(f"user numbers must be integers 0..{len(self.user_ids)} "
+                                   "(0: a user without features) or dicts of feature values")
+        return rows
 
     def _shared(self, rows):
         """(items, scores) of `rows` (at most BATCH_SIZES[-1]), from a model call that
@@ -246,13 +309,15 @@ class ExportedModel:
         """Compile every batch size at the smallest width now, not at the first requests."""
         timed = self.time_query is not None
         one = (np.ones(1, np.int32), np.zeros(1, np.int32) if timed else None,
-               np.int32(0) if timed else None, 0 if self.user_features is not None else None)
+               np.int32(0) if timed else None,
+               [t[0] for t in self._tables] if self.user_features is not None else None)
         for rows in BATCH_SIZES:
             self._run([one] * rows)
 
     def _run(self, rows):
         """One call: the rows' histories (and times) right-aligned (newest last) in
-        zero-padded arrays whose shapes are one of a few (with their users)."""
+        zero-padded arrays whose shapes are one of a few (with their users' feature rows,
+        padded with a user without features)."""
         size = next(size for size in BATCH_SIZES if size >= len(rows))
         longest = max(len(h) for h, _, _, _ in rows)
         width = max(_MIN_WIDTH, 1 << (longest - 1).bit_length())
@@ -260,7 +325,8 @@ class ExportedModel:
         exclude = np.zeros((size, width), np.int32)
         times = np.zeros((size, self.max_len), np.int32)
         query_time = np.zeros(size, np.int32)
-        users = np.zeros(size, np.int32)
+        users = ([np.repeat(table[:1], size, axis=0) for table in self._tables]
+                 if self.user_features is not None else [])
         for row, (h, t, q, u) in enumerate(rows):
             recent = h[-self.max_len :]
             history[row, self.max_len - len(recent) :] = recent
@@ -268,10 +334,10 @@ class ExportedModel:
             if t is not None:
                 times[row, self.max_len - len(recent) :] = t[-self.max_len :]
                 query_time[row] = q
-            if u is not None:
-                users[row] = u
+            for table, user_row in zip(users, u or []):
+                table[row] = user_row
         extra = (times, query_time) if self.time_query is not None else ()
-        extra += (users,) if self.user_features is not None else ()
+        extra += tuple(users)
         items, scores = self._call(history, exclude, *extra)
         return np.asarray(items)[: len(rows)], np.asarray(scores)[: len(rows)]
 
@@ -282,7 +348,22 @@ def load(directory: str) -> ExportedModel:
 
 def _per_history(values, n: int) -> bool:
     """Whether values is a sequence of n entries (one per history)."""
-    return hasattr(values, "__len__") and not isinstance(values, (str, bytes)) and len(values) == n
+    return (hasattr(values, "__len__") and not isinstance(values, (str, bytes, dict))
+            and len(values) == n)
+
+
+def _is_integer(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_value(value) -> bool:
+    """A categorical feature's value: a string or an integer."""
+    return isinstance(value, str) or _is_integer(value)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool) and np.isfinite(value)
 
 
 def _seconds(value) -> int:

@@ -11,8 +11,10 @@ A model with a time bias (an HSTU; /health's "time_query" is not null) also take
 history item's time in seconds (a list, or a list of lists with "histories"), and a "target"
 one "query_time", the time the list is for (a number, or a list; default: the last item's).
 A model with user features (/health's "user_features" is not null) takes "user", the id of a
-user of the run's dataset whose features it reads, or null for one without (the default; a list
-of such with "histories"). Any other model takes "user" null only, so one client serves both.
+user of the run's dataset whose features it reads, an object of a new user's raw feature values
+({"gender": "F", "age": "25"}: users.json's "features" names them and their vocabularies), or
+null for one without (the default; a list of such with "histories"). Any other model takes
+"user" null only, so one client serves both.
 
 k is optional (default: the exported K, the most it may be). A bad request gets a 4xx and an
 internal failure a 500, each with one line {"error": "..."}; neither stops the server.
@@ -197,14 +199,19 @@ def _users(request: dict, batched: bool):
         return None
     user = request["user"]
     if batched:
-        if not isinstance(user, list) or not all(u is None or _is_id(u) for u in user):
-            raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected user: a list of user ids (or null), "
-                                                      "one per history")
+        if not isinstance(user, list) or not all(_is_user(u) for u in user):
+            raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected user: a list of user ids (or "
+                                                      "objects of features, or null), one per "
+                                                      "history")
         return user
-    if not (user is None or _is_id(user)):
+    if not _is_user(user):
         raise _BadRequest(HTTPStatus.BAD_REQUEST, "expected user: a user id (a string or an "
-                                                  "integer) or null")
+                                                  "integer), an object of features or null")
     return [user]
+
+
+def _is_user(value) -> bool:
+    return value is None or _is_id(value) or isinstance(value, dict)
 
 
 def _is_id(value) -> bool:
