@@ -231,6 +231,17 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
         with pytest.raises(exported.RequestError, match="user numbers must be integers"):
             model.top_k([ds.items[starts[0] : ends[0]]], 5, times[:1], users=bad)
     _assert_vectors_give_the_top_scores(output, ds, want_scores)
+    # A feature file changed since training (the same vocabulary, other users' groups): refused
+    table.write_text("id,group,age\n" + "".join(f"u{u},g{(u + 1) % 3},{ages[u]}\n"
+                                                  for u in range(40) if u % 4))
+    with pytest.raises(ConfigError, match="no longer gives the users the features"):
+        export.export_run(workdir, str(tmp_path / "again"), k=5, platforms=("cpu",))
+    assert not (tmp_path / "again").exists()
+    # One that changed its vocabulary builds a model the checkpoints do not fit: said so
+    table.write_text("id,group,age\n" + "".join(f"u{u},g{u % 5},{ages[u]}\n" for u in range(40)))
+    with pytest.raises(ConfigError, match=r"no checkpoint restores into the model .*shape"):
+        export.export_run(workdir, str(tmp_path / "again"), k=5, platforms=("cpu",))
+    assert not (tmp_path / "again").exists()
 
 
 def test_a_model_without_user_features_refuses_users_and_takes_none(run):

@@ -123,6 +123,10 @@ def _user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]
                          **({"mean": f.stats["mean"], "std": f.stats["std"]}
                             if f.kind == "numeric" else {})})
     tables = [np.asarray(t[...]) for t in [*tower.categorical, *tower.dense]]
+    now = side_info.user_tower_inputs(info)  # the vocabularies must be the ones it trained with
+    if not all(np.array_equal(t, {**now.categorical, **now.dense}[n]) for n, t in zip(names, tables)):
+        raise ConfigError(f"config.dataset.user_features={config.dataset.user_features!r}: the "
+                          "file no longer gives the users the features the model trained on")
     return features, tables
 
 

@@ -61,12 +61,18 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
                                     user_features=user_features(config, dataset, log=lambda *_: None),
                                     abstract=True)
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints)
-    restored = None
+    restored, skipped = None, []
     if checkpoint == "best" and not config.dataset.train_on_val_item:
         restored, _ = checkpoints.restore(state, best=True)
+        skipped += checkpoints.skipped
     if restored is None:
         restored, _ = checkpoints.restore(state)
+        skipped += checkpoints.skipped
     checkpoints.close()
+    if restored is None and skipped:  # e.g. a feature file that changed its vocabulary since
+        name, step, reason = skipped[0]
+        raise ConfigError(f"{workdir}: no checkpoint restores into the model its config.json and "
+                          f"data files build now ({name}/{step}: {reason})")
     if restored is None:
         raise ConfigError(f"{workdir} holds no checkpoint yet")
     return Run(workdir, config, dataset, graphdef, restored["params"], int(restored["step"]), mesh)
