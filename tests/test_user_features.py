@@ -444,6 +444,18 @@ def test_a_tiny_run_with_a_users_table_trains_evaluates_and_reloads(tmp_path):
     np.testing.assert_allclose([float(r[2]) for r in rows], as_themselves[1], atol=1e-4)
     with pytest.raises(cli.UsageError, match="--user='nobody': not a user of this dataset"):
         recommend._user_index(ds, "nobody", "user")
+    # `--user_features` with user 1's raw values (i = 1: group g1, age 21) ranks as user 1; a
+    # value outside the file's vocabulary is a one-line error
+    proc = subprocess.run(
+        [sys.executable, "-m", "transrec_jax.recommend", f"--workdir={tmp_path / 'run'}", "--k=5",
+         f"--history={','.join(history)}", '--user_features={"group": "g1", "age": 21}'],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    header, *rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert [r[1] for r in rows] == [str(i) for i in rec.catalog.ids[as_themselves_items[1]]]
+    np.testing.assert_allclose([float(r[2]) for r in rows], as_themselves[1], atol=1e-4)
+    with pytest.raises(cli.UsageError, match=r"--user_features: user feature 'group': \['g9'\]"):
+        recommend._as_new_user(rec, {"group": "g9"})
 
 
 @pytest.mark.slow

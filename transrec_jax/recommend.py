@@ -15,7 +15,8 @@ A config.model.time_query="target" model measures the gaps from the time the lis
 time for every user's list (e.g. now: at or after every user's last item), else each user's
 list is for their last item's time. A model with user features (config.model.user_features)
 reads each user's: --users=all each dataset user's own, --history those of --user=ID, a user
-of the dataset (default: a user without features).
+of the dataset, or of --user_features='{"gender": "F", "age": "25"}', a new user's raw values
+(default: a user without features).
 
   ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
       [--explain_plot=FILE.png [--explain_user=ID]]
@@ -32,6 +33,8 @@ for every recommended item): a
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 
 import jax
@@ -45,7 +48,7 @@ from absl import flags
 from transrec_jax import cli, explain, sharding
 from transrec_jax import config as config_lib
 from transrec_jax.data.batching import gather_windows
-from transrec_jax.serving import Recommender
+from transrec_jax.serving import Recommender, export, exported
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
 _HISTORY = flags.DEFINE_list("history", None, "Original item ids, oldest first.")
@@ -59,6 +62,11 @@ _QUERY_TIME = flags.DEFINE_integer(
 _USER = flags.DEFINE_string(
     "user", None, "With --history, for a model with user features: the dataset's user id whose "
     "features the model reads (default: a user without features).")
+_USER_FEATURES = flags.DEFINE_string(
+    "user_features", None, "With --history, for a model with user features, instead of --user: "
+    "a new user's raw feature values as a JSON object, e.g. '{\"gender\": \"F\", \"age\": "
+    "\"25\"}' (a categorical value from the feature file's values, a number as the file has "
+    "it; a feature left out reads as unknown).")
 _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of the dataset.")
 _OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
                               "With --users=all: a .parquet or .csv file.")
@@ -85,6 +93,8 @@ def main(argv):
     if _ITEM_SHARDS.value > 1:
         mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": _ITEM_SHARDS.value}))
     rec = Recommender(_WORKDIR.value, mesh)
+    if _USER_FEATURES.value is not None:
+        _as_new_user(rec, _user_feature_values())
     k, catalog = _K.value, rec.catalog
     if _HISTORY.value is not None:
         history = rec.item_index(_HISTORY.value)
@@ -133,6 +143,32 @@ def main(argv):
     else:
         pa.parquet.write_table(table, output)
     print(f"wrote top-{k} for {ds.num_users:,} users to {output}")
+
+
+def _user_feature_values() -> dict:
+    """--user_features as a dict (a one-line UsageError if it is not a JSON object)."""
+    try:
+        values = json.loads(_USER_FEATURES.value)
+    except json.JSONDecodeError as e:
+        raise cli.UsageError(f"--user_features={_USER_FEATURES.value!r}: not JSON ({e.msg} at "
+                             f"character {e.pos})") from None
+    if not isinstance(values, dict):
+        raise cli.UsageError(f"--user_features={_USER_FEATURES.value!r}: expected a JSON object "
+                             "of feature values")
+    return values
+
+
+def _as_new_user(rec, values: dict) -> None:
+    """Make `rec`'s user without features (number 0, which a history without --user reads) the
+    new user of `values`: its row of every user feature table becomes theirs."""
+    features, tables = export.user_feature_tables(rec)
+    try:
+        rows = exported.encode_user(features, tables, values)
+    except exported.RequestError as e:
+        raise cli.UsageError(f"--user_features: {e}") from None
+    tables = [np.concatenate([row[None], table[1:]]) for row, table in zip(rows, tables)]
+    rec.run = dataclasses.replace(rec.run, params=export.with_user_tables(
+        rec.run.graphdef, rec.run.params, tables))
 
 
 def _explain(rec, starts, ends, items, top_items, plotted, users=None, times=None,
@@ -294,15 +330,21 @@ def _check_flags() -> None:
             raise cli.UsageError("--output goes with --users=all; --history prints its list")
         if _QUERY_TIME.value is not None and _HISTORY_TIMES.value is None:
             raise cli.UsageError("--query_time goes with --history_times")
+        if _USER.value is not None and _USER_FEATURES.value is not None:
+            raise cli.UsageError("give at most one of --user (a dataset user) and --user_features "
+                                 "(a new user's values)")
+        if _USER_FEATURES.value is not None:
+            _user_feature_values()
         recorded = os.path.join(_WORKDIR.value, "config.json")
         if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
             model_cfg = config_lib.recorded_config(recorded).model
             history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, model_cfg, len(_HISTORY.value))
-            if _USER.value is not None and model_cfg.user_features == "off":
-                raise cli.UsageError("--user: this run's model has no user features "
-                                     "(config.model.user_features='off') and reads no user")
+            for name in ("user", "user_features"):
+                if flags.FLAGS[name].present and model_cfg.user_features == "off":
+                    raise cli.UsageError(f"--{name}: this run's model has no user features "
+                                         "(config.model.user_features='off') and reads no user")
         return
-    for name in ("history_times", "user"):
+    for name in ("history_times", "user", "user_features"):
         if flags.FLAGS[name].present:
             raise cli.UsageError(f"--{name} goes with --history; --users=all reads the dataset's "
                                  "times and users")

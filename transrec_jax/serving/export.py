@@ -78,14 +78,14 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
         raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
     graphdef, params = rec.run.graphdef, rec.run.params
     user_features = None if config.model.user_features == "off" else config.model.user_features
-    features, tables = _user_feature_tables(rec) if user_features else ([], [])
+    features, tables = user_feature_tables(rec) if user_features else ([], [])
     timed = ("times", "query_time") if config.model.time_buckets else ()
 
     def top_k(history, exclude, *extra):
         inputs = dict(zip(timed, extra))
         state = params
         if features:  # the requests' user rows stand in for the tables: user i reads row i
-            state = _with_user_tables(graphdef, params, extra[len(timed):])
+            state = with_user_tables(graphdef, params, extra[len(timed):])
             inputs["users"] = jnp.arange(history.shape[0], dtype=jnp.int32)
         return _top_k(graphdef, state, history, exclude, inputs,
                       k=k, item_chunk=config.eval.item_chunk, mesh=None)
@@ -105,7 +105,7 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
                           extra_files=_write_vectors(rec, output) if vectors else [])
 
 
-def _user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]]:
+def user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]]:
     """Each user-tower feature's description (name, kind; a categorical one's vocabulary, a
     numeric one's raw mean and std, as data/side_info.py encodes them) and its table as the
     model holds it (row 0: a user without features), in the tower's order."""
@@ -130,9 +130,10 @@ def _user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]
     return features, tables
 
 
-def _with_user_tables(graphdef, params, tables):
-    """`params` with the user tower's feature tables replaced by `tables` (same order)."""
-    model = nnx.merge(graphdef, params, copy=True)  # fresh variables of this trace
+def with_user_tables(graphdef, params, tables):
+    """`params` with the user tower's feature tables replaced by `tables` (same order as
+    `user_feature_tables`), inside a trace or outside."""
+    model = nnx.merge(graphdef, params, copy=True)  # fresh variables (of the trace, inside one)
     for variable, table in zip([*model.user_tower.categorical, *model.user_tower.dense], tables):
         variable.set_value(table)
     return nnx.split(model)[1]

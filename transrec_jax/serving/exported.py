@@ -81,8 +81,6 @@ class ExportedModel:
             self._user_number = {str(u): n for n, u in enumerate(self.user_ids, 1)}
             with np.load(os.path.join(directory, USER_FEATURES), allow_pickle=False) as tables:
                 self._tables = [tables[f"feature_{i}"] for i in range(len(self._features))]
-            self._codes = [{v: i for i, v in enumerate(f["vocab"])} if "vocab" in f else None
-                           for f in self._features]
         # Concurrent callers share model calls (one at a time: each already uses every core):
         # rows wait in _pending while a call runs, and the next call takes all of them.
         self._ready = threading.Condition()
@@ -122,47 +120,8 @@ class ExportedModel:
                 for u in keys]
 
     def user_rows(self, features: dict) -> list[np.ndarray]:
-        """The model's feature rows (one per users.json feature) of a user given by raw values:
-        {name: a categorical feature's value or list of values (each in its vocabulary), a
-        numeric one's number, a dense one's list of dim numbers}; a feature left out is read
-        as unknown, as for a user the feature file does not list."""
-        names = [f["name"] for f in self._features]
-        extra = sorted(set(map(str, features)) - set(names))
-        if extra:
-            raise RequestError(f"user features {extra[:5]} are not the model's: expected some of "
-                               f"{names}")
-        rows = [table[0].copy() for table in self._tables]  # a user without features
-        for f, codes, row in zip(self._features, self._codes, rows):
-            if f["name"] not in features:
-                continue
-            value, at = features[f["name"]], f"user feature {f['name']!r}"
-            if codes is not None:
-                values = value if isinstance(value, list) else [value]
-                if not all(_is_value(v) for v in values):
-                    raise RequestError(f"{at}: expected a value (a string or an integer) or a "
-                                       "list of values")
-                keys = list(dict.fromkeys(str(v).strip() for v in values))
-                unknown = [v for v in keys if v not in codes or codes[v] < 2]
-                if unknown:
-                    raise RequestError(f"{at}: {unknown[:5]} not in its vocabulary (leave the "
-                                       "feature out for a user without it)")
-                if len(keys) > len(row):
-                    raise RequestError(f"{at}: {len(keys)} values, the model reads at most "
-                                       f"{len(row)}")
-                row[:] = 0
-                row[: len(keys)] = [codes[v] for v in keys]
-                if not keys:  # no value: unknown, as the data reads an empty entry
-                    row[0] = 1
-            else:
-                values = [value] if f["kind"] == "numeric" else value
-                if not isinstance(values, list) or len(values) != len(row) or not all(
-                        _is_number(v) for v in values):
-                    expected = "a number" if f["kind"] == "numeric" else f"{len(row)} numbers"
-                    raise RequestError(f"{at}: expected {expected}")
-                if f["kind"] == "numeric":
-                    values = [(values[0] - f["mean"]) / (f["std"] or 1.0)]
-                row[:] = np.asarray(values, np.float32)
-        return rows
+        """The model's feature rows of a user given by raw values (`encode_user`)."""
+        return encode_user(self._features, self._tables, features)
 
     def recommend(self, histories, k: int | None = None, times=None, query_times=None,
                   users=None):
@@ -344,6 +303,51 @@ class ExportedModel:
 
 def load(directory: str) -> ExportedModel:
     return ExportedModel(directory)
+
+
+def encode_user(features: list[dict], tables: list[np.ndarray], values: dict) -> list[np.ndarray]:
+    """The feature rows (one per entry of users.json's "features", beside its table of rows by
+    user number) of a user given by raw values: {name: a categorical feature's value or list of
+    values (each in its vocabulary), a numeric one's number, a dense one's list of dim
+    numbers}; a feature left out reads as unknown, as for a user the feature file does not
+    list (row 0)."""
+    names = [f["name"] for f in features]
+    extra = sorted(set(map(str, values)) - set(names))
+    if extra:
+        raise RequestError(f"user features {extra[:5]} are not the model's: expected some of "
+                           f"{names}")
+    rows = [table[0].copy() for table in tables]  # a user without features
+    for f, row in zip(features, rows):
+        if f["name"] not in values:
+            continue
+        value, at = values[f["name"]], f"user feature {f['name']!r}"
+        if f["kind"] == "categorical":
+            given = value if isinstance(value, list) else [value]
+            if not all(_is_value(v) for v in given):
+                raise RequestError(f"{at}: expected a value (a string or an integer) or a list "
+                                   "of values")
+            keys = list(dict.fromkeys(str(v).strip() for v in given))
+            codes = {v: i for i, v in enumerate(f["vocab"]) if i >= 2}  # (not <pad>, <unknown>)
+            unknown = [v for v in keys if v not in codes]
+            if unknown:
+                raise RequestError(f"{at}: {unknown[:5]} not in its vocabulary (leave the "
+                                   "feature out for a user without it)")
+            if len(keys) > len(row):
+                raise RequestError(f"{at}: {len(keys)} values, the model reads at most {len(row)}")
+            row[:] = 0
+            row[: len(keys)] = [codes[v] for v in keys]
+            if not keys:  # no value: unknown, as the data reads an empty entry
+                row[0] = 1
+        else:
+            given = [value] if f["kind"] == "numeric" else value
+            if not isinstance(given, list) or len(given) != len(row) or not all(
+                    _is_number(v) for v in given):
+                expected = "a number" if f["kind"] == "numeric" else f"{len(row)} numbers"
+                raise RequestError(f"{at}: expected {expected}")
+            if f["kind"] == "numeric":
+                given = [(given[0] - f["mean"]) / (f["std"] or 1.0)]
+            row[:] = np.asarray(given, np.float32)
+    return rows
 
 
 def _per_history(values, n: int) -> bool:
