@@ -230,6 +230,9 @@ def test_a_user_feature_model_reads_the_requests_user(served_users):
     and a user given by raw values ("y", age 35 standardises to 0.5) reads as "b"."""
     model, port, _ = served_users
     assert _request(port, "GET", "/health")[1]["user_features"] == "input"
+    assert _request(port, "GET", "/user_features") == (200, {"user_features": "input", "features": [
+        {"name": "group", "kind": "categorical", "values": ["x", "y", "z"]},
+        {"name": "age", "kind": "numeric", "dim": 1}]})
     history = ["m3", "m7"]
     by_number = {n: model.top_k([model.index(history)], users=[n]) for n in range(4)}
     assert len({tuple(items[0]) for items, _ in by_number.values()}) == 4
@@ -269,6 +272,8 @@ def test_a_user_to_a_model_without_user_features_is_a_400_and_null_is_no_user(se
     status, answer = _request(served[1], "POST", "/recommend", {"history": ["m1"], "user": "a"})
     assert status == 400 and "has no user features" in answer["error"]
     assert _request(served[1], "GET", "/health")[1]["user_features"] is None
+    assert _request(served[1], "GET", "/user_features") == (200, {"user_features": None,
+                                                                  "features": []})
     want = _request(served[1], "POST", "/recommend", {"histories": [["m1"], ["m2"]]})
     got = _request(served[1], "POST", "/recommend", {"histories": [["m1"], ["m2"]],
                                                      "user": [None, None]})

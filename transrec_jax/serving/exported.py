@@ -119,6 +119,16 @@ class ExportedModel:
         return [0 if u is None else u if isinstance(u, dict) else self._user_number[u]
                 for u in keys]
 
+    def user_feature_values(self) -> list[dict]:
+        """What a new user's dict may hold: per feature its name and kind, and a categorical
+        one's values (its vocabulary), a numeric or dense one's dim; [] without user features."""
+        if self.user_features is None:
+            return []
+        return [{"name": f["name"], "kind": f["kind"],
+                 **({"values": f["vocab"][2:]} if f["kind"] == "categorical"
+                    else {"dim": int(table.shape[1])})}
+                for f, table in zip(self._features, self._tables)]
+
     def user_rows(self, features: dict) -> list[np.ndarray]:
         """The model's feature rows of a user given by raw values (`encode_user`)."""
         return encode_user(self._features, self._tables, features)

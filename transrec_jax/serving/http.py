@@ -6,6 +6,9 @@ ThreadingHTTPServer, no model code.
   POST /recommend {"histories": [[...], ...], "k": 10}
        -> {"items": [[...], ...], "scores": [[...], ...], "titles": [[...], ...]}
   GET  /health -> {"status": "ok", "model": ..., "k": K, "num_items": ...}
+  GET  /user_features -> {"user_features": placement or null, "features": [{"name": ...,
+       "kind": "categorical", "values": [...]} or {"name": ..., "kind": "numeric" | "dense",
+       "dim": ...}, ...]}   (what a new user's "user" object may hold; [] without user features)
 
 A model with a time bias (an HSTU; /health's "time_query" is not null) also takes "times", each
 history item's time in seconds (a list, or a list of lists with "histories"), and a "target"
@@ -35,6 +38,9 @@ MAX_HISTORIES = 1024  # per request: a larger batch would hold the model for sec
 TIMEOUT_S = 30  # a client that stops sending mid-request frees its thread after this
 
 
+_ROUTES = "GET /health, GET /user_features, POST /recommend"
+
+
 class _BadRequest(Exception):
     def __init__(self, status: HTTPStatus, message: str):
         super().__init__(message)
@@ -61,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = TIMEOUT_S
 
     def do_GET(self):
-        self._answer(self._health if self.path == "/health" else None)
+        self._answer({"/health": self._health, "/user_features": self._user_features}.get(self.path))
 
     def do_POST(self):
         self._answer(self._recommend if self.path == "/recommend" else None)
@@ -74,8 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _not_allowed(self):
         self.close_connection = True  # (a body it may have sent is not read)
-        self._send(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"method {self.command} not allowed: "
-                                                            "GET /health, POST /recommend"})
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED,
+                   {"error": f"method {self.command} not allowed: {_ROUTES}"})
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own errors (a malformed request line, headers too long) as JSON too."""
@@ -88,8 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, route):
         try:
             if route is None:
-                raise _BadRequest(HTTPStatus.NOT_FOUND, f"no {self.command} {self.path}: "
-                                                        "GET /health, POST /recommend")
+                raise _BadRequest(HTTPStatus.NOT_FOUND, f"no {self.command} {self.path}: {_ROUTES}")
             self._send(HTTPStatus.OK, route())
         except _BadRequest as e:
             self._send(e.status, {"error": str(e)})
@@ -108,6 +113,11 @@ class _Handler(BaseHTTPRequestHandler):
         m = self.model
         return {"status": "ok", "model": m.manifest.get("model"), "k": m.k, "num_items": m.num_items,
                 "time_query": m.time_query, "user_features": m.user_features}
+
+    def _user_features(self):
+        """What a new user's "user" object may hold: each feature's name, kind and values."""
+        return {"user_features": self.model.user_features,
+                "features": self.model.user_feature_values()}
 
     def _recommend(self):
         request = self._json_body()
