@@ -218,7 +218,7 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
     for bad, match in [(["nobody"], "not users of the run's dataset"),
                        (["u1", "u2"], "for each of the 1 histories"), ("u1", "for each of the 1"),
                        ({"group": "g1"}, "for each of the 1"),
-                       ([{"group": "g9"}], r"'group': \['g9'\] not in its vocabulary"),
+                       ([{"group": "g9"}], r"'group': \['g9'\] not in its vocabulary \('g0', 'g1', 'g2'; "),
                        ([{"group": "<unknown>"}], "not in its vocabulary"),
                        ([{"group": ["g1", "g2"]}], "2 values, the model reads at most 1"),
                        ([{"group": 1.5}], "expected a value"),

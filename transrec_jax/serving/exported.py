@@ -340,8 +340,9 @@ def encode_user(features: list[dict], tables: list[np.ndarray], values: dict) ->
             codes = {v: i for i, v in enumerate(f["vocab"]) if i >= 2}  # (not <pad>, <unknown>)
             unknown = [v for v in keys if v not in codes]
             if unknown:
-                raise RequestError(f"{at}: {unknown[:5]} not in its vocabulary (leave the "
-                                   "feature out for a user without it)")
+                known = ", ".join(map(repr, list(codes)[:5])) + (", ..." if len(codes) > 5 else "")
+                raise RequestError(f"{at}: {unknown[:5]} not in its vocabulary ({known}; leave "
+                                   "the feature out for a user without it)")
             if len(keys) > len(row):
                 raise RequestError(f"{at}: {len(keys)} values, the model reads at most {len(row)}")
             row[:] = 0
