@@ -15,7 +15,7 @@ A config.model.time_query="target" model measures the gaps from the time the lis
 time for every user's list (e.g. now: at or after every user's last item), else each user's
 list is for their last item's time. A model with user features (config.model.user_features)
 reads each user's: --users=all each dataset user's own, --history those of --user=ID, a user
-of the dataset, or of --user_features='{"gender": "F", "age": "25"}', a new user's raw values
+of the dataset, or of --user_features='{"gender": "F", "age": "25-34"}', a new user's raw values
 (default: a user without features).
 
   ... --explain=occlusion|grad|ig|rollout|attention [--explain_top=5]
@@ -65,8 +65,8 @@ _USER = flags.DEFINE_string(
 _USER_FEATURES = flags.DEFINE_string(
     "user_features", None, "With --history, for a model with user features, instead of --user: "
     "a new user's raw feature values as a JSON object, e.g. '{\"gender\": \"F\", \"age\": "
-    "\"25\"}' (a categorical value from the feature file's values, a number as the file has "
-    "it; a feature left out reads as unknown).")
+    "\"25-34\"}' (a categorical value as the feature's vocabulary has it, a number as the file "
+    "has it; a feature left out reads as unknown).")
 _USERS = flags.DEFINE_enum("users", None, ["all"], "Recommend for every user of the dataset.")
 _OUTPUT = flags.DEFINE_string("output", "recommendations.parquet",
                               "With --users=all: a .parquet or .csv file.")

@@ -23,7 +23,7 @@ categorical value must be in its vocabulary, a feature left out reads as unknown
 a user it has no features for (the default for every history):
 
   items, scores = model.recommend([["2571", "1196"], ["1"], ["1"]], k=10,
-                                  users=["6040", {"gender": "F", "age": "25"}, None])
+                                  users=["6040", {"gender": "F", "age": "25-34"}, None])
 """
 
 from __future__ import annotations

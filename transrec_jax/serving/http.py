@@ -15,7 +15,7 @@ history item's time in seconds (a list, or a list of lists with "histories"), an
 one "query_time", the time the list is for (a number, or a list; default: the last item's).
 A model with user features (/health's "user_features" is not null) takes "user", the id of a
 user of the run's dataset whose features it reads, an object of a new user's raw feature values
-({"gender": "F", "age": "25"}: users.json's "features" names them and their vocabularies), or
+({"gender": "F", "age": "25-34"}: users.json's "features" names them and their vocabularies), or
 null for one without (the default; a list of such with "histories"). Any other model takes
 "user" null only, so one client serves both.
 
