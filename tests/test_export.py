@@ -244,6 +244,47 @@ def test_a_user_feature_model_exports_and_reads_whose_history_each_is(tmp_path):
     assert not (tmp_path / "again").exists()
 
 
+# A user table's three kinds as users.json describes them, with each table's row 0 (a user
+# without features: categorical "unknown", numeric and dense 0) and one listed user
+_KINDS = [{"name": "genres", "kind": "categorical", "vocab": ["<pad>", "<unknown>", "a", "b", "c"]},
+          {"name": "age", "kind": "numeric", "mean": 30.0, "std": 8.0},
+          {"name": "embedding", "kind": "dense"}]
+_KIND_TABLES = [np.array([[1, 0, 0], [2, 4, 0]], np.int32), np.array([[0.0], [0.5]], np.float32),
+                np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)]
+
+
+@pytest.mark.parametrize("values, want", [
+    ({}, [[1, 0, 0], [0.0], [0.0, 0.0]]),
+    ({"genres": ["c", "a", "c"], "age": 34, "embedding": [0.25, 2]}, [[4, 2, 0], [0.5], [0.25, 2.0]]),
+    ({"genres": "b"}, [[3, 0, 0], [0.0], [0.0, 0.0]]),
+    ({"genres": [], "age": 22.0}, [[1, 0, 0], [-1.0], [0.0, 0.0]]),
+])
+def test_a_new_users_raw_values_encode_as_the_data_reader_encodes_them(values, want):
+    """Categorical values become vocabulary indices, distinct, in the order given, 0-padded
+    (none: [unknown]); a number is standardised with the file's mean and std; a dense vector
+    is as given; a feature left out is row 0's."""
+    rows = exported.encode_user(_KINDS, _KIND_TABLES, values)
+    assert [r.dtype for r in rows] == [t.dtype for t in _KIND_TABLES]
+    for row, expected in zip(rows, want):
+        np.testing.assert_array_equal(row, np.array(expected, row.dtype))
+    np.testing.assert_array_equal(_KIND_TABLES[0][0], [1, 0, 0])  # the tables stay as they were
+
+
+@pytest.mark.parametrize("values, match", [
+    ({"genres": ["a", "b", "c", "a", "d"]}, r"\['d'\] not in its vocabulary \('a', 'b', 'c'; "),
+    ({"genres": ["a", "b", "c", 1]}, r"\['1'\] not in its vocabulary"),
+    ({"genres": {"a": 1}}, "expected a value"),
+    ({"age": True}, "'age': expected a number"),
+    ({"age": [30]}, "'age': expected a number"),
+    ({"embedding": [1.0]}, "'embedding': expected 2 numbers"),
+    ({"embedding": [1.0, float("inf")]}, "'embedding': expected 2 numbers"),
+    ({"Age": 30}, r"\['Age'\] are not the model's: expected some of \['genres', 'age', 'embedding'\]"),
+])
+def test_a_new_users_bad_values_are_request_errors(values, match):
+    with pytest.raises(exported.RequestError, match=match):
+        exported.encode_user(_KINDS, _KIND_TABLES, values)
+
+
 def test_a_model_without_user_features_refuses_users_and_takes_none(run):
     model = exported.load(run[1])
     assert model.user_features is None and model.manifest["user_features"] is None
