@@ -113,8 +113,8 @@ def user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]]
     stem = os.path.splitext(load.cache_path(config.dataset, config.seed))[0]
     info = side_info.read_user_features(config.dataset, dataset, stem, log=lambda *_: None)
     tower = nnx.merge(rec.run.graphdef, rec.run.params).user_tower
-    names = sorted(n for n, f in info.features.items() if f.kind == "categorical") + sorted(
-        n for n, f in info.features.items() if f.kind != "categorical")
+    now = side_info.user_tower_inputs(info)  # the vocabularies must be the ones it trained with
+    names = now.names  # the tower's order
     features = []
     for name in names:
         f = info.features[name]
@@ -123,7 +123,6 @@ def user_feature_tables(rec: Recommender) -> tuple[list[dict], list[np.ndarray]]
                          **({"mean": f.stats["mean"], "std": f.stats["std"]}
                             if f.kind == "numeric" else {})})
     tables = [np.asarray(t[...]) for t in [*tower.categorical, *tower.dense]]
-    now = side_info.user_tower_inputs(info)  # the vocabularies must be the ones it trained with
     if not all(np.array_equal(t, {**now.categorical, **now.dense}[n]) for n, t in zip(names, tables)):
         raise ConfigError(f"config.dataset.user_features={config.dataset.user_features!r}: the "
                           "file no longer gives the users the features the model trained on")
