@@ -237,9 +237,11 @@ def plateau_figures(recs: list[dict]) -> list[str]:
 
 def side_by_side_figures(recs: list[dict]) -> list[str]:
     """Recipes run one after the other in one session: each one's validation at every fourth
-    epoch with its wall time, then its best (or when it reached the target)."""
+    epoch with its wall time, then its best (or when it reached the target). A record made with
+    --config-overrides names them after the recipe."""
     lines = []
     for rec in recs:
+        overrides = f" with `{rec['config_overrides']}`" if rec["config_overrides"] else ""
         for result in rec["results"]:
             curve = result["curve"]
             marks = ", ".join(f"epoch {epoch_at(curve, r)} {r['value']:.4f} ({r['wall_s']:.0f} s)"
@@ -249,7 +251,8 @@ def side_by_side_figures(recs: list[dict]) -> list[str]:
                    if result["time_to_target_s"] is not None else
                    f"best {best['value']:.4f} (epoch {epoch_at(curve, best)}); {rec['target']:g} not "
                    f"reached in {rec['limit_s']:.0f} s")
-            lines.append(f"{result['recipe']}: {marks}; {epoch_seconds(curve):.1f} s an epoch; {end}")
+            lines.append(f"{result['recipe']}{overrides}: {marks}; {epoch_seconds(curve):.1f} s an "
+                         f"epoch; {end}")
     return lines
 
 
@@ -451,6 +454,14 @@ CURRENT = [
               plateau_figures),
     Benchmark("time to quality side by side: `best_exclude_window` then `best_shifted`, one box",
               ("time_to_quality_exclude_window_2026-12-04.json",), side_by_side_figures),
+    Benchmark("time to quality in a 20-epoch schedule: `short_exclude_window` at batch 128, then "
+              "at batch 32 with lr 3e-3 and 1.5e-3 (two seeds each), one box",
+              ("time_to_quality_short_exclude_window_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_seed1_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_lr1.5e-3_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_lr1.5e-3_seed1_2026-12-05.json"),
+              side_by_side_figures),
     Benchmark("scale: a synthetic set of a million users and items, trained and evaluated in "
               "one process",
               ("scale.json",), scale_figures),
