@@ -455,12 +455,14 @@ CURRENT = [
     Benchmark("time to quality side by side: `best_exclude_window` then `best_shifted`, one box",
               ("time_to_quality_exclude_window_2026-12-04.json",), side_by_side_figures),
     Benchmark("time to quality in a 20-epoch schedule: `short_exclude_window` at batch 128, then "
-              "at batch 32 with lr 3e-3 and 1.5e-3 (two seeds each), one box",
+              "at batch 32: lr 3e-3, lr 1.5e-3, and lr 3e-3 after a 384-step warm-up (two seeds each), one box",
               ("time_to_quality_short_exclude_window_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_seed1_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_lr1.5e-3_2026-12-05.json",
-               "time_to_quality_short_exclude_window_batch32_lr1.5e-3_seed1_2026-12-05.json"),
+               "time_to_quality_short_exclude_window_batch32_lr1.5e-3_seed1_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_warmup384_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch32_warmup384_seed1_2026-12-05.json"),
               side_by_side_figures),
     Benchmark("scale: a synthetic set of a million users and items, trained and evaluated in "
               "one process",
