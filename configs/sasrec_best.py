@@ -19,7 +19,11 @@ Arg words: as configs/sasrec.py (a dataset, `debug`, any `a.b=value` override), 
   exclude_window  loss.exclude_window=True: each training window's other items left out of
                   its softmax, as evaluation leaves out the history;
   rotary          model.positions=rotary: relative positions inside attention, no learned table;
-  two_heads       model.num_heads=2.
+  two_heads       model.num_heads=2;
+  fast            a short schedule: 4 blocks in SASRec's placement, exclude_window, batches
+                  of 32 after a two-epoch warm-up (train.warmup_epochs), cosine decay over
+                  20 epochs instead of 80. `fast,rotary,two_heads` is our fastest route to
+                  ML-1M validation NDCG@10 0.18 (experiments/benchmarks/RESULTS.md section 9).
 `exclude_window,rotary,two_heads` is our best configuration.
 
 Results (experiments/reproduce/RESULTS.md; the words about them: experiments/reproduce/ml1m.md
@@ -29,6 +33,7 @@ and beauty.md), each config with its ML-1M table row:
   configs/sasrec_best.py:ml-1m,exclude_window                    row `best_exclude_window`
   configs/sasrec_best.py:ml-1m,ensemble,exclude_window           row `best_exclude_window_x3`
   configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads   row `best_exclude_window_rotary_2heads`
+  configs/sasrec_best.py:ml-1m,fast,rotary,two_heads             row `best_fast_rotary_2heads`
 On Amazon Beauty the table's row `best` runs the 4-block version with dropout 0.5 over 40
 epochs (experiments/reproduce/beauty.py), and its row `best_x3` the same as a 3-member
 ensemble (`configs/sasrec_best.py:beauty,ensemble`). The preset reads item ids only (model.item_tower
@@ -55,6 +60,8 @@ VARIANTS = {
     "exclude_window": {"loss.exclude_window": True},  # rows best_exclude_window(_x3)
     "rotary": {"model.positions": "rotary"},  # relative positions inside attention, no table
     "two_heads": {"model.num_heads": 2},
+    "fast": {"model.num_layers": 4, "model.norm_placement": "sasrec", "loss.exclude_window": True,
+             "train.batch_size": 32, "train.warmup_epochs": 2.0, "train.num_epochs": 20},
 }
 
 

@@ -105,6 +105,21 @@ def test_last_vs_best_reevaluates_both_kept_checkpoints(trained):
         assert got[ckpt]["val_ndcg@10"] == pytest.approx(val[got[ckpt]["step"]], abs=1e-6)
 
 
+def test_run_with_an_epoch_warmup_loads_for_serving(tmp_path, trained):
+    """load_run (recommend, export, ensemble.py) restores a run whose warm-up is in epochs
+    (train.warmup_epochs, configs/sasrec_best.py's `fast`): its schedule needs no data there."""
+    from transrec_jax.serving import load_run
+
+    cache_parent = type(tmp_path)(os.path.dirname(trained[0]))
+    workdir = str(tmp_path / "warmup_epochs")
+    config = tiny_config(cache_parent, **{"train.warmup_epochs": 0.5, "train.num_steps": 8,
+                                          "train.eval_every_steps": 8, "train.checkpoint_every_steps": 8})
+    results = train.train_and_evaluate(config, workdir)
+    run = load_run(workdir)
+    assert run.step == results["best_step"] == 8
+    assert run.config.train.warmup_epochs == 0.5
+
+
 @pytest.mark.slow
 def test_ensemble_run_trains_and_serves(tmp_path, trained):
     """model.ensemble_size: one run trains K members, checkpoints them and serves their sum."""

@@ -214,8 +214,10 @@ def time_to_quality_figures(recs: list[dict]) -> list[str]:
     for rec in recs:
         result = rec["results"][0]
         hit = first_at_target(rec)
+        words = [w for w in rec["config_overrides"].split(",") if w and not w.startswith("seed=")]
+        name = f"{result['recipe']}{',' if words else ''}{','.join(words)}"
         lines.append(
-            f"seed {seed_of(rec)}: validation {metric_name(rec)} {hit['value']:.4f} ≥ "
+            f"`{name}` seed {seed_of(rec)}: validation {metric_name(rec)} {hit['value']:.4f} ≥ "
             f"{rec['target']:g} at **{result['time_to_target_s']:.0f} s** (epoch "
             f"{epoch_at(result['curve'], hit)}; {epoch_seconds(result['curve']):.1f} s an epoch; "
             f"limit {rec['limit_s']:.0f} s)")
@@ -455,15 +457,26 @@ CURRENT = [
     Benchmark("time to quality side by side: `best_exclude_window` then `best_shifted`, one box",
               ("time_to_quality_exclude_window_2026-12-04.json",), side_by_side_figures),
     Benchmark("time to quality in a 20-epoch schedule: `short_exclude_window` at batch 128, then "
-              "at batch 32: lr 3e-3, lr 1.5e-3, and lr 3e-3 after a 384-step warm-up (two seeds each), one box",
+              "at batch 32: lr 3e-3, lr 1.5e-3, and lr 3e-3 after a 384-step warm-up (two seeds each); at batch 16 "
+              "over 10 epochs, one box",
               ("time_to_quality_short_exclude_window_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_seed1_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_lr1.5e-3_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_lr1.5e-3_seed1_2026-12-05.json",
                "time_to_quality_short_exclude_window_batch32_warmup384_2026-12-05.json",
-               "time_to_quality_short_exclude_window_batch32_warmup384_seed1_2026-12-05.json"),
+               "time_to_quality_short_exclude_window_batch32_warmup384_seed1_2026-12-05.json",
+               "time_to_quality_short_exclude_window_batch16_2026-12-06.json"),
               side_by_side_figures),
+    Benchmark("time to quality: `configs/sasrec_best.py:ml-1m,fast` (recipe `best_fast`), then with "
+              "`rotary,two_heads`, and with its cosine over 12 epochs, one box",
+              ("time_to_quality_best_fast_2026-12-06.json",
+               "time_to_quality_best_fast_seed1_2026-12-06.json",
+               "time_to_quality_best_fast_rotary_2heads_2026-12-06.json",
+               "time_to_quality_best_fast_rotary_2heads_seed1_2026-12-06.json",
+               "time_to_quality_best_fast_rotary_2heads_12epochs_2026-12-06.json",
+               "time_to_quality_best_fast_rotary_2heads_12epochs_seed1_2026-12-06.json"),
+              time_to_quality_figures),
     Benchmark("scale: a synthetic set of a million users and items, trained and evaluated in "
               "one process",
               ("scale.json",), scale_figures),

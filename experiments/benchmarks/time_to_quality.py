@@ -22,6 +22,8 @@ which each validation row appears; the run stops at the first row reaching --tar
   best_shifted best with train.window=shifted (every training item of a long history trains)
   best_exclude_window  best with loss.exclude_window (the window's other items out of the softmax)
   short_exclude_window  best_exclude_window with its cosine decay over 20 epochs instead of 80
+  best_fast    configs/sasrec_best.py:ml-1m,fast: short_exclude_window at batch 32 after a
+               two-epoch warm-up (train.warmup_epochs=2)
 
 Run (from the repository root; about --limit seconds per recipe):
   .venv/bin/python experiments/benchmarks/time_to_quality.py --recipes=fast,sasrec_plus --limit=1200
@@ -121,6 +123,8 @@ def recipes() -> dict[str, dict]:
         # most, comes before the target rather than after it.
         "short_exclude_window": {"config": "configs/sasrec_best.py:ml-1m,exclude_window", "overrides": {
             "model.num_layers": 4, "model.norm_placement": "sasrec", "train.num_epochs": 20}},
+        # The preset word `fast`: short_exclude_window at batch 32 with a two-epoch warm-up.
+        "best_fast": {"config": "configs/sasrec_best.py:ml-1m,fast", "overrides": {}},
     }
 
 

@@ -212,6 +212,30 @@ ROWS = [
         "instead of learned absolute ones",
     ),
     dict(
+        name="best_fast_rotary_2heads",
+        config="configs/sasrec_best.py:ml-1m,fast,rotary,two_heads",
+        # the word's own batch and schedule again, over BUDGET's
+        overrides={"train.num_epochs": 20, "train.batch_size": 32, "train.learning_rate": 3e-3,
+                   "train.patience": 0},
+        published=None,
+        source="this repository: configs/sasrec_best.py:ml-1m,fast,rotary,two_heads "
+        "(`best_exclude_window_rotary_2heads` with 4 SASRec blocks, batches of 32 after a "
+        "two-epoch warm-up, cosine decay over 20 epochs; the time-to-quality preset, "
+        "experiments/benchmarks/RESULTS.md section 9)",
+    ),
+    dict(
+        name="best_exclude_window_rotary_2heads_b32",
+        config="configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads",
+        # batches of 32 (4x the updates an epoch) after a two-epoch warm-up, as the `fast`
+        # word trains: over 30 epochs, 1.5x `best_exclude_window_rotary_2heads`' 3,840 updates
+        overrides={**_BEST_SCHEDULE, "train.batch_size": 32, "train.warmup_epochs": 2.0,
+                   "train.num_epochs": 30},
+        published=None,
+        source="this repository: `best_exclude_window_rotary_2heads` at batch 32 after a "
+        "two-epoch warm-up, cosine decay over 30 epochs",
+        seeds=(0,),
+    ),
+    dict(
         name="best_x3",
         config="configs/sasrec_best.py:ml-1m,ensemble",  # model.ensemble_size=3
         overrides=_BEST_SCHEDULE,

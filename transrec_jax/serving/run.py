@@ -56,7 +56,9 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
     # (the item and user towers' arrays come back from the checkpoint; these give their shapes)
     counts = evaluate.train_item_counts(dataset, splits.make_split(dataset, config.dataset, seed=config.seed)) \
         if config.model.item_tower != "off" else None
+    # (total steps and steps per epoch only shape the lr schedule, which no checkpoint holds)
     graphdef, _, state = init_state(config, dataset.num_items, 1, jax.random.key(config.seed), mesh,
+                                    steps_per_epoch=1,
                                     item_features=item_features(config, dataset, counts, log=lambda *_: None),
                                     user_features=user_features(config, dataset, log=lambda *_: None),
                                     abstract=True)
