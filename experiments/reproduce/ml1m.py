@@ -25,6 +25,9 @@ _KV23_SASREC = {
 # configs/sasrec_best.py's own schedule again, over BUDGET's; and its 4-block version's model
 _BEST_SCHEDULE = {"train.num_epochs": 80, "train.learning_rate": 3e-3, "train.patience": 0}
 _FOUR_SASREC_BLOCKS = {"model.num_layers": 4, "model.norm_placement": "sasrec"}
+# the `fast` word's own batch and schedule again, over BUDGET's
+_FAST_SCHEDULE = {"train.num_epochs": 20, "train.batch_size": 32, "train.learning_rate": 3e-3,
+                  "train.patience": 0}
 
 ROWS = [
     dict(
@@ -214,9 +217,7 @@ ROWS = [
     dict(
         name="best_fast_rotary_2heads",
         config="configs/sasrec_best.py:ml-1m,fast,rotary,two_heads",
-        # the word's own batch and schedule again, over BUDGET's
-        overrides={"train.num_epochs": 20, "train.batch_size": 32, "train.learning_rate": 3e-3,
-                   "train.patience": 0},
+        overrides=_FAST_SCHEDULE,
         published=None,
         source="this repository: configs/sasrec_best.py:ml-1m,fast,rotary,two_heads "
         "(`best_exclude_window_rotary_2heads` with 4 SASRec blocks, batches of 32 after a "
@@ -227,8 +228,7 @@ ROWS = [
         name="best_fast_rotary_2heads_12epochs",
         config="configs/sasrec_best.py:ml-1m,fast,rotary,two_heads",
         # its cosine over 12 epochs: the schedule that reaches validation 0.18 at epoch 8
-        overrides={"train.num_epochs": 12, "train.batch_size": 32, "train.learning_rate": 3e-3,
-                   "train.patience": 0},
+        overrides={**_FAST_SCHEDULE, "train.num_epochs": 12},
         published=None,
         source="this repository: `best_fast_rotary_2heads` with its cosine decay over 12 epochs",
         seeds=(0, 1),
