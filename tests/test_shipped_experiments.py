@@ -51,7 +51,10 @@ def test_shipped_table_loads(path):
     reproduce = sys.modules["reproduce"] = importlib.util.module_from_spec(spec)  # for dataclasses
     spec.loader.exec_module(reproduce)
     table = reproduce.load_table(path)
-    assert table.runs and all(run.seed in (0, 1, 2) for run in table.runs)
+    assert table.runs
+    for run in table.runs:  # one seed a run, named in its directory, and a run directory each
+        assert isinstance(run.seed, int) and run.seed >= 0 and run.name.endswith(f",seed={run.seed}")
+    assert len({run.workdir for run in table.runs}) == len(table.runs)
 
 
 def flat(c, prefix=""):
@@ -98,7 +101,7 @@ def docstring(path):
 
 
 # The docstring's table of results: "configs/sasrec_best.py:ml-1m,<words>   row `<name>`"
-BEST_ROWS = re.findall(r"^  configs/sasrec_best\.py:(ml-1m[a-z_,]*) +row `([a-z0-9_]+)`$",
+BEST_ROWS = re.findall(r"^  configs/sasrec_best\.py:(ml-1m[a-z0-9_,]*) +row `([a-z0-9_]+)`$",
                        docstring(os.path.join(REPO, "configs", "sasrec_best.py")), re.M)
 
 

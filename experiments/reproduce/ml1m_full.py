@@ -125,6 +125,16 @@ ROWS = [
         "(configs/sasrec_best.py: 8 pre-norm blocks, 2 heads, rotary positions, each window's "
         "other items left out of its softmax; lr 3e-3, cosine over 80 epochs) on the 3,706-item file",
     ),
+    dict(
+        name="best_b32",
+        config="configs/sasrec_best.py:ml-1m-full,exclude_window,rotary,two_heads",
+        overrides={**_BEST_SCHEDULE, "train.batch_size": 32, "train.warmup_epochs": 2.0,
+                   "train.num_epochs": 30},
+        published=None,
+        source="this repository: `best` at batch 32 after a two-epoch warm-up, cosine decay over 30 "
+        "epochs (the ML-1M table's `best_exclude_window_rotary_2heads_b32`); its runs are the members "
+        "of the post-hoc ensemble that experiments/reproduce/ensemble.py tests",
+    ),
 ]
 
 SEEDS = (0, 1, 2)

@@ -14,7 +14,7 @@ A table file is plain Python (ml1m.py is the example) that sets:
                overrides={"model.dropout": 0.1}, config keys the row changes (optional)
                published=(0.3152, 0.1821),       published (HR@10, NDCG@10), or None
                source="where the settings and the figures come from",
-               seeds=(0,)),                      optional: fewer seeds than SEEDS
+               seeds=(0,)),                      optional: the row's own seeds instead of SEEDS
           dict(name=..., published=..., source=...)]   no config: a published reference only
   SEEDS = (0, 1, 2)                              config.seed of every row's runs
   BUDGET = {"train.num_epochs": 200, ...}        overrides of every run (a row's own win)
