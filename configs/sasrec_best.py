@@ -25,7 +25,7 @@ Arg words: as configs/sasrec.py (a dataset, `debug`, any `a.b=value` override), 
                   20 epochs instead of 80. `fast,rotary,two_heads` is our fastest route to
                   ML-1M validation NDCG@10 0.18 (experiments/benchmarks/RESULTS.md section 9);
   b32             batches of 32 after a two-epoch warm-up, cosine decay over 30 epochs instead
-                  of 80 at batch 128: the same model in about a third of the time.
+                  of 80 at batch 128 (the table's wall-time column compares their cost).
 `exclude_window,rotary,two_heads` is our best configuration. Our best measured figure sums the
 item scores of two or three of its `b32` runs (other seeds) after training, with
 experiments/reproduce/ensemble.py: an ensemble, at two or three runs' compute (ml1m.md, issue
