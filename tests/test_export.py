@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from ml_like import ml_like_config
@@ -14,7 +15,8 @@ from ml_like import ml_like_config
 from transrec_jax import config as config_lib
 from transrec_jax import train
 from transrec_jax.config import ConfigError
-from transrec_jax.serving import Recommender, export, exported
+from transrec_jax.data.batching import gather_windows
+from transrec_jax.serving import Recommender, export, exported, load_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,14 +26,21 @@ def run(tmp_path_factory):
     """A tiny run whose items are renumbered (an id map) and titled, exported with vectors (a
     few training steps: the comparison needs a model, not a good one)."""
     tmp = tmp_path_factory.mktemp("export")
-    c, _ = ml_like_config(tmp, users=60)
-    c.model.update(max_len=6, d_model=16, num_layers=1, num_heads=2, d_ff=16, head_bias=True)
-    c.train.update(num_epochs=0, num_steps=3, batch_size=16, eval_every_steps=3, log_every=3)
-    c.eval.update(batch_size=64, ks=(10,))
-    workdir, output = str(tmp / "run"), str(tmp / "export")
-    train.train_and_evaluate(c, workdir)
+    workdir, output = _tiny_run(tmp, seed=0), str(tmp / "export")
     manifest = export.export_run(workdir, output, k=10, vectors=True)
     return workdir, output, manifest
+
+
+def _tiny_run(tmp, seed: int, **model) -> str:
+    """Train the fixture's tiny run (model config overridden by `model`) in tmp/run."""
+    c, _ = ml_like_config(tmp, users=60)
+    c.model.update(max_len=6, d_model=16, num_layers=1, num_heads=2, d_ff=16, head_bias=True)
+    c.model.update(model)
+    c.train.update(num_epochs=0, num_steps=3, batch_size=16, eval_every_steps=3, log_every=3)
+    c.eval.update(batch_size=64, ks=(10,))
+    c.seed = seed
+    train.train_and_evaluate(c, str(tmp / "run"))
+    return str(tmp / "run")
 
 
 def _histories(rec, n, rng):
@@ -157,10 +166,11 @@ def test_a_time_model_exports_and_answers_from_unix_seconds(tmp_path):
 
 
 def _assert_vectors_give_the_top_scores(output, ds, top_scores):
-    """user_vectors . item_vectors (no item bias), each user's sequence excluded, gives
-    `top_scores` [users, k] (`recommend --users=all`'s) as its best k."""
+    """user_vectors . item_vectors (+ item_bias where written), each user's sequence excluded,
+    gives `top_scores` [users, k] (`recommend --users=all`'s) as its best k."""
     W, users = np.load(os.path.join(output, "item_vectors.npy")), np.load(os.path.join(output, "user_vectors.npy"))
-    scores = users @ W.T
+    bias = os.path.join(output, "item_bias.npy")
+    scores = users @ W.T + (np.load(bias) if os.path.exists(bias) else 0)
     scores[:, 0] = -np.inf
     for u in range(ds.num_users):
         scores[u, ds.sequence(u)] = -np.inf
@@ -299,11 +309,104 @@ def test_a_model_without_user_features_refuses_users_and_takes_none(run):
     assert got[0] == want[0] and np.array_equal(got[1], want[1])
 
 
+@pytest.fixture(scope="module")
+def ensemble(run, tmp_path_factory):
+    """The fixture run and a second one on the same data (seed 1, d_model 8, no head bias: the
+    members may differ in anything but their catalogue and inputs), exported as one ensemble."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    other = _tiny_run(tmp, seed=1, d_model=8, d_ff=8, head_bias=False)
+    output = str(tmp / "export")
+    manifest = export.export_run([run[0], other], output, k=5, vectors=True, platforms=("cpu",))
+    return [run[0], other], output, manifest
+
+
+def _member_scores(workdir, histories) -> np.ndarray:
+    """One run's score of every item after each history window int32[n, max_len]."""
+    model = load_run(workdir).model()
+    W, b = model.output_table()
+    scores = np.asarray(model.user_representation(jnp.asarray(histories))) @ np.asarray(W).T
+    return scores + (0 if b is None else np.asarray(b))
+
+
+def test_an_ensemble_artifact_lists_the_best_items_by_the_sum_of_its_runs_scores(ensemble):
+    """Each member's scores computed alone and summed in numpy, history and padding excluded,
+    sorted: the artifact's top 5 (ids and scores), which differ from either member's alone;
+    its user and item vectors score the same sums."""
+    (first, second), output, manifest = ensemble
+    rec, model = Recommender(first), exported.load(output)
+    ds = rec.dataset
+    starts, ends = ds.offsets[:-1], ds.offsets[1:]
+    windows = gather_windows(ds.items, starts, ends, 6)
+    alone = [_member_scores(w, windows)[:, : ds.num_items + 1] for w in (first, second)]
+    summed = alone[0] + alone[1]
+    for member in [summed, *alone]:
+        member[:, 0] = -np.inf
+        for u in range(ds.num_users):
+            member[u, ds.sequence(u)] = -np.inf
+    want_items = np.argsort(-summed, axis=1, kind="stable")[:, :5]
+    items, scores = model.recommend([rec.catalog.ids[ds.items[s:e]].tolist()
+                                     for s, e in zip(starts, ends)], 5)
+    assert items == rec.catalog.ids[want_items].tolist()
+    np.testing.assert_allclose(scores, np.take_along_axis(summed, want_items, 1), rtol=1e-5, atol=1e-5)
+    for member in alone:
+        assert not np.array_equal(np.argsort(-member, axis=1, kind="stable")[:, :5], want_items)
+    _assert_vectors_give_the_top_scores(output, ds, np.asarray(scores))
+    assert np.load(os.path.join(output, "user_vectors.npy")).shape == (ds.num_users, 16 + 8)
+
+
+def test_a_run_twice_is_an_ensemble_that_ranks_as_the_run(run):
+    """`Recommender([w, w])`: the same lists, every score doubled."""
+    alone, twice = Recommender(run[0]), Recommender([run[0], run[0]])
+    ds = alone.dataset
+    want_items, want_scores = alone.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, 10)
+    items, scores = twice.top_k(ds.offsets[:-1], ds.offsets[1:], ds.items, 10)
+    np.testing.assert_array_equal(items, want_items)
+    np.testing.assert_allclose(scores, 2 * want_scores, rtol=1e-5, atol=1e-5)
+
+
+def test_an_ensemble_manifest_names_each_member(ensemble):
+    workdirs, output, manifest = ensemble
+    assert json.load(open(os.path.join(output, "manifest.json"))) == manifest
+    assert manifest["model"] == "ensemble" and "workdir" not in manifest
+    assert [(m["model"], m["workdir"], m["step"]) for m in manifest["members"]] == [
+        ("sasrec", os.path.abspath(w), 3) for w in workdirs]
+    assert [m["config_sha256"] for m in manifest["members"]] == [
+        export.config_hash(config_lib.recorded_config(os.path.join(w, "config.json")))
+        for w in workdirs]
+
+
+def test_an_ensemble_of_other_catalogues_or_inputs_is_refused(run, tmp_path):
+    """Members must rank one catalogue and read the same inputs; nothing is written."""
+    (tmp_path / "items").mkdir()
+    c, _ = ml_like_config(tmp_path / "items", users=60)
+    c.dataset.path = str(tmp_path / "items" / "ml.txt")
+    (tmp_path / "items" / "ml.txt").write_text("".join(f"{u} {i}\n" for u in range(1, 61)
+                                                         for i in (1, 2, 3, 4, 5, 40, 41, 42)))
+    c.model.update(max_len=6, d_model=16, num_layers=1, num_heads=2, d_ff=16)
+    c.train.update(num_epochs=0, num_steps=1, batch_size=16, eval_every_steps=1, log_every=1)
+    c.eval.update(batch_size=64, ks=(10,))
+    train.train_and_evaluate(c, str(tmp_path / "items" / "run"))
+    (tmp_path / "len").mkdir()
+    longer = _tiny_run(tmp_path / "len", seed=0, max_len=7)
+    for other, match in [(str(tmp_path / "items" / "run"), r"items \(dataset.item_ids\) differ"),
+                         (longer, r"its inputs \(model.max_len.*\(7, False, None, False\)\) differ")]:
+        with pytest.raises(ConfigError, match=match):
+            export.export_run([run[0], other], str(tmp_path / "out"), platforms=("cpu",))
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="two or more workdirs, got 1"):
+        Recommender([run[0]])
+
+
 def test_refused_models_before_anything_loads(tmp_path):
     """Only config.json is read (no dataset, no checkpoint here)."""
     (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "encdec"}}))
     with pytest.raises(ConfigError, match="generates its list"):
         export.export_run(str(tmp_path), str(tmp_path / "out"))
+    (tmp_path / "features").mkdir()  # an ensemble of user-feature models
+    (tmp_path / "features" / "config.json").write_text(json.dumps(
+        {"model": {"name": "sasrec", "user_features": "input"}}))
+    with pytest.raises(ConfigError, match="export serves ensembles of models without user features"):
+        export.export_run([str(tmp_path / "features")] * 2, str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
@@ -316,6 +419,17 @@ def test_cli_refusal_is_one_error_line(tmp_path):
         f"error: {tmp_path}: model.name='encdec' generates its list by beam search; export serves "
         "the models that rank every item"]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # (a process exporting: ~15 s)
+def test_cli_exports_the_ensemble_of_repeated_workdirs(ensemble, tmp_path):
+    workdirs, _, manifest = ensemble
+    out = subprocess.run([sys.executable, "-m", "transrec_jax.export",
+                          *[f"--workdir={w}" for w in workdirs], f"--output={tmp_path}/out", "--k=5",
+                          "--platforms=cpu"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("exported ensemble (sasrec step 3, sasrec step 3; top-5 of 30 items)")
+    assert json.load(open(tmp_path / "out" / "manifest.json"))["members"] == manifest["members"]
 
 
 def _experiment(name):

@@ -144,8 +144,9 @@ def test_ensemble_script_of_a_run_with_itself_equals_the_run(trained):
     run = module.load_run(workdir)
     split, model = run.split(), run.model()
     alone = module.evaluate_model(run.config, run.dataset, split, model)
-    copy = module.load_run(workdir).model()  # a second instance: members share no modules
-    twice = module.evaluate_model(run.config, run.dataset, split, module.Ensemble([model, copy]))
+    # a second load: members share no modules
+    twice = module.evaluate_model(run.config, run.dataset, split,
+                                  module.ensemble_of([run, module.load_run(workdir)]).model())
     assert alone["test_ndcg@10"] == pytest.approx(results["test"]["ndcg@10"], abs=1e-6)
     for key, value in alone.items():
         assert twice[key] == pytest.approx(value, abs=1e-6)

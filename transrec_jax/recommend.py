@@ -2,6 +2,11 @@
 
   python -m transrec_jax.recommend --workdir=DIR --history=2571,1196,260 [--k=10]
   python -m transrec_jax.recommend --workdir=DIR --users=all --output=top10.parquet [--k=10]
+  python -m transrec_jax.recommend --workdir=DIR1 --workdir=DIR2 [...] --history=...
+
+Repeated --workdir: their ensemble ranks, each item scored by the sum of the runs' scores
+(serving/run.py `ensemble_of`: the runs share the catalogue, max_len and inputs; --explain and
+--user_features read one run's model and take one --workdir).
 
 Item ids are the dataset's original ids (MovieLens MovieIDs through config.dataset.item_map),
 shown with titles where config.dataset.item_titles names a file; the given history (or, for
@@ -50,7 +55,8 @@ from transrec_jax import config as config_lib
 from transrec_jax.data.batching import gather_windows
 from transrec_jax.serving import Recommender, export, exported
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by transrec_jax.main.")
+_WORKDIR = flags.DEFINE_multi_string("workdir", None, "A workdir written by transrec_jax.main; "
+                                     "repeated: their ensemble (scores summed).")
 _HISTORY = flags.DEFINE_list("history", None, "Original item ids, oldest first.")
 _HISTORY_TIMES = flags.DEFINE_list(
     "history_times", None, "With --history, for a model with a time bias: each item's time in "
@@ -92,7 +98,7 @@ def main(argv):
     mesh = None
     if _ITEM_SHARDS.value > 1:
         mesh = sharding.make_mesh(ml_collections.ConfigDict({"data": -1, "model": _ITEM_SHARDS.value}))
-    rec = Recommender(_WORKDIR.value, mesh)
+    rec = Recommender(_WORKDIR.value[0] if len(_WORKDIR.value) == 1 else _WORKDIR.value, mesh)
     if _USER_FEATURES.value is not None:
         _as_new_user(rec, _user_feature_values())
     k, catalog = _K.value, rec.catalog
@@ -303,7 +309,7 @@ def _check_explain_flags() -> None:
             raise cli.UsageError(f"--explain_plot={plot!r}: {folder} is not a writable directory")
     if _ITEM_SHARDS.value > 1:
         raise cli.UsageError("--explain runs on one device: leave --item_shards at 1")
-    recorded = os.path.join(_WORKDIR.value, "config.json")
+    recorded = os.path.join(_WORKDIR.value[0], "config.json")
     if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
         reason = explain.unsupported(config_lib.recorded_config(recorded).model, method)
         if reason:
@@ -314,6 +320,11 @@ def _check_flags() -> None:
     """Every argument, before the checkpoint loads."""
     if _WORKDIR.value is None:
         raise cli.UsageError("--workdir is required: a directory written by transrec_jax.main")
+    if len(_WORKDIR.value) > 1:
+        for name in ("explain", "user_features"):
+            if flags.FLAGS[name].present:
+                raise cli.UsageError(f"--{name} reads one run's model: give one --workdir, not "
+                                     f"an ensemble of {len(_WORKDIR.value)}")
     _check_explain_flags()
     shards, devices = _ITEM_SHARDS.value, jax.device_count()
     if shards < 1 or devices % shards:
@@ -335,7 +346,7 @@ def _check_flags() -> None:
                                  "(a new user's values)")
         if _USER_FEATURES.value is not None:
             _user_feature_values()
-        recorded = os.path.join(_WORKDIR.value, "config.json")
+        recorded = os.path.join(_WORKDIR.value[0], "config.json")
         if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
             model_cfg = config_lib.recorded_config(recorded).model
             history_times(_HISTORY_TIMES.value, _QUERY_TIME.value, model_cfg, len(_HISTORY.value))
@@ -348,7 +359,7 @@ def _check_flags() -> None:
         if flags.FLAGS[name].present:
             raise cli.UsageError(f"--{name} goes with --history; --users=all reads the dataset's "
                                  "times and users")
-    recorded = os.path.join(_WORKDIR.value, "config.json")
+    recorded = os.path.join(_WORKDIR.value[0], "config.json")
     if _QUERY_TIME.value is not None and os.path.exists(recorded):
         model_cfg = config_lib.recorded_config(recorded).model
         if not model_cfg.time_buckets or model_cfg.time_query != "target":

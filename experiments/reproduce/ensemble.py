@@ -3,8 +3,10 @@
 Separately trained runs, each at its best-validation checkpoint, become the members of one
 transrec_jax.models.Ensemble (item i scored by the sum of the members' scores), which the
 unchanged evaluator ranks under the table's protocol (full ranking, history masked,
-pessimistic ties). Members must share a dataset and model.max_len; they may differ in
-anything else. (model.ensemble_size trains such an ensemble in one run instead.)
+pessimistic ties). Members must rank one catalogue and read the same inputs (serving/run.py
+`ensemble_of`); they may differ in anything else. (model.ensemble_size trains such an
+ensemble in one run instead; `python -m transrec_jax.export --workdir=A --workdir=B` serves
+one.)
 
 Run (from the repository root, on run directories that still hold their checkpoints):
   python experiments/reproduce/ensemble.py --json=/tmp/ensemble.json \
@@ -24,8 +26,7 @@ from flax import nnx
 
 from transrec_jax import config as config_lib
 from transrec_jax import evaluate, sharding
-from transrec_jax.models import Ensemble
-from transrec_jax.serving import load_run
+from transrec_jax.serving import ensemble_of, load_run
 
 METRICS = ("ndcg@10", "hr@10", "mrr@10")
 
@@ -47,27 +48,22 @@ def main() -> None:
                         help="also test every smaller ensemble of two or more of the runs")
     parser.add_argument("--json", default="", help="also write the results here")
     args = parser.parse_args()
-    members, results = [], {}
-    for workdir in args.workdirs:
-        try:
-            run = load_run(workdir)
-        except config_lib.ConfigError as e:
-            raise SystemExit(f"error: {e}") from None
-        config, dataset, split, model = run.config, run.dataset, run.split(), run.model()
-        if members and (config.dataset.path, config.model.max_len) != (
-                members[0][0].dataset.path, members[0][0].model.max_len):
-            raise SystemExit(f"error: {workdir}: dataset.path / model.max_len differ from "
-                             f"{args.workdirs[0]}'s; members must share them")
-        members.append((config, model))
-        results[os.path.basename(workdir.rstrip("/"))] = evaluate_model(config, dataset, split, model)
+    try:
+        runs = [load_run(workdir) for workdir in args.workdirs]
+        ensemble_of(runs)  # members rank one catalogue and read the same inputs
+    except config_lib.ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    results = {os.path.basename(run.workdir.rstrip("/")):
+               evaluate_model(run.config, run.dataset, run.split(), run.model()) for run in runs}
+    config, dataset, split = runs[0].config, runs[0].dataset, runs[0].split()  # the ensembles'
     names = list(results)
-    sizes = range(2, len(members) + 1) if args.all_subsets else [len(members)]
+    sizes = range(2, len(runs) + 1) if args.all_subsets else [len(runs)]
     for size in sizes:
-        for subset in itertools.combinations(range(len(members)), size):
-            name = "ensemble" if size == len(members) else "ensemble of " + " + ".join(
+        for subset in itertools.combinations(range(len(runs)), size):
+            name = "ensemble" if size == len(runs) else "ensemble of " + " + ".join(
                 names[i] for i in subset)
-            results[name] = evaluate_model(members[0][0], dataset, split,
-                                           Ensemble([members[i][1] for i in subset]))
+            model = ensemble_of([runs[i] for i in subset]).model()
+            results[name] = evaluate_model(config, dataset, split, model)
     width = max(len(name) for name in results)
     print(f"{'model':{width}s} {'val ndcg':>9s} {'test ndcg':>9s} {'test hr':>8s}")
     for name, m in results.items():

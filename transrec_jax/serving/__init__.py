@@ -3,7 +3,8 @@ serving an exported model (exported.py, http.py) loads no flax and no model code
 
 import importlib
 
-_MODULE = {"Recommender": "recommender", "Run": "run", "load_run": "run"}
+_MODULE = {"Recommender": "recommender", "Run": "run", "load_run": "run", "load_ensemble": "run",
+           "ensemble_of": "run"}
 __all__ = list(_MODULE)
 
 

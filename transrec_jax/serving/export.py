@@ -24,9 +24,11 @@ numpy alone (export copies that file into it, so the directory is all a server n
 
 It computes what `Recommender.top_k` does (the same `_top_k`, so the same `ranking.rank_full`):
 the scores of every item after the history, the history excluded, the best K, ties to the
-lower id. `vectors=True` also writes the output item table (item_vectors.npy, item_bias.npy
-when the model has one: score = user . W[item] + b[item]) and each dataset user's vector
-(user_vectors.npy, in users.json's order), for retrieval outside JAX
+lower id. Several runs export as one artifact of their ensemble (scores summed; the
+manifest's "model" is then "ensemble" and "members" names each run). `vectors=True` also
+writes the output item table (item_vectors.npy, item_bias.npy when the model has one:
+score = user . W[item] + b[item]) and each dataset user's vector (user_vectors.npy, in
+users.json's order; an ensemble's are its members' side by side), for retrieval outside JAX
 (experiments/export/ann.py).
 """
 
@@ -64,15 +66,23 @@ def unsupported(model_cfg) -> str | None:
     return None
 
 
-def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
+def export_run(workdir, output: str, k: int = 10, vectors: bool = False,
                platforms=PLATFORMS) -> dict:
     """Write the artifact of the run in `workdir` (its best checkpoint) to `output`; returns
-    the manifest. A model `unsupported` names is refused with only config.json read."""
-    config = config_lib.recorded_config(os.path.join(workdir, "config.json"))
-    reason = unsupported(config.model)
-    if reason:
-        raise ConfigError(f"{workdir}: {reason}")
+    the manifest. `workdir` a list of two or more: their ensemble (serving/run.py
+    `ensemble_of`: item scores summed), one artifact. A model `unsupported` names, or an
+    ensemble of user-feature models, is refused with only the config.json files read."""
+    workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+    for w in workdirs:
+        config = config_lib.recorded_config(os.path.join(w, "config.json"))
+        reason = unsupported(config.model)
+        if reason:
+            raise ConfigError(f"{w}: {reason}")
+        if len(workdirs) > 1 and config.model.user_features != "off":
+            raise ConfigError(f"{w}: config.model.user_features={config.model.user_features!r}: "
+                              "export serves ensembles of models without user features")
     rec = Recommender(workdir)
+    config = rec.config
     num_items = rec.dataset.num_items
     if not 1 <= k <= num_items:
         raise ConfigError(f"k={k}: expected 1 <= k <= {num_items:,} (the catalogue's items)")
@@ -92,9 +102,11 @@ def export_run(workdir: str, output: str, k: int = 10, vectors: bool = False,
 
     os.makedirs(output, exist_ok=True)
     catalog = rec.catalog
-    about = {"model": config.model.name, "workdir": os.path.abspath(workdir), "step": rec.run.step,
-             "config_sha256": config_hash(config), "dataset": config.dataset.name,
-             "protocol": evaluate.protocol(config),
+    runs = rec.run.members or (rec.run,)
+    sources = [{"model": r.config.model.name, "workdir": os.path.abspath(r.workdir), "step": r.step,
+                "config_sha256": config_hash(r.config)} for r in runs]
+    about = {**(sources[0] if len(runs) == 1 else {"model": "ensemble", "members": sources}),
+             "dataset": config.dataset.name, "protocol": evaluate.protocol(config),
              "time_query": config.model.time_query if config.model.time_buckets else None,
              "user_features": user_features}
     return write_artifact(output, top_k, ids=catalog.ids[1:].tolist(),

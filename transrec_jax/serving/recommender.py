@@ -14,18 +14,21 @@ from transrec_jax.config import ConfigError
 from transrec_jax.data.batching import gather_windows, relative_times
 from transrec_jax.data.catalog import build_catalog
 from transrec_jax.models import generate
-from transrec_jax.serving.run import load_run
+from transrec_jax.serving.run import load_ensemble, load_run
 
 _BATCH = 256  # histories per compiled call: one shape, whatever the number of users
 
 
 class Recommender:
-    """A run's best model, its dataset and catalogue (the ids and titles people know)."""
+    """A run's best model (or several runs' ensemble), its dataset and catalogue (the ids and
+    titles people know)."""
 
-    def __init__(self, workdir: str, mesh=None):
-        """mesh: rank over a (data, model) mesh, item-table rows split over `model`
-        (sharding.make_mesh); None: one device."""
-        self.run = load_run(workdir, mesh=mesh)
+    def __init__(self, workdir, mesh=None):
+        """workdir: a run's directory, or a list of two or more whose best models rank as one,
+        their scores summed (serving/run.py `ensemble_of`). mesh: rank over a (data, model)
+        mesh, item-table rows split over `model` (sharding.make_mesh); None: one device."""
+        self.run = (load_run(workdir, mesh=mesh) if isinstance(workdir, str)
+                    else load_ensemble(list(workdir), mesh=mesh))
         self.config, self.dataset = self.run.config, self.run.dataset
         self.catalog = build_catalog(self.dataset.item_ids, self.config.dataset)
         # A model with a relative time bias (model.time_buckets) reads each item's time: these

@@ -1,4 +1,5 @@
-"""`load_run(workdir)`: the one way to get a trained model back (config, dataset, params)."""
+"""`load_run(workdir)`: the one way to get a trained model back (config, dataset, params);
+`load_ensemble(workdirs)`: several runs back as one, their item scores summed."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import dataclasses
 import os
 
 import jax
+import numpy as np
 from flax import nnx
 
 from transrec_jax import config as config_lib
@@ -14,6 +16,7 @@ from transrec_jax.checkpoint import Checkpoints
 from transrec_jax.config import ConfigError
 from transrec_jax.data import load, splits
 from transrec_jax.data.dataset import SequenceDataset
+from transrec_jax.models import Ensemble
 from transrec_jax.train import init_state, item_features, user_features
 
 
@@ -26,6 +29,7 @@ class Run:
     params: object  # nnx.State of the restored checkpoint
     step: int  # its training step
     mesh: object = None  # the mesh the params live on (item-table rows over `model`), or None
+    members: tuple = ()  # an ensemble's member Runs (`ensemble_of`); () for one run
 
     def model(self) -> nnx.Module:
         return nnx.merge(self.graphdef, self.params)
@@ -78,3 +82,44 @@ def load_run(workdir: str, checkpoint: str = "best", mesh=None) -> Run:
     if restored is None:
         raise ConfigError(f"{workdir} holds no checkpoint yet")
     return Run(workdir, config, dataset, graphdef, restored["params"], int(restored["step"]), mesh)
+
+
+def ensemble_of(runs) -> Run:
+    """Loaded runs as one Run whose model is their models.Ensemble (item i scored by the sum of
+    the members' scores), which every consumer of a Run (Recommender, export, the evaluator)
+    serves unchanged. Members rank the same catalogue (dataset.item_ids), read histories of
+    one model.max_len and the same other inputs (a time bias and its time_query, user
+    features) and rank every item (no encdec); anything else may differ. The Run's config and
+    dataset are the first member's."""
+    if len(runs) < 2:
+        raise ConfigError(f"an ensemble needs two or more runs, got {len(runs)}")
+    first = runs[0]
+    for run in runs:
+        if run.config.model.name == "encdec":
+            raise ConfigError(f"{run.workdir}: model.name='encdec' generates its list; an "
+                              "ensemble sums the scores of models that rank every item")
+        if not np.array_equal(run.dataset.item_ids, first.dataset.item_ids):
+            raise ConfigError(f"{run.workdir}: its items (dataset.item_ids) differ from "
+                              f"{first.workdir}'s; ensemble members rank one catalogue")
+        if _inputs(run.config.model) != _inputs(first.config.model):
+            raise ConfigError(f"{run.workdir}: its inputs (model.max_len, time bias, time_query, "
+                              f"user features: {_inputs(run.config.model)}) differ from "
+                              f"{first.workdir}'s ({_inputs(first.config.model)}); ensemble "
+                              "members read the same")
+    graphdef, params = nnx.split(Ensemble([run.model() for run in runs]))
+    return Run(first.workdir, first.config, first.dataset, graphdef, params, first.step,
+               first.mesh, members=tuple(runs))
+
+
+def load_ensemble(workdirs, checkpoint: str = "best", mesh=None) -> Run:
+    """`ensemble_of` the runs in `workdirs`, each at its `checkpoint` (as `load_run`)."""
+    if len(workdirs) < 2:
+        raise ConfigError(f"an ensemble needs two or more workdirs, got {len(workdirs)}")
+    return ensemble_of([load_run(w, checkpoint, mesh) for w in workdirs])
+
+
+def _inputs(model_cfg) -> tuple:
+    """What a model reads besides the items of its history window."""
+    timed = model_cfg.time_buckets > 0
+    return (model_cfg.max_len, timed, model_cfg.time_query if timed else None,
+            model_cfg.user_features != "off")
