@@ -316,7 +316,7 @@ def ensemble(run, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ensemble")
     other = _tiny_run(tmp, seed=1, d_model=8, d_ff=8, head_bias=False)
     output = str(tmp / "export")
-    manifest = export.export_run([run[0], other], output, k=5, vectors=True, platforms=("cpu",))
+    manifest = export.export_run([run[0], other], output, k=10, vectors=True, platforms=("cpu",))
     return [run[0], other], output, manifest
 
 
@@ -453,3 +453,36 @@ def test_ann_benchmark_recall_is_measured_against_the_exact_top_10():
     assert {"HNSW", "IVF"} <= set(methods) and all(0 <= r["recall@10"] <= 1 for r in records)
     widest = [r for r in records if r["search_params"] == {"efSearch": max(ann.HNSW_EF_SEARCH)}]
     assert widest[0]["recall@10"] > 0.9  # (2,000 items in 8 dimensions: an easy catalogue)
+
+
+@pytest.mark.parametrize("part", ["test", "val"])
+def test_served_quality_is_the_evaluators_where_no_target_repeats_its_history(tmp_path, part):
+    """experiments/export/served_quality.py on a run without repeated (user, item) pairs: the
+    artifact's lists scored in numpy give the evaluator's NDCG@10 and HR@10 (the workdir read
+    from the manifest)."""
+    c, _ = ml_like_config(tmp_path, users=60)
+    c.dataset.dedup = True
+    c.model.update(max_len=6, d_model=16, num_layers=1, num_heads=2, d_ff=16)
+    c.train.update(num_epochs=0, num_steps=3, batch_size=16, eval_every_steps=3, log_every=3)
+    c.eval.update(batch_size=64, ks=(10,))
+    train.train_and_evaluate(c, str(tmp_path / "run"))
+    export.export_run(str(tmp_path / "run"), str(tmp_path / "export"), platforms=("cpu",))
+    record = _experiment("served_quality").measure(str(tmp_path / "export"), "tiny", part=part)
+    assert record["members"] == 1 and record["repeat_targets"] == 0 and 0 < record["served_hr"] < 1
+    assert record["served_ndcg"] == pytest.approx(record["evaluator_ndcg"], abs=1e-6)
+    assert record["served_hr"] == pytest.approx(record["evaluator_hr"], abs=1e-6)
+
+
+def test_served_quality_counts_the_targets_no_served_list_can_hold(ensemble):
+    """On data where targets repeat history items (the ensemble fixture's), served lists miss
+    them and the evaluator may not: repeat_targets counts them (numpy), and the served hits are
+    at most the users left."""
+    record = _experiment("served_quality").measure(ensemble[1], "tiny", part="test")
+    rec = Recommender(ensemble[0][0])
+    ds, split = rec.dataset, rec.run.split()
+    repeats = sum(int(ds.items[ds.offsets[u] + split.test_pos[u]] in
+                      ds.items[ds.offsets[u] : ds.offsets[u] + split.test_pos[u]])
+                  for u in split.eval_users("test"))
+    assert record["members"] == 2 and record["repeat_targets"] == repeats > 0
+    assert record["served_hr"] * record["users"] <= record["users"] - repeats + 1e-9
+    assert record["served_hr"] <= record["evaluator_hr"]
