@@ -50,7 +50,8 @@ def served_metrics(model: exported.ExportedModel, dataset, split, part: str, k: 
     histories = []
     for u in users:
         start, end = dataset.offsets[u], dataset.offsets[u] + positions[u]
-        histories.append(dataset.items[max(start, end - max_history) if max_history else start : end])
+        first = max(start, end - max_history) if max_history else start
+        histories.append(dataset.items[first:end])
     targets = dataset.items[dataset.offsets[users] + positions[users]]
     repeats = sum(int(t in h) for t, h in zip(targets, histories))
     started = time.perf_counter()
@@ -59,8 +60,8 @@ def served_metrics(model: exported.ExportedModel, dataset, split, part: str, k: 
     hit = lists == targets[:, None]
     rank = np.argmax(hit, axis=1)  # 0-based, where found
     found = hit.any(axis=1)
-    return {"users": len(users), f"ndcg@{k}": float(np.where(found, 1 / np.log2(rank + 2), 0).mean()),
-            f"hr@{k}": float(found.mean()), "repeat_targets": repeats, "served_seconds": seconds}
+    ndcg = np.where(found, 1 / np.log2(rank + 2), 0.0)
+    return {"users": len(users), f"ndcg@{k}": float(ndcg.mean()), f"hr@{k}": float(found.mean()), "repeat_targets": repeats, "served_seconds": seconds}
 
 
 def evaluator_metrics(rec: Recommender, part: str, k: int) -> dict:
@@ -109,11 +110,11 @@ def measure(export_dir: str, name: str, part: str = "test", k: int = 10) -> dict
             "date": datetime.date.today().isoformat()}
 
 
-def save(records: list[dict], path: str = RESULTS) -> None:
+def save(records: list[dict]) -> None:
     """served_quality.json's records with these models' replaced."""
     names = {r["model"] for r in records}
-    kept = [r for r in runner.read_records(path) if r["model"] not in names]
-    runner.write_records(path, kept + records)
+    kept = [r for r in runner.read_records(RESULTS) if r["model"] not in names]
+    runner.write_records(RESULTS, kept + records)
 
 
 def table(records: list[dict]) -> str:
@@ -121,9 +122,9 @@ def table(records: list[dict]) -> str:
              "NDCG@K evaluator | HR@K served | HR@K evaluator | K | served s |", "|" + " --- |" * 12]
     for r in records:
         lines.append(f"| {r['model']} | {r['members']} | {r['num_items']:,} | {r['part']} | "
-                     f"{r['users']:,} | {r['repeat_targets']:,} | {r['served_ndcg']:.4f} | {r['evaluator_ndcg']:.4f} | "
-                     f"{r['served_hr']:.4f} | {r['evaluator_hr']:.4f} | {r['k']} | "
-                     f"{r['served_seconds']:.0f} |")
+                     f"{r['users']:,} | {r['repeat_targets']:,} | {r['served_ndcg']:.4f} | "
+                     f"{r['evaluator_ndcg']:.4f} | {r['served_hr']:.4f} | {r['evaluator_hr']:.4f} | "
+                     f"{r['k']} | {r['served_seconds']:.0f} |")
     return "\n".join(lines)
 
 
