@@ -61,7 +61,8 @@ def served_metrics(model: exported.ExportedModel, dataset, split, part: str, k: 
     rank = np.argmax(hit, axis=1)  # 0-based, where found
     found = hit.any(axis=1)
     ndcg = np.where(found, 1 / np.log2(rank + 2), 0.0)
-    return {"users": len(users), f"ndcg@{k}": float(ndcg.mean()), f"hr@{k}": float(found.mean()), "repeat_targets": repeats, "served_seconds": seconds}
+    return {"users": len(users), f"ndcg@{k}": float(ndcg.mean()), f"hr@{k}": float(found.mean()),
+            "repeat_targets": repeats, "served_seconds": seconds}
 
 
 def evaluator_metrics(rec: Recommender, part: str, k: int) -> dict:
