@@ -58,6 +58,8 @@ Run (the table's wall-time column says how long each takes):
   for s in 0 1; do python -m transrec_jax.main --workdir=/tmp/sasrec_best_b32_$s \
     --config=configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads,b32,seed=$s; done
   python experiments/reproduce/ensemble.py /tmp/sasrec_best_b32_0 /tmp/sasrec_best_b32_1
+  python -m transrec_jax.export --workdir=/tmp/sasrec_best_b32_0 --workdir=/tmp/sasrec_best_b32_1 \
+    --output=/tmp/sasrec_best_b32x2   # the same sum, served (transrec_jax.serve --export=...)
 """
 
 from transrec_jax import config as config_lib
