@@ -5,7 +5,8 @@
 For each mesh it runs `train.train_and_evaluate` unchanged (3 steps, one validation), then
 writes OUT_DIR/LOSS/DATAxMODEL.npz: the train losses and gradient norms of every step, the
 validation and test metrics, the parameters after the last step (item-table padding rows
-dropped), and each test user's top-10 from `recommend`'s Recommender on the mesh.
+dropped), and each test user's top-10 from `recommend`'s Recommender on the mesh, of the run
+and of the ensemble of the run with itself.
 """
 
 import os
@@ -62,13 +63,15 @@ def main(out_dir, loss, meshes):
             **{f"test/{k}": v for k, v in results["test"].items()},
             **{f"params/{k}": v for k, v in params.items()},
             "top10": top10(config, workdir),
+            "top10_twice": top10(config, [workdir, workdir]),
         }
         np.savez(os.path.join(out_dir, loss, f"{name}.npz"), **out)
 
 
 def top10(config, workdir):
     """Every test user's top-10 (history excluded) from `recommend`'s Recommender on this
-    run's mesh: each item shard ranks its rows, the shards' lists merged."""
+    run's mesh: each item shard ranks its rows, the shards' lists merged (workdir: a list
+    for their ensemble)."""
     rec = Recommender(workdir, sharding.make_mesh(config.mesh))
     split = rec.run.split()
     users = split.eval_users("test")

@@ -72,6 +72,8 @@ def assert_same_run(got, reference, mesh):
     for key in metrics:
         np.testing.assert_allclose(got[key], reference[key], rtol=1e-5, atol=1e-7, err_msg=f"{mesh} {key}")
     np.testing.assert_array_equal(got["top10"], reference["top10"], err_msg=f"{mesh} top-10")
+    np.testing.assert_array_equal(got["top10_twice"], got["top10"],  # scores doubled, same lists
+                                  err_msg=f"{mesh} top-10 of the run's ensemble with itself")
     params = [k for k in reference if k.startswith("params/")]
     assert len(params) > 10 and set(params) == {k for k in got if k.startswith("params/")}
     for key in params:
