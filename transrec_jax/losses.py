@@ -201,7 +201,9 @@ def _block_logsumexp(h, W, b, rankable, chunk_size: int, axis=None):
         scores = _scores(h, rows, bias)
         scores = jnp.where(ok, scores.reshape(ok.shape[0], -1, scores.shape[-1]), -jnp.inf)
         scores = scores.reshape(h.shape[0], -1)
-        top = jnp.maximum(scores.max(axis=-1), floor)
+        # The max only keeps exp() in range: the log-sum-exp does not depend on it, so no
+        # gradient flows through it (its own would be an [N, rows] compare and select).
+        top = jax.lax.stop_gradient(jnp.maximum(scores.max(axis=-1), floor))
         return top, jnp.exp(scores - top[:, None]).sum(axis=-1)
 
     if chunk_size <= 0 or chunk_size >= W.shape[0]:

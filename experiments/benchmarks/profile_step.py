@@ -3,13 +3,17 @@
 Run (from the repository root):
   .venv/bin/python experiments/benchmarks/profile_step.py [--loss=bce_1neg] [--steps=3]
       [--keep-freed-memory] [--trace-dir=/tmp/profile_step]
+  .venv/bin/python experiments/benchmarks/profile_step.py \
+      --config=configs/sasrec_best.py:ml-1m,fast,rotary,two_heads
 
-Builds the step as train_step.py does (`configs/sasrec.py:ml-1m` + the loss), runs five
-warm-up steps, then --steps steps under `jax.profiler` and prints:
+Builds the step as train_step.py does (`configs/sasrec.py:ml-1m` + the loss) or, with
+--config, as training that config does (its dataset, its batcher with packed rows, its loss
+and mesh; the batches are those of the most common packed shape among the epoch's first
+64), runs five warm-up steps, then --steps steps under `jax.profiler` and prints:
   * per-step op time by kind, summed over XLA's threads (so it can exceed the wall time),
     each XLA op classified from the compiled HLO: dropout/RNG (threefry), matmul, softmax and
     other exp/log, masks and selects, reductions, gathers, scatters, copies/transposes, rest;
-  * the ten most expensive ops with their HLO text;
+  * the --top most expensive ops with their HLO text;
   * wall, user and system time per step and the minor page faults (first-touch memory).
 On a machine shared with other work, op times include time the threads were descheduled.
 """
@@ -93,6 +97,54 @@ def classify(name: str, instructions: dict, computations: dict) -> str:
     return "other elementwise"
 
 
+def config_step(config_arg: str):
+    """(config, jitted step, state, device batches, source) for training `config_arg` as
+    transrec_jax.train does: its data, batcher (packed rows), state on its mesh and step."""
+    import math
+    import runpy
+
+    import jax
+
+    from transrec_jax import evaluate, sharding, train
+    from transrec_jax.data import load, splits
+    from transrec_jax.data.batching import TrainBatcher
+    from transrec_jax.models import training_window
+
+    path, _, arg = config_arg.partition(":")
+    config = runpy.run_path(os.path.join(REPO, path))["get_config"](arg or None)
+    cwd = os.getcwd()
+    os.chdir(REPO)  # a preset's dataset path is relative to the repository root
+    try:
+        dataset = load.load_dataset(config.dataset, config.seed, log=lambda m: None)
+    finally:
+        os.chdir(cwd)
+    split = splits.make_split(dataset, config.dataset, seed=config.seed)
+    mesh = sharding.make_mesh(config.mesh)
+    pack_rows = math.lcm(max(config.train.batch_size // 8, 1), mesh.shape[sharding.DATA])
+    batcher = TrainBatcher(dataset, split, config.model.max_len, config.train.batch_size, config.seed,
+                           config.train.window, width=training_window(config.model),
+                           pack_row_multiple=pack_rows if config.train.pack_rows else 0,
+                           with_times=config.model.time_buckets > 0,
+                           with_users=config.model.user_features != "off")
+    first = [next(batcher) for _ in range(min(64, batcher.steps_per_epoch))]
+    shapes = collections.Counter(b["seq"].shape for b in first)
+    shape, count = shapes.most_common(1)[0]
+    batches = [b for b in first if b["seq"].shape == shape][:8]
+    item_counts = evaluate.train_item_counts(dataset, split)
+    total_steps = config.train.num_steps or config.train.num_epochs * batcher.steps_per_epoch
+    graphdef, tx, state = train.init_state(
+        config, dataset.num_items, total_steps, jax.random.split(jax.random.key(config.seed))[0], mesh,
+        steps_per_epoch=batcher.steps_per_epoch,
+        item_features=train.item_features(config, dataset, item_counts, log=lambda m: None),
+        user_features=train.user_features(config, dataset, log=lambda m: None))
+    step = train.compile_train_step(config, graphdef, tx, state, mesh,
+                                    train._popularity_log_probs(item_counts, config.loss))
+    data_sharding = sharding.batch_sharding(mesh)
+    source = (f"{config.dataset.name} TrainBatcher, batches of rows x width {shape} ({count} of the "
+              f"epoch's first {len(first)}; {len(shapes)} shapes)")
+    return config, step, state, [sharding.global_batch(b, data_sharding) for b in batches], source
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--loss", default="bce_1neg", help="a train_step.py loss name")
@@ -100,6 +152,8 @@ def main() -> None:
     p.add_argument("--keep-freed-memory", action="store_true",
                    help="transrec_jax.host_memory.keep_freed_memory() first, as the CLI does")
     p.add_argument("--trace-dir", default="/tmp/profile_step")
+    p.add_argument("--top", type=int, default=10, help="how many of the most expensive ops to print")
+    p.add_argument("--config", default="", help="profile this config's step instead (path.py:arg)")
     args = p.parse_args()
     if args.keep_freed_memory:
         from transrec_jax import host_memory
@@ -110,14 +164,20 @@ def main() -> None:
     import train_step as ts
     from transrec_jax import train
 
-    batches, num_items, source = ts.make_batches(4)
-    config = ts.get_config(args.loss)
-    init_key, train_key = jax.random.split(jax.random.key(config.seed))
-    graphdef, tx, state = train.init_state(config, num_items, 100, init_key)
-    step = jax.jit(functools.partial(train.train_step, graphdef=graphdef, tx=tx,
-                                     loss_cfg=config.loss, item_log_probs=None),
-                   donate_argnums=0)
-    device_batches = [{"seq": jax.device_put(b)} for b in batches]
+    if args.config:
+        config, step, state, device_batches, source = config_step(args.config)
+        train_key = jax.random.split(jax.random.key(config.seed))[1]
+        what = args.config
+    else:
+        batches, num_items, source = ts.make_batches(4)
+        config = ts.get_config(args.loss)
+        init_key, train_key = jax.random.split(jax.random.key(config.seed))
+        graphdef, tx, state = train.init_state(config, num_items, 100, init_key)
+        step = jax.jit(functools.partial(train.train_step, graphdef=graphdef, tx=tx,
+                                         loss_cfg=config.loss, item_log_probs=None),
+                       donate_argnums=0)
+        device_batches = [{"seq": jax.device_put(b)} for b in batches]
+        what = f"loss {args.loss}"
     hlo = step.lower(state, device_batches[0], train_key).compile().as_text()
     instructions, computations = hlo_instructions(hlo)
 
@@ -148,7 +208,7 @@ def main() -> None:
     for name, ms in per_op.items():
         per_kind[classify(name, instructions, computations)] += ms
     total = sum(per_kind.values())
-    print(f"loss {args.loss}; data: {source}; keep_freed_memory: {args.keep_freed_memory}; "
+    print(f"{what}; data: {source}; keep_freed_memory: {args.keep_freed_memory}; "
           f"load average {os.getloadavg()}")
     print(f"per step: wall {wall * 1e3:.0f} ms, user {(after.ru_utime - before.ru_utime) / args.steps * 1e3:.0f} ms, "
           f"system {(after.ru_stime - before.ru_stime) / args.steps * 1e3:.0f} ms, minor page faults "
@@ -158,7 +218,7 @@ def main() -> None:
     for kind, ms in per_kind.most_common():
         print(f"| {kind} | {ms:.1f} | {ms / total:.0%} |")
     print(f"| total | {total:.1f} | |\n\nmost expensive ops:")
-    for name, ms in per_op.most_common(10):
+    for name, ms in per_op.most_common(args.top):
         print(f"{ms:7.1f} ms  {classify(name, instructions, computations):32s} "
               f"{instructions[name][3][:140]}")
 
