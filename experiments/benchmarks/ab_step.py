@@ -120,9 +120,9 @@ def main() -> None:
             rev, _, mode = variant.partition(":")
             tree = export(rev, root)
             procs[variant] = subprocess.Popen(
-                [sys.executable, "-c", CHILD, tree, what, mode or "default", path,
-                 str(num_items), os.path.dirname(os.path.abspath(__file__))], cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                text=True)
+                [sys.executable, "-c", CHILD, tree, what, mode or "default", path, str(num_items),
+                 os.path.dirname(os.path.abspath(__file__))],
+                cwd=tree, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             if procs[variant].stdout.readline().strip() != "ready":  # compile one at a time
                 sys.exit(f"{variant}: the child failed to start")
         times = {v: [] for v in procs}

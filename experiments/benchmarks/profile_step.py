@@ -110,8 +110,16 @@ def config_step(config_arg: str):
     from transrec_jax.data.batching import TrainBatcher
     from transrec_jax.models import training_window
 
+    from transrec_jax.config import ConfigError
+
     path, _, arg = config_arg.partition(":")
-    config = runpy.run_path(os.path.join(REPO, path))["get_config"](arg or None)
+    if not os.path.isfile(os.path.join(REPO, path)):
+        sys.exit(f"error: --config={config_arg}: no config file {path} under {REPO}; "
+                 "expected path.py[:arg], e.g. configs/sasrec_best.py:ml-1m,fast")
+    try:
+        config = runpy.run_path(os.path.join(REPO, path))["get_config"](arg or None)
+    except ConfigError as e:
+        sys.exit(f"error: --config={config_arg}: {e}")
     cwd = os.getcwd()
     os.chdir(REPO)  # a preset's dataset path is relative to the repository root
     try:
