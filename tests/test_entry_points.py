@@ -126,10 +126,10 @@ def _cases(run, tmp):
         "user_features_with_users_all": (recommend[0], [recommend[1], "--users=all",
                                                         '--user_features={{"a": 1}}'],
                                          "--user_features goes with --history"),
-        "explain_an_ensemble": (recommend[0], [recommend[1], recommend[1], "--history={m}",
-                                               "--explain=occlusion"],
-                                "--explain reads one run's model: give one --workdir, not an "
-                                "ensemble of 2"),
+        "user_features_for_an_ensemble": (recommend[0], [recommend[1], recommend[1], "--history={m}",
+                                                         '--user_features={{"a": 1}}'],
+                                          "--user_features reads one run's model: give one "
+                                          "--workdir, not an ensemble of 2"),
         "ensemble_with_a_non_run": (recommend[0], [recommend[1], f"--workdir={tmp}", "--history={m}"],
                                     "config.json not found"),
         # prepare, sweep, report

@@ -20,7 +20,7 @@ from flax import nnx
 from transrec_jax import config as config_lib
 from transrec_jax import explain, train
 from transrec_jax.data.batching import gather_windows
-from transrec_jax.models import build_model
+from transrec_jax.models import Ensemble, build_model
 from transrec_jax.models.item_tower import ItemFeatureArrays
 from transrec_jax.models.user_tower import UserFeatureArrays
 
@@ -222,6 +222,30 @@ def test_integrated_gradients_add_up_to_the_score_change(name):
         np.testing.assert_allclose(got.attributions[row].sum(-1), change, rtol=2e-2, atol=2e-3)
 
 
+def test_an_ensemble_of_different_models_is_explained_through_its_members():
+    """An ensemble scores by its members' sum (serving's `ensemble_of` sums runs of different
+    models), so its occlusion, grad and ig attributions are the sums of its members' own; its
+    rollout and attention rows are their mean, each member's [MASK] layout mapped first (here
+    SASRec's and BERT4Rec's differ); a member that cannot be explained refuses the ensemble."""
+    members = [tiny_model("sasrec"), tiny_model("bert4rec", num_layers=1), tiny_model("hstu")]
+    hist, items = histories()
+    ensemble = Ensemble(members)
+    for method in ("occlusion", "grad", "ig"):
+        got = explain.explain(ensemble, hist, items, method)
+        alone = [explain.explain(m, hist, items, method) for m in members]
+        np.testing.assert_allclose(got.scores, sum(a.scores for a in alone), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got.attributions, sum(a.attributions for a in alone),
+                                   rtol=1e-4, atol=1e-5)
+    softmax = Ensemble(members[:2])
+    for method, rolled in (("rollout", True), ("attention", False)):
+        got = explain.explain(softmax, hist, items, method)
+        want = (expected_rows(members[0], hist, rolled) + expected_rows(members[1], hist, rolled)) / 2
+        for k in range(items.shape[1]):
+            np.testing.assert_allclose(got.attributions[:, k], want, rtol=1e-5, atol=1e-6)
+        with pytest.raises(config_lib.ConfigError, match="pointwise SiLU"):
+            explain.explain(ensemble, hist, items, method)
+
+
 def test_top_lists_real_positions_best_first():
     history = np.array([[0, 0, 5, 6, 7]], np.int32)
     attributions = np.array([[[0.0, 0.0, 0.5, -1.0, 2.0]]], np.float32)
@@ -329,6 +353,7 @@ ERRORS = {  # case -> the text of its error line
     "top_zero": "--explain_top=0: expected a positive integer",
     "user_with_history": "--explain_user picks the plotted user",
     "unknown_user": "--explain_user='999': not a user of this dataset",
+    "ensemble_hstu_rollout": "hstu_run: --explain=rollout: HSTU's attention is a pointwise SiLU",
 }
 
 
@@ -353,6 +378,7 @@ def error_cases(run, tmp):
         "user_with_history": [f"--workdir={run}", hist, grad, "--explain_user=3", f"--explain_plot={tmp}/p.png"],
         "unknown_user": [f"--workdir={run}", "--users=all", f"--output={tmp}/o.csv", grad,
                          "--explain_user=999", f"--explain_plot={tmp}/p.png"],
+        "ensemble_hstu_rollout": [f"--workdir={run}", f"--workdir={hstu}", hist, "--explain=rollout"],
     }
 
 
@@ -365,6 +391,8 @@ def outcomes(run, tmp_path_factory):
     cases.update({
         "history": [f"--workdir={run}", "--history=3,4,5,3,6", "--k=4", "--explain=occlusion",
                     "--explain_top=2", f"--explain_plot={tmp}/history.png"],
+        "ensemble_history": [f"--workdir={run}", f"--workdir={run}", "--history=3,4,5,3,6", "--k=4",
+                             "--explain=occlusion", "--explain_top=2"],
         "all_parquet": [f"--workdir={run}", "--users=all", "--k=3", "--explain=grad",
                         f"--output={tmp}/all.parquet", "--explain_user=7", f"--explain_plot={tmp}/user7.png"],
         "all_csv": [f"--workdir={run}", "--users=all", "--k=3", "--explain=occlusion",
@@ -403,6 +431,20 @@ def test_recommend_explain_history_prints_because_and_plots(outcomes):
         values = [float(v) for _, v in pairs]
         assert values == sorted(values, reverse=True)
     assert os.path.getsize(tmp / "history.png") > 1000
+
+
+def test_recommend_explains_an_ensemble_of_runs(outcomes):
+    """A run summed with itself: the same list, every score and attribution doubled."""
+    results, _ = outcomes
+    single, double = (results[name] for name in ("history", "ensemble_history"))
+    assert double["returncode"] == 0 and double["stderr"] == "", double["stderr"][-2000:]
+    rows = [[line.split("\t") for line in out["stdout"].splitlines()[1:]] for out in (single, double)]
+    for one, two in zip(*rows):
+        assert one[1] == two[1] and float(two[2]) == pytest.approx(2 * float(one[2]), abs=2e-4)
+        pairs = [[p.split(":") for p in row[4].split(";")] for row in (one, two)]
+        assert [i for i, _ in pairs[0]] == [i for i, _ in pairs[1]]
+        np.testing.assert_allclose([float(v) for _, v in pairs[1]],
+                                   [2 * float(v) for _, v in pairs[0]], rtol=2e-3)
 
 
 def test_recommend_explain_all_users_writes_lists(outcomes, run):

@@ -37,7 +37,10 @@ jit-compiled call per batch of users (occlusion: one batched forward over the ba
 [users x positions] shortened histories), with users batched by history length so short
 histories do not pay for the longest window (as the evaluator's eval.length_buckets does).
 
-Models: SASRec, BERT4Rec, the Transformer recommender, HSTU, and ensembles of them, with user
+Models: SASRec, BERT4Rec, the Transformer recommender, HSTU, and ensembles of them (one run's
+model.ensemble_size, or runs of different models that serving's `ensemble_of` sums: the
+ensemble's occlusion, grad and ig attributions are the sums of its members', its rollout and
+attention rows their mean, each member's [MASK] layout mapped first), with user
 features or without (`users`: each history's user, as serving gives it). An HSTU with a
 relative time bias also reads `times` (each history item's, aligned with history) and
 `query_time` (the time its list is for; default the last item's), as serving gives them;
@@ -177,10 +180,11 @@ def _attention_users(width: int) -> int:
 
 
 def _check_model(model: nnx.Module, method: str = "") -> None:
-    first = _members(model)[0]
+    members = _members(model)  # (an ensemble of runs may mix models: every member must qualify)
     reason = _unsupported_model(
-        type(first).__name__ == "EncoderDecoder",
-        method in _ATTENTION_METHODS and not getattr(first, "softmax_attention", True), method)
+        any(type(m).__name__ == "EncoderDecoder" for m in members),
+        method in _ATTENTION_METHODS and not all(getattr(m, "softmax_attention", True) for m in members),
+        method)
     if reason:
         raise ConfigError(reason)
 
@@ -346,15 +350,15 @@ def _attention_kernel(graphdef, params, history, items, who, *, rolled: bool):
     for member in _members(model):
         weights = member.user_attention(history, **who)
         if not weights:  # no layers: the user vector is its own position's input
-            rows.append(jax.nn.one_hot(jnp.full(history.shape[:1], length - 1), length))
+            row = jax.nn.one_hot(jnp.full(history.shape[:1], length - 1), length)
         elif rolled:
-            rows.append(rollout_row(weights))
+            row = rollout_row(weights)
         else:
-            rows.append(weights[-1].astype(jnp.float32).mean(1)[:, -1])
-    row = sum(rows) / len(rows)  # [B, L] over the tokens the user vector read
-    if _members(model)[0].has_mask_token:  # token t is history t + 1; [MASK]'s own share dropped
-        row = jnp.pad(row[:, :-1], ((0, 0), (1, 0)))
-    row = jnp.where(history != 0, row, 0.0)
+            row = weights[-1].astype(jnp.float32).mean(1)[:, -1]
+        if member.has_mask_token:  # token t is history t + 1; [MASK]'s own share dropped
+            row = jnp.pad(row[:, :-1], ((0, 0), (1, 0)))
+        rows.append(row)  # [B, L] over the history positions
+    row = jnp.where(history != 0, sum(rows) / len(rows), 0.0)
     return scores, jnp.broadcast_to(row[:, None, :], (*items.shape, length))
 
 

@@ -5,8 +5,8 @@
   python -m transrec_jax.recommend --workdir=DIR1 --workdir=DIR2 [...] --history=...
 
 Repeated --workdir: their ensemble ranks, each item scored by the sum of the runs' scores
-(serving/run.py `ensemble_of`: the runs share the catalogue, max_len and inputs; --explain and
---user_features read one run's model and take one --workdir).
+(serving/run.py `ensemble_of`: the runs share the catalogue, max_len and inputs; --explain
+explains the ensemble's scores, --user_features reads one run's model and takes one --workdir).
 
 Item ids are the dataset's original ids (MovieLens MovieIDs through config.dataset.item_map),
 shown with titles where config.dataset.item_titles names a file; the given history (or, for
@@ -309,22 +309,21 @@ def _check_explain_flags() -> None:
             raise cli.UsageError(f"--explain_plot={plot!r}: {folder} is not a writable directory")
     if _ITEM_SHARDS.value > 1:
         raise cli.UsageError("--explain runs on one device: leave --item_shards at 1")
-    recorded = os.path.join(_WORKDIR.value[0], "config.json")
-    if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
-        reason = explain.unsupported(config_lib.recorded_config(recorded).model, method)
-        if reason:
-            raise cli.UsageError(reason)
+    for workdir in _WORKDIR.value:  # (an ensemble's every member)
+        recorded = os.path.join(workdir, "config.json")
+        if os.path.exists(recorded):  # (else the workdir's own error comes when it loads)
+            reason = explain.unsupported(config_lib.recorded_config(recorded).model, method)
+            if reason:
+                raise cli.UsageError(reason if len(_WORKDIR.value) == 1 else f"{workdir}: {reason}")
 
 
 def _check_flags() -> None:
     """Every argument, before the checkpoint loads."""
     if _WORKDIR.value is None:
         raise cli.UsageError("--workdir is required: a directory written by transrec_jax.main")
-    if len(_WORKDIR.value) > 1:
-        for name in ("explain", "user_features"):
-            if flags.FLAGS[name].present:
-                raise cli.UsageError(f"--{name} reads one run's model: give one --workdir, not "
-                                     f"an ensemble of {len(_WORKDIR.value)}")
+    if len(_WORKDIR.value) > 1 and flags.FLAGS["user_features"].present:
+        raise cli.UsageError(f"--user_features reads one run's model: give one --workdir, not "
+                             f"an ensemble of {len(_WORKDIR.value)}")
     _check_explain_flags()
     shards, devices = _ITEM_SHARDS.value, jax.device_count()
     if shards < 1 or devices % shards:
