@@ -5,6 +5,7 @@ import argparse
 import ast
 import contextlib
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -110,11 +111,16 @@ def test_a_run_ended_by_sigterm_is_unfinished_not_failed(tmp_path, monkeypatch, 
     assert os.path.exists(run.path("error.txt")) == (outcome == "failed")
 
 
-def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
+def time_to_quality_module():
     spec = importlib.util.spec_from_file_location(
         "time_to_quality", os.path.join(REPO, "experiments", "benchmarks", "time_to_quality.py"))
     ttq = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ttq)
+    return ttq
+
+
+def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
+    ttq = time_to_quality_module()
     args = argparse.Namespace(config_overrides="model.attention_dropout=0.0,train.bf16=True",
                               workdir_root="/tmp/ttq")
     run = ttq.recipe_run("sasrec_plus", ttq.recipes()["sasrec_plus"], args)
@@ -124,3 +130,36 @@ def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
     for key, value in run.overrides.items():
         if key not in args.config_overrides:
             study.check_value(config, key, value, "recipe")  # every recipe key exists, typed
+
+
+@pytest.mark.parametrize("mode", ["cold", "warm"])
+def test_time_to_quality_records_what_the_compilation_cache_held(tmp_path, monkeypatch, mode):
+    """A cold run compiles into an empty cache of its own; a warm one into the shared cache, whose
+    programs before and after the run are counted (a run that finds its programs adds none)."""
+    ttq = time_to_quality_module()
+    shared = tmp_path / "shared_cache"
+    shared.mkdir()
+    (shared / "jit_train_step-aa-cache").write_text("x")
+    (shared / "jit_train_step-aa-atime").write_text("x")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(shared))
+    seen = {}
+
+    def start(run, env=None, log=None):  # "trains": one new program, then a validation row
+        seen["cache"] = env["JAX_COMPILATION_CACHE_DIR"]
+        program = os.path.join(seen["cache"], "jit__eval_step-bb-cache")
+        row = json.dumps({"kind": "val", "step": 48, "ndcg@10": 0.2}) + "\n"
+        script = (f"import os; os.makedirs({seen['cache']!r}, exist_ok=True); "
+                  f"open({program!r}, 'w').close(); open({run.path('metrics.jsonl')!r}, 'a').write({row!r})")
+        return subprocess.Popen([sys.executable, "-c", script])
+
+    monkeypatch.setattr(runner, "start", start)
+    args = argparse.Namespace(config_overrides="", workdir_root=str(tmp_path / "runs"), limit=60.0,
+                              metric="ndcg@10", target=0.18, compilation_cache=mode)
+    result = ttq.run_recipe("fast", ttq.recipes()["fast"], args)
+    assert result["stopped_by"] == "target" and result["curve"][0]["value"] == 0.2
+    if mode == "cold":
+        assert seen["cache"] == str(tmp_path / "runs" / "fast" / "compilation_cache")
+        assert result["compilation_cache"] == {"mode": "cold", "programs_before": 0, "programs_after": 1}
+    else:
+        assert seen["cache"] == str(shared)
+        assert result["compilation_cache"] == {"mode": "warm", "programs_before": 1, "programs_after": 2}

@@ -6,7 +6,10 @@ validation pass are on the clock) in a fresh workdir, evaluating on
 the validation users every epoch (full ranking over all items, history excluded, the protocol of
 experiments/reproduce/). This script watches the run's metrics.jsonl and notes the time at
 which each validation row appears; the run stops at the first row reaching --target, or at
---limit seconds. Recipes (RECIPES below):
+--limit seconds. Compiling is on the clock too: by default (--compilation-cache=cold) each run
+gets an empty compilation cache of its own, as a first launch does; `warm` shares the user's cache
+(transrec_jax/compile_cache.py), as a rerun of the same programs does. Each result records which,
+and how many compiled programs the cache held before and after the run. Recipes (RECIPES below):
 
   sasrec_plus  the published SASRec+ recipe [KV23] as experiments/reproduce/ml1m.py runs it
                (row sasrec_plus_ce: full CE, SASRec norm placement, dropout 0.1, Adam b2 0.999,
@@ -46,7 +49,7 @@ import shutil
 import sys
 import time
 
-from transrec_jax import hardware
+from transrec_jax import compile_cache, hardware
 from transrec_jax.studies import runner
 from transrec_jax.studies.study import Run
 
@@ -146,15 +149,29 @@ def read_new_rows(path: str, seen: int) -> list[dict]:
     return [json.loads(line) for line in lines[seen:]]
 
 
+def cache_dir(run: Run, mode: str) -> str:
+    """`cold`: an empty cache in the run's fresh workdir; `warm`: the one every run shares."""
+    if mode == "cold":
+        return run.path("compilation_cache")
+    return os.path.expanduser(os.environ.get("JAX_COMPILATION_CACHE_DIR") or compile_cache.DEFAULT_DIR)
+
+
+def cached_programs(path: str) -> int:
+    """Compiled programs in a JAX compilation cache directory (one `*-cache` file each)."""
+    return sum(name.endswith("-cache") for name in os.listdir(path)) if os.path.isdir(path) else 0
+
+
 def run_recipe(name: str, recipe: dict, args) -> dict:
     run = recipe_run(name, recipe, args)
     shutil.rmtree(run.workdir, ignore_errors=True)  # a fresh run: the CLI would resume otherwise
     os.makedirs(run.workdir)
     metrics_path = run.path("metrics.jsonl")
+    cache = cache_dir(run, args.compilation_cache)
+    cached_before = cached_programs(cache)
     log = open(run.path("log.txt"), "w")
     load_before = os.getloadavg()
     start = time.perf_counter()
-    process = runner.start(run, log=log)
+    process = runner.start(run, env={**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}, log=log)
     curve, seen, reached, reason = [], 0, None, "limit"
     while True:
         time.sleep(0.5)
@@ -186,6 +203,8 @@ def run_recipe(name: str, recipe: dict, args) -> dict:
     return {"recipe": name, "command": shlex.join(run.command()), "time_to_target_s": reached,
             "stopped_by": reason, "best_value": best and best["value"],
             "best_at_s": best and best["wall_s"], "validations": len(curve), "curve": curve,
+            "compilation_cache": {"mode": args.compilation_cache, "programs_before": cached_before,
+                                  "programs_after": cached_programs(cache)},
             "load_average_before": load_before, "load_average_after": os.getloadavg()}
 
 
@@ -196,6 +215,10 @@ def main() -> None:
     parser.add_argument("--metric", default="ndcg@10")
     parser.add_argument("--limit", type=float, default=1200.0, help="seconds per recipe")
     parser.add_argument("--config-overrides", default="", help="extra key=value words for every recipe")
+    parser.add_argument("--compilation-cache", dest="compilation_cache", choices=("cold", "warm"),
+                        default="cold",
+                        help="cold: each run compiles into an empty cache of its own (a first launch); "
+                             "warm: the shared cache, which may hold the run's programs (a rerun)")
     parser.add_argument("--workdir-root", dest="workdir_root", default="/tmp/time_to_quality")
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "benchmarks",
                                                        "time_to_quality.json"))
@@ -212,12 +235,14 @@ def main() -> None:
         results.append(run_recipe(name, available[name], args))
 
     print(f"\n| recipe | time to val {args.metric} >= {args.target} | best val (at s) | validations "
-          "| stopped by | load avg (1 min) before / after |")
-    print("|---|---:|---:|---:|---|---|")
+          "| stopped by | compilation cache (programs before / after) | load avg (1 min) before / after |")
+    print("|---|---:|---:|---:|---|---|---|")
     for r in results:
         reached = f"{r['time_to_target_s']:.0f} s" if r["time_to_target_s"] else "not reached"
         best = f"{r['best_value']:.4f} ({r['best_at_s']:.0f})" if r["curve"] else "-"
+        cache = r["compilation_cache"]
         print(f"| {r['recipe']} | {reached} | {best} | {r['validations']} | {r['stopped_by']} | "
+              f"{cache['mode']} ({cache['programs_before']} / {cache['programs_after']}) | "
               f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |")
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join([".venv/bin/python", "experiments/benchmarks/time_to_quality.py",
