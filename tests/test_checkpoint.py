@@ -333,10 +333,15 @@ def test_kill_resumes_from_the_last_validation(tmp_path, capsys, straight, point
                           capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not os.path.exists(os.path.join(workdir, "results.json"))
+    with open(os.path.join(workdir, "checkpoints", str(resume_step), "meta", "metadata")) as f:
+        killed_s = json.load(f)["elapsed_s"]  # the killed attempt's wall time at that save
     capsys.readouterr()
     results = train.train_and_evaluate(tiny_config(type(tmp_path)(cache_parent), **overrides), workdir)
     out = capsys.readouterr().out
     assert f"resumed from step {resume_step}" in out and "skipped" not in out
+    # The run's wall time counts both attempts: the killed one's up to the checkpoint resumed from
+    assert 0 < killed_s and results["wall_time_all_attempts"] is True
+    assert results["wall_time_s"] == pytest.approx(killed_s + results["attempt_wall_time_s"], abs=0.5)
     if point == "after_best_save":
         assert "discarded best/80: newer than step 40, this run recomputes them" in out
     assert_same_run(workdir, results, straight)

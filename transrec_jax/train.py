@@ -247,10 +247,14 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
     checkpoints = Checkpoints(workdir, config.train.keep_checkpoints, log=say)
     restored, meta = checkpoints.restore(state, set_aside=True, check=_check_resume_meta)
     progress = {"best_value": None, "best_step": None, "bad_evals": 0, "stopped_early": False}
+    # Wall time of the earlier attempts, up to the checkpoint this one resumes from (None: a
+    # checkpoint from before it was recorded); the work a kill lost is redone, and counted, here.
+    earlier_s = 0.0
     if restored is not None:
         state = restored
         batcher.restore(meta["batcher"])
         progress = meta["progress"]
+        earlier_s = meta.get("elapsed_s")
         say(f"resumed from step {int(state['step'])}")
     elif checkpoints.skipped:
         say(f"warning: no checkpoint restores ({len(checkpoints.skipped)} skipped); starting from step 0")
@@ -260,8 +264,12 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         say(f"discarded {', '.join(dropped)}: newer than step {step}, this run recomputes them")
     log = MetricLog(workdir, step)
 
+    def elapsed() -> float | None:
+        return None if earlier_s is None else earlier_s + time.time() - start_time
+
     def save(fingerprint, best=False):
-        checkpoints.save(step, state, {"batcher": batcher.state(), "progress": progress},
+        checkpoints.save(step, state, {"batcher": batcher.state(), "progress": progress,
+                                       "elapsed_s": elapsed()},
                          best=best, fingerprint=fingerprint)
 
     # --- training loop ------------------------------------------------------------------
@@ -368,7 +376,11 @@ def train_and_evaluate(config, workdir: str, *, restart: bool = False) -> dict:
         "epochs": step / batcher.steps_per_epoch,
         "steps_per_epoch": batcher.steps_per_epoch,
         "num_params": num_params,
-        "wall_time_s": time.time() - start_time,
+        # every attempt's, each up to the checkpoint the next resumed from (False: a resumed
+        # checkpoint did not record the earlier ones, so only this attempt's)
+        "wall_time_s": elapsed() or time.time() - start_time,
+        "wall_time_all_attempts": earlier_s is not None,
+        "attempt_wall_time_s": time.time() - start_time,
         "train_time_s": train_seconds,
         "steps_per_s": steps_run / train_seconds if steps_run else None,
         "device": {"kind": jax.devices()[0].device_kind, "count": jax.device_count(),

@@ -496,7 +496,8 @@ def tables_markdown(tables: list[dict]) -> str:
         f"**Protocol (every table):** {PROTOCOL}", "",
         "**Cells:** ours = test metric, mean ± sample std over the finished seeds (n); "
         f"Δ = ours − published; ✓ = Δ NDCG@10 ≥ −{NOISE} (within seed noise, or above); epochs = best / "
-        "trained, mean over seeds; wall time = mean per run, * = resumed (last attempt only).", "",
+        "trained, mean over seeds; wall time = mean per run over its attempts, * = resumed from a "
+        "checkpoint that did not record the earlier attempts' time (the last attempt only).", "",
     ]
     for table in tables:
         lines += _section(table)
@@ -586,7 +587,7 @@ def _row_cells(row: dict, runs: list[dict]) -> list[str]:
             cells.append("")
     best, trained = (float(np.mean([r[k] for r in done])) for k in ("best_epoch", "epochs"))
     wall = _duration(float(np.mean([r["wall_time_s"] for r in done])))
-    resumed = "*" if any(r["resumed"] for r in done) else ""
+    resumed = "*" if not all(r.get("wall_time_all_attempts", not r["resumed"]) for r in done) else ""
     hardware = "; ".join(dict.fromkeys(_hardware(r["hardware"]) for r in done))
     return cells + [f"{best:.3g}/{trained:.3g}", wall + resumed, hardware]
 

@@ -215,7 +215,9 @@ def _finished(run: Run) -> dict:
         "train_time_s": r["train_time_s"],
         "wall_time_s": r["wall_time_s"],
         "steps_per_s": r["steps_per_s"],
-        "resumed": resumed,  # wall and train time then cover the last attempt only
+        "resumed": resumed,  # train time then covers the last attempt only
+        # and wall time too, for runs whose checkpoints did not record the earlier attempts'
+        "wall_time_all_attempts": r.get("wall_time_all_attempts", not resumed),
         "device": device,
         "hardware": {**host, "accelerator": device["kind"] if device["platform"] != "cpu" else None,
                      "accelerator_count": device["count"] if device["platform"] != "cpu" else 0},
