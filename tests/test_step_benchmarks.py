@@ -39,6 +39,7 @@ def test_ab_step_times_a_configs_step_in_each_variant(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     record = json.loads(record_path.read_text())
     assert record["step"] == f"config={CONFIG}" and record["cpu_cores"] >= 1
+    assert record["speed_before"]["matmul_gflops"] > 0 and record["speed_after"]["copy_gbs"] > 0
     assert record["command"].startswith(".venv/bin/python experiments/benchmarks/ab_step.py HEAD .")
     assert set(record["variants"]) == {"HEAD", "."}
     for variant in record["variants"].values():

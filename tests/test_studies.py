@@ -157,6 +157,8 @@ def test_time_to_quality_records_what_the_compilation_cache_held(tmp_path, monke
                               metric="ndcg@10", target=0.18, compilation_cache=mode)
     result = ttq.run_recipe("fast", ttq.recipes()["fast"], args)
     assert result["stopped_by"] == "target" and result["curve"][0]["value"] == 0.2
+    for probe in (result["speed_before"], result["speed_after"]):  # the box's speed around the run
+        assert probe["matmul_gflops"] > 0 and probe["copy_gbs"] > 0
     if mode == "cold":
         assert seen["cache"] == str(tmp_path / "runs" / "fast" / "compilation_cache")
         assert result["compilation_cache"] == {"mode": "cold", "programs_before": 0, "programs_after": 1}

@@ -105,7 +105,7 @@ def main() -> None:
 
     from transrec_jax import hardware
 
-    load_before = os.getloadavg()
+    load_before, speed_before = os.getloadavg(), hardware.speed()
     root = tempfile.mkdtemp()
     try:
         what = f"config={args.config}" if args.config else args.loss
@@ -152,7 +152,7 @@ def main() -> None:
                             *sys.argv[1:]])
         record = {"benchmark": "ab_step", "command": command, "step": what, "data": source,
                   "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                  **hardware.host(),
+                  "speed_before": speed_before, "speed_after": hardware.speed(), **hardware.host(),
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
                   "variants": {v: {"revision": revisions[v], "working_tree": v.startswith("."),
                                    "median_ms": statistics.median(t) * 1e3,

@@ -220,17 +220,21 @@ def time_to_quality_figures(recs: list[dict]) -> list[str]:
             f"`{name}` seed {seed_of(rec)}: validation {metric_name(rec)} {hit['value']:.4f} ≥ "
             f"{rec['target']:g} at **{result['time_to_target_s']:.0f} s** (epoch "
             f"{epoch_at(result['curve'], hit)}; {epoch_seconds(result['curve']):.1f} s an epoch; "
-            f"limit {rec['limit_s']:.0f} s{cache_words(result)})")
+            f"limit {rec['limit_s']:.0f} s{run_words(result)})")
     return lines
 
 
-def cache_words(result: dict) -> str:
+def run_words(result: dict) -> str:
     """The compilation cache a time-to-quality run started with (records since 2026-12-06 14:00
-    say; earlier ones shared the user's cache, warm or not)."""
+    say; earlier ones shared the user's cache, warm or not), and the box's speed around it
+    (hardware.speed, records since 2026-12-06 15:00)."""
     cache = result.get("compilation_cache")
-    if cache is None:
-        return "; compilation cache not recorded"
-    return f"; compilation cache {cache['mode']}, {cache['programs_before']} programs in it"
+    words = ("; compilation cache not recorded" if cache is None else
+             f"; compilation cache {cache['mode']}, {cache['programs_before']} programs in it")
+    if "speed_before" in result:
+        words += (f"; matmul {result['speed_before']['matmul_gflops']:.0f} → "
+                  f"{result['speed_after']['matmul_gflops']:.0f} GFLOP/s")
+    return words
 
 
 def plateau_figures(recs: list[dict]) -> list[str]:

@@ -9,7 +9,9 @@ which each validation row appears; the run stops at the first row reaching --tar
 --limit seconds. Compiling is on the clock too: by default (--compilation-cache=cold) each run
 gets an empty compilation cache of its own, as a first launch does; `warm` shares the user's cache
 (transrec_jax/compile_cache.py), as a rerun of the same programs does. Each result records which,
-and how many compiled programs the cache held before and after the run. Recipes (RECIPES below):
+and how many compiled programs the cache held before and after the run, and the box's speed just
+before and after it (transrec_jax/hardware.py `speed`: the same CPU model runs slower in some
+hours than others). Recipes (RECIPES below):
 
   sasrec_plus  the published SASRec+ recipe [KV23] as experiments/reproduce/ml1m.py runs it
                (row sasrec_plus_ce: full CE, SASRec norm placement, dropout 0.1, Adam b2 0.999,
@@ -169,6 +171,7 @@ def run_recipe(name: str, recipe: dict, args) -> dict:
     cache = cache_dir(run, args.compilation_cache)
     cached_before = cached_programs(cache)
     log = open(run.path("log.txt"), "w")
+    speed_before = hardware.speed()
     load_before = os.getloadavg()
     start = time.perf_counter()
     process = runner.start(run, env={**os.environ, "JAX_COMPILATION_CACHE_DIR": cache}, log=log)
@@ -205,7 +208,8 @@ def run_recipe(name: str, recipe: dict, args) -> dict:
             "best_at_s": best and best["wall_s"], "validations": len(curve), "curve": curve,
             "compilation_cache": {"mode": args.compilation_cache, "programs_before": cached_before,
                                   "programs_after": cached_programs(cache)},
-            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+            "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            "speed_before": speed_before, "speed_after": hardware.speed()}
 
 
 def main() -> None:
@@ -235,15 +239,17 @@ def main() -> None:
         results.append(run_recipe(name, available[name], args))
 
     print(f"\n| recipe | time to val {args.metric} >= {args.target} | best val (at s) | validations "
-          "| stopped by | compilation cache (programs before / after) | load avg (1 min) before / after |")
-    print("|---|---:|---:|---:|---|---|---|")
+          "| stopped by | compilation cache (programs before / after) | load avg (1 min) before / after "
+          "| matmul GFLOP/s before / after |")
+    print("|---|---:|---:|---:|---|---|---|---|")
     for r in results:
         reached = f"{r['time_to_target_s']:.0f} s" if r["time_to_target_s"] else "not reached"
         best = f"{r['best_value']:.4f} ({r['best_at_s']:.0f})" if r["curve"] else "-"
         cache = r["compilation_cache"]
         print(f"| {r['recipe']} | {reached} | {best} | {r['validations']} | {r['stopped_by']} | "
               f"{cache['mode']} ({cache['programs_before']} / {cache['programs_after']}) | "
-              f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} |")
+              f"{r['load_average_before'][0]:.1f} / {r['load_average_after'][0]:.1f} | "
+              f"{r['speed_before']['matmul_gflops']:.0f} / {r['speed_after']['matmul_gflops']:.0f} |")
     info = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join([".venv/bin/python", "experiments/benchmarks/time_to_quality.py",
                                  *sys.argv[1:]]),
