@@ -3,8 +3,8 @@ how fast it ran at the time.
 
 Speeds differ several-fold between CPU generations (experiments/benchmarks/RESULTS.md), so
 every timing written to disk carries `host()`. On a shared virtual machine the same CPU model
-also runs slower in some hours than in others (the same training epoch took 32-40 s on one day,
-RESULTS.md section 12) with no load of its own and no steal time reported, so timings that are
+also runs slower in some hours than in others (experiments/benchmarks/RESULTS.md section 12)
+with no load of its own and no steal time reported, so timings that are
 compared across hours also carry `speed()`, measured just before and after them.
 """
 
