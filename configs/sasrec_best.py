@@ -23,8 +23,8 @@ Arg words: as configs/sasrec.py (a dataset, `debug`, any `a.b=value` override), 
   fast            a short schedule: 4 blocks in SASRec's placement, exclude_window, batches
                   of 32 after a two-epoch warm-up (train.warmup_epochs), cosine decay over
                   20 epochs instead of 80. `fast,rotary,two_heads` is our fastest route to
-                  ML-1M validation NDCG@10 0.18, with `train.num_epochs=12` the
-                  fastest we measured (experiments/benchmarks/RESULTS.md sections 9-12);
+                  ML-1M validation NDCG@10 0.18, with `train.num_epochs=8` the
+                  fastest we measured (experiments/benchmarks/RESULTS.md sections 9-13);
   b32             batches of 32 after a two-epoch warm-up, cosine decay over 30 epochs instead
                   of 80 at batch 128 (the table's wall-time column compares their cost).
 `exclude_window,rotary,two_heads` is our best configuration. Our best measured figure sums the
