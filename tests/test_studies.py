@@ -119,13 +119,14 @@ def time_to_quality_module():
     return ttq
 
 
-def test_time_to_quality_recipes_are_runs_and_extra_overrides_win():
+@pytest.mark.parametrize("name", sorted(time_to_quality_module().recipes()))
+def test_time_to_quality_recipes_are_runs_and_extra_overrides_win(name):
     ttq = time_to_quality_module()
     args = argparse.Namespace(config_overrides="model.attention_dropout=0.0,train.bf16=True",
                               workdir_root="/tmp/ttq")
-    run = ttq.recipe_run("sasrec_plus", ttq.recipes()["sasrec_plus"], args)
+    run = ttq.recipe_run(name, ttq.recipes()[name], args)
     assert run.overrides["model.attention_dropout"] == "0.0" and run.overrides["train.bf16"] == "True"
-    assert run.workdir == os.path.join("/tmp/ttq", "sasrec_plus")
+    assert run.workdir == os.path.join("/tmp/ttq", name)
     config = study.base_config(run.config, "recipe")
     for key, value in run.overrides.items():
         if key not in args.config_overrides:

@@ -29,11 +29,16 @@ hours than others). Recipes (RECIPES below):
   short_exclude_window  best_exclude_window with its cosine decay over 20 epochs instead of 80
   best_fast    configs/sasrec_best.py:ml-1m,fast: short_exclude_window at batch 32 after a
                two-epoch warm-up (train.warmup_epochs=2)
+  best_config  our best single configuration as it ships, configs/sasrec_best.py:ml-1m,
+               exclude_window,rotary,two_heads (80 epochs at batch 128): with --target=1 a
+               run's time to convergence, its best validation's wall time (best_at_s)
 
 Run (from the repository root; about --limit seconds per recipe):
   .venv/bin/python experiments/benchmarks/time_to_quality.py --recipes=fast,sasrec_plus --limit=1200
-  # on a GPU (experiments/benchmarks/gpu.sh):
-  python experiments/benchmarks/time_to_quality.py --limit=240 \\
+  # on a GPU (experiments/benchmarks/gpu.sh runs these two):
+  python experiments/benchmarks/time_to_quality.py --recipes=best_fast --limit=120 \\
+      --config-overrides=rotary,two_heads,train.num_epochs=8,train.bf16=True,model.fused_attention=True,model.attention_dropout=0.0
+  python experiments/benchmarks/time_to_quality.py --recipes=best_config --target=1 --limit=300 \\
       --config-overrides=train.bf16=True,model.fused_attention=True,model.attention_dropout=0.0
 Output: a Markdown table on stdout and --out (JSON: every validation row with its wall time).
 """
@@ -130,6 +135,9 @@ def recipes() -> dict[str, dict]:
             "model.num_layers": 4, "model.norm_placement": "sasrec", "train.num_epochs": 20}},
         # The preset word `fast`: short_exclude_window at batch 32 with a two-epoch warm-up.
         "best_fast": {"config": "configs/sasrec_best.py:ml-1m,fast", "overrides": {}},
+        # The ML-1M table's row best_exclude_window_rotary_2heads as the preset ships it.
+        "best_config": {"config": "configs/sasrec_best.py:ml-1m,exclude_window,rotary,two_heads",
+                        "overrides": {}},
     }
 
 
