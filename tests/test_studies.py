@@ -166,3 +166,24 @@ def test_time_to_quality_records_what_the_compilation_cache_held(tmp_path, monke
     else:
         assert seen["cache"] == str(shared)
         assert result["compilation_cache"] == {"mode": "warm", "programs_before": 1, "programs_after": 2}
+
+
+def test_gpu_script_runs_the_named_steps_and_refuses_unknown_ones(tmp_path):
+    """experiments/benchmarks/gpu.sh with PYTHON=echo: each step prints its command instead of running."""
+    script = os.path.join(REPO, "experiments", "benchmarks", "gpu.sh")
+
+    def run(steps):
+        env = {**os.environ, "PYTHON": "echo", "STEPS": steps, "OUT": str(tmp_path)}
+        return subprocess.run(["bash", script], env=env, capture_output=True, text=True)
+
+    done = run("ttq,converge")
+    assert done.returncode == 0
+    commands = [line for line in done.stdout.splitlines() if "time_to_quality.py" in line]
+    assert len(commands) == 2
+    assert "--recipes=best_fast" in commands[0] and "train.num_epochs=8" in commands[0]
+    assert "--recipes=best_config" in commands[1] and "--target=1" in commands[1]
+    assert "train_step.py" not in done.stdout and "evaluate_speed.py" not in done.stdout
+    refused = run("ttq,bogus")
+    assert refused.returncode == 2 and "time_to_quality.py" not in refused.stdout
+    assert refused.stderr.strip().splitlines() == [
+        "error: STEPS: unknown step 'bogus'; expected ttq, converge, train_step or evaluate"]

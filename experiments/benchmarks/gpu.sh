@@ -22,6 +22,11 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python}"
 GPU_CONFIG="train.bf16=True,model.fused_attention=True,model.attention_dropout=0.0"
 want() { [[ "$STEPS" == *",$1,"* ]]; }
+for step in ${STEPS//,/ }; do
+  case "$step" in ttq|converge|train_step|evaluate) ;;
+    *) echo "error: STEPS: unknown step '$step'; expected ttq, converge, train_step or evaluate" >&2; exit 2;;
+  esac
+done
 
 "$PY" - <<'PYEOF' | tee "$OUT/devices.txt"
 import jax
